@@ -1,0 +1,42 @@
+# isoadmin: `make run` opens the console on the embedded lab; `make test` runs the tests.
+# Both install what they need first: Debian packages (as root, via apt-get), then a virtualenv.
+
+VENV    ?= .venv
+PYTHON  ?= python3
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+
+# Build deps of libvirt-python (it ships as source only), the venv module, and the Debian packages
+# whose boot ISOs the lab serves.
+APT_PACKAGES := python3-venv python3-dev libvirt-dev pkg-config gcc ipxe grub-rescue-pc memtest86+
+
+.PHONY: run test system venv clean
+
+run: venv
+	$(VENV)/bin/isoadmin --lab
+
+test: venv
+	$(PY) -m pytest -ra
+
+system:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:" $$missing; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  else \
+	    echo "missing Debian packages; run as root:"; \
+	    echo "  apt-get install --no-install-recommends" $$missing; exit 1; \
+	  fi; \
+	fi
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml | system
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+clean:
+	rm -rf $(VENV) build *.egg-info

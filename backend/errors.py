@@ -1,0 +1,126 @@
+"""Domain errors: each carries a short title and a message that says what happened and what to do.
+
+The CLI prints ``str(error)`` as one line on stderr and exits with ``error.exit_code``; the TUI shows
+the same text in one notification or modal. Nothing else is expected to catch these piecemeal.
+"""
+
+from __future__ import annotations
+
+
+class IsoadminError(Exception):
+    """Base class of every expected failure.
+
+    Args:
+        message: one line for a human: what happened and, where useful, what to do.
+    Attributes:
+        title: a short heading for a modal ("Host down", "Capacity short", ...).
+        exit_code: the CLI's exit status for this failure (never 0).
+    """
+
+    title = "Error"
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(IsoadminError):
+    """The site configuration is missing, unreadable or inconsistent."""
+
+    title = "Configuration"
+    exit_code = 2
+
+
+class UsageError(IsoadminError):
+    """A command-line argument or a name given by the user does not make sense."""
+
+    title = "Usage"
+    exit_code = 2
+
+
+class HostError(IsoadminError):
+    """A host could not be reached, refused us, or a command on it failed.
+
+    Attributes:
+        host: the configured name of the host.
+    """
+
+    title = "Host"
+    exit_code = 3
+
+    def __init__(self, host: str, message: str) -> None:
+        super().__init__(f"{host}: {message}")
+        self.host = host
+
+
+class HostKeyError(HostError):
+    """The host's key is unknown or differs from ``known_hosts``; we never connect anyway."""
+
+    title = "Host key"
+
+
+class CommandFailed(HostError):
+    """A command on a host exited non-zero.
+
+    Attributes:
+        argv: the command's argument vector as sent.
+        exit_status: its exit status (None when killed by a signal).
+        stderr: what it printed on stderr (last lines).
+    """
+
+    title = "Command failed"
+
+    def __init__(self, host: str, argv: list[str], exit_status: int | None, stderr: str) -> None:
+        tail = " | ".join(line for line in stderr.strip().splitlines()[-3:] if line)
+        what = argv[0] if argv else "?"
+        super().__init__(host, f"{what} failed (exit {exit_status}){': ' + tail if tail else ''}")
+        self.argv = argv
+        self.exit_status = exit_status
+        self.stderr = stderr
+
+
+class ReadOnlyError(IsoadminError):
+    """A mutating operation was asked for in a read-only session; nothing was sent to any host."""
+
+    title = "Read-only"
+    exit_code = 4
+
+
+class NotFound(IsoadminError):
+    """An upload, volume, dom0 or job named by the user does not exist."""
+
+    title = "Not found"
+    exit_code = 5
+
+
+class NotApprovable(IsoadminError):
+    """The upload cannot be imported in its current state (writing, refused, importing, ...)."""
+
+    title = "Not approvable"
+    exit_code = 6
+
+
+class CapacityShort(IsoadminError):
+    """The dom0's storage has less free space than the staging volume needs; nothing was created."""
+
+    title = "Capacity short"
+    exit_code = 7
+
+
+class JobFailed(IsoadminError):
+    """An import job failed and was rolled back; the upload is untouched.
+
+    Attributes:
+        job_id: the job's id.
+        phase: the phase that failed (``create``, ``attach``, ...).
+    """
+
+    title = "Import failed"
+    exit_code = 8
+
+    def __init__(self, job_id: str, phase: str, reason: str) -> None:
+        super().__init__(f"job {job_id} failed in {phase}: {reason}")
+        self.job_id = job_id
+        self.phase = phase
+        self.reason = reason

@@ -1,0 +1,27 @@
+"""Hypervisor drivers: hot-plug a dom0's volume into the image-host VM. ``lab`` (embedded lab)."""
+
+from __future__ import annotations
+
+from ..config import Dom0Config
+from ..errors import ConfigError
+from ..ssh import Host
+from .base import HypervisorDriver
+from .lab import LabHypervisor
+
+DRIVERS: dict[str, type[HypervisorDriver]] = {"lab": LabHypervisor}
+
+
+def make_hypervisor(dom0: Dom0Config, host: Host) -> HypervisorDriver:
+    """Build the hypervisor driver a dom0's config names.
+
+    Raises:
+        ConfigError: unknown driver, or its settings are wrong.
+    """
+    driver = dom0.hypervisor.get("driver")
+    if driver not in DRIVERS:
+        raise ConfigError(
+            f"dom0s.{dom0.name}.hypervisor.driver: unknown driver {driver!r} (known: {', '.join(DRIVERS)})")
+    return DRIVERS[driver](dom0, host)
+
+
+__all__ = ["HypervisorDriver", "LabHypervisor", "make_hypervisor", "DRIVERS"]

@@ -1,0 +1,294 @@
+"""The image-host side: list uploads, read headers, locate a hot-plugged disk, copy, verify.
+
+Everything runs as constant POSIX ``sh`` scripts with GNU findutils/coreutils (``find -printf``, ``dd``,
+``sha256sum``, ``stat``, ``base64``), which a Debian image host has; nothing is installed there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import asyncssh
+
+from .commands import Command, cmd, script
+from .errors import CommandFailed, HostError
+from .ssh import Host
+
+#: ``find -printf`` type letters → :attr:`Upload.kind` words.
+KINDS = {"f": "file", "d": "directory", "l": "symlink", "p": "fifo", "s": "socket", "b": "block", "c": "char"}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line of the uploads listing.
+
+    Attributes:
+        kind: see :data:`KINDS`. size: bytes. mtime: epoch seconds. inode, nlink: from ``stat``.
+        depth: 1 for an owner folder (or a stray entry in the root), 2 for an upload.
+        rel: path relative to the uploads root, decoded as UTF-8 with ``surrogateescape``.
+    """
+
+    kind: str
+    size: int
+    mtime: float
+    inode: int
+    nlink: int
+    depth: int
+    rel: str
+
+
+def list_command(root: str):
+    """The single listing command: ``find ROOT -mindepth 1 -maxdepth 2 -printf ...``, NUL-terminated."""
+    return cmd("find", root, "-mindepth", "1", "-maxdepth", "2",
+               "-printf", "%y %s %T@ %i %n %d %P\\0", label="find")
+
+
+def parse_listing(data: bytes) -> list[Entry]:
+    """Parse :func:`list_command` output. Malformed records are skipped (never raise)."""
+    entries = []
+    for record in data.split(b"\0"):
+        parts = record.split(b" ", 6)
+        if len(parts) != 7:
+            continue
+        try:
+            entries.append(Entry(
+                KINDS.get(parts[0].decode(), "other"), int(parts[1]), float(parts[2]), int(parts[3]),
+                int(parts[4]), int(parts[5]), parts[6].decode("utf-8", "surrogateescape")))
+        except ValueError:
+            continue
+    return entries
+
+
+async def list_uploads(host: Host, root: str) -> list[Entry]:
+    """List the uploads root with one command.
+
+    Raises:
+        HostError: host unreachable, or the root is missing / unreadable (message says which).
+    """
+    try:
+        result = await host.run(list_command(root))
+    except CommandFailed as exc:
+        raise HostError(host.name, f"cannot list uploads root {root}: {exc.stderr.strip() or exc}") from None
+    return parse_listing(result.stdout)
+
+
+_HEADERS = r"""
+for p in "$@"; do
+  if [ -f "$p" ] && [ ! -L "$p" ]; then
+    dd if="$p" bs=65536 count=1 iflag=nofollow,nonblock 2>/dev/null | base64 -w 0
+  fi
+  echo
+done
+"""
+
+
+async def read_headers(host: Host, paths: list[str], limit: int = 65536) -> dict[str, bytes]:
+    """Read the first 64 KiB of each regular file in ``paths`` with one command (base64, one line each).
+
+    Files are opened without following symlinks and without blocking on fifos; an entry that is not a
+    regular file gives ``b""``.
+
+    Returns:
+        path → header bytes (up to ``limit``).
+    Raises:
+        HostError: the host is unreachable.
+    """
+    if not paths:
+        return {}
+    result = await host.run(script(_HEADERS, "isoadmin-headers", *paths), check=False)
+    lines = result.stdout.split(b"\n")
+    out = {}
+    for i, path in enumerate(paths):
+        try:
+            out[path] = base64.b64decode(lines[i])[:limit] if i < len(lines) else b""
+        except ValueError:
+            out[path] = b""
+    return out
+
+
+_LOCATE = r"""
+serial=$1 tries=$2
+shift 2
+i=0
+while [ "$i" -lt "$tries" ]; do
+  for d in /sys/block/*; do
+    if [ -r "$d/serial" ] && [ "$(cat "$d/serial" 2>/dev/null)" = "$serial" ]; then
+      echo "/dev/${d##*/}"; exit 0
+    fi
+  done
+  for dir in "$@"; do
+    for f in "$dir"/*"$serial"; do
+      [ -e "$f" ] && { readlink -f -- "$f"; exit 0; }
+    done
+  done
+  i=$((i + 1))
+  sleep 0.1
+done
+echo "no disk with serial $serial" >&2
+exit 3
+"""
+
+
+async def locate(host: Host, serial: str, id_dirs: tuple[str, ...], timeout: float = 15.0) -> str:
+    """Find the hot-plugged disk with ``serial`` inside the image host.
+
+    Looks at ``/sys/block/*/serial`` (virtio-blk) and then at ``*SERIAL`` links in ``id_dirs``
+    (``/dev/disk/by-id``), polling every 0.1 s for ``timeout`` seconds.
+
+    Returns:
+        the device path inside the image host (``/dev/vdb`` ...).
+    Raises:
+        HostError: no such disk appeared in time.
+    """
+    tries = max(1, int(timeout / 0.1))
+    try:
+        result = await host.run(script(_LOCATE, "isoadmin-locate", serial, str(tries), *id_dirs),
+                                timeout=timeout + 30)
+    except CommandFailed:
+        raise HostError(host.name, f"disk with serial {serial} did not appear within {timeout:.0f} s") from None
+    return result.stdout.decode("utf-8", "surrogateescape").strip()
+
+
+_COPY = r"""
+src=$1 dst=$2
+printf 'pid %s\n' "$$"
+printf 'before %s\n' "$(stat -c '%F %s %i %h %Y' -- "$src")"
+exec 3>&1
+{ dd if="$src" iflag=nofollow,nonblock bs=4M status=progress; echo "read $?" >&3; } \
+  | { tee -- "$dst"; echo "write $?" >&3; } | sha256sum
+sync -- "$dst"; echo "sync $?"
+printf 'after %s\n' "$(stat -c '%F %s %i %h %Y' -- "$src")"
+"""
+
+_VERIFY = r"""
+dst=$1 size=$2 blocks=$3
+flag=
+if dd if="$dst" of=/dev/null bs=4096 count=1 iflag=direct 2>/dev/null; then flag=iflag=direct; fi
+dd if="$dst" bs=4M count="$blocks" $flag 2>/dev/null | head -c "$size" | sha256sum
+"""
+
+_PROGRESS = re.compile(rb"(\d+) bytes")
+_SHA = re.compile(rb"^([0-9a-f]{64})\s")
+
+
+@dataclass
+class CopyResult:
+    """What the copy inside the image host reported.
+
+    Attributes:
+        sha256: hex digest of the bytes read from the upload (computed in the same pass).
+        copied: bytes read. before/after: ``stat`` of the upload before and after (type size inode
+        links mtime): they differ when the upload changed during the copy. statuses: exit status of
+        read, write and sync steps.
+    """
+
+    sha256: str
+    copied: int
+    before: str
+    after: str
+    statuses: dict[str, int]
+
+
+ProgressCallback = Callable[[int], None]
+
+
+def copy_command(src: str, dst: str) -> Command:
+    """The copy command: ``dd`` (no symlinks followed) | ``tee`` onto the disk | ``sha256sum``.
+
+    It runs under ``setsid`` so its shell's PID is also its process group: :func:`kill_group` can
+    stop every process of the copy by that one number.
+    """
+    return Command(("setsid", "sh", "-c", _COPY, "isoadmin-copy", src, dst), mutating=True, label="copy")
+
+
+async def copy(host: Host, src: str, dst: str, on_progress: ProgressCallback,
+               on_pid: Callable[[int], None] | None = None) -> CopyResult:
+    """Copy upload ``src`` onto device ``dst`` inside the image host, hashing in the same pass.
+
+    ``on_progress(bytes_copied)`` is called as ``dd status=progress`` reports (about once a second).
+
+    Raises:
+        HostError / CommandFailed: the copy could not start, or the connection dropped.
+    """
+    proc = await host.start(copy_command(src, dst))
+    out = bytearray()
+    copied = 0
+    pid_seen: list[int] = []
+
+    async def pump_stderr() -> None:
+        nonlocal copied
+        buf = b""
+        while True:
+            chunk = await proc.stderr.read(4096)
+            if not chunk:
+                break
+            buf += chunk
+            *parts, buf = re.split(rb"[\r\n]", buf)
+            for part in parts:
+                m = _PROGRESS.match(part)
+                if m:
+                    copied = int(m.group(1))
+                    on_progress(copied)
+
+    async def pump_stdout() -> None:
+        while True:
+            chunk = await proc.stdout.read(65536)
+            if not chunk:
+                break
+            out.extend(chunk)
+            if not pid_seen and out.startswith(b"pid ") and b"\n" in out:
+                pid_seen.append(int(out[4:out.index(b"\n")]))
+                if on_pid:
+                    on_pid(pid_seen[0])
+
+    try:
+        await asyncio.gather(pump_stderr(), pump_stdout())
+        await proc.wait()
+    except (OSError, asyncssh.Error) as exc:  # connection dropped mid-copy
+        proc.close()
+        raise HostError(host.name, f"copy interrupted: {exc or type(exc).__name__}") from None
+    statuses: dict[str, int] = {}
+    sha = before = after = ""
+    for line in bytes(out).splitlines():
+        word, _, rest = line.partition(b" ")
+        text = rest.decode("utf-8", "replace")
+        if word in (b"read", b"write", b"sync"):
+            statuses[word.decode()] = int(rest or -1)
+        elif word == b"before":
+            before = text
+        elif word == b"after":
+            after = text
+        elif _SHA.match(line):
+            sha = line[:64].decode()
+    return CopyResult(sha, copied, before, after, statuses)
+
+
+async def verify(host: Host, dst: str, size: int) -> str:
+    """Re-read the first ``size`` bytes of ``dst`` inside the image host (O_DIRECT where supported).
+
+    Returns:
+        their sha256 (hex).
+    Raises:
+        HostError, CommandFailed.
+    """
+    blocks = max(1, -(-size // (4 << 20)))
+    result = await host.run(script(_VERIFY, "isoadmin-verify", dst, str(size), str(blocks)), timeout=None)
+    m = _SHA.match(result.stdout)
+    if not m:
+        raise HostError(host.name, f"verify of {dst} printed no checksum")
+    return m.group(1).decode()
+
+
+async def kill_group(host: Host, pid: int) -> None:
+    """Stop a copy started by :func:`copy` (its shell and every child) by PID, over a new channel."""
+    await host.run(cmd("kill", "-TERM", "--", f"-{pid}", mutating=True, label="kill"), check=False)
+
+
+def now() -> float:
+    """Wall clock (epoch seconds); one place so tests and journals agree."""
+    return time.time()

@@ -1,0 +1,230 @@
+"""Import jobs: create → attach → locate → copy → verify → detach → rename, with rollback.
+
+On any failure the job rolls back what it did (detach if attached, remove the staging volume it created),
+never touches the upload, and ends ``failed`` with the reason. Progress is reported through a callback at
+most :data:`MAX_EVENTS_PER_SECOND` times a second per job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import imagehost
+from .errors import IsoadminError, JobFailed
+from .hypervisor import HypervisorDriver
+from .ssh import Host
+from .state import JobRecord, StateStore
+from .storage import StorageDriver
+from .storage.base import CREATED_BY
+
+MAX_EVENTS_PER_SECOND = 4.0
+
+JobListener = Callable[[JobRecord], None]
+
+
+class Throttle:
+    """Deliver job snapshots to ``listener`` at most ``rate`` times a second, always the latest.
+
+    An update that comes too soon is held and delivered when the interval has passed; :meth:`flush`
+    delivers a held one at once (used when the job ends).
+    """
+
+    def __init__(self, listener: JobListener | None, rate: float = MAX_EVENTS_PER_SECOND) -> None:
+        self.listener = listener
+        self.interval = 1.0 / rate
+        self.last = 0.0
+        self.pending: JobRecord | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+    def __call__(self, job: JobRecord) -> None:
+        if self.listener is None:
+            return
+        self.pending = job
+        wait = self.last + self.interval - time.monotonic()
+        if wait <= 0:
+            self._deliver()
+        elif self.timer is None:
+            self.timer = asyncio.get_running_loop().call_later(wait, self._deliver)
+
+    def _deliver(self) -> None:
+        self.timer = None
+        job, self.pending = self.pending, None
+        if job is not None and self.listener is not None:
+            self.last = time.monotonic()
+            self.listener(_snapshot(job))
+
+    async def flush(self) -> None:
+        """Deliver the held update, waiting out the interval so the rate bound still holds."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.pending is not None:
+            wait = self.last + self.interval - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._deliver()
+
+
+def _snapshot(job: JobRecord) -> JobRecord:
+    return JobRecord.from_json(job.to_json())
+
+
+@dataclass
+class JobContext:
+    """What a job needs: the hosts and drivers of its image host and dom0, and the journal."""
+
+    image_host: Host
+    id_dirs: tuple[str, ...]
+    storage: StorageDriver
+    hypervisor: HypervisorDriver
+    store: StateStore
+    locate_timeout: float = 15.0
+    detach_timeout: float = 30.0
+
+
+class ImportJob:
+    """Runs one :class:`JobRecord` to ``done`` or ``failed``.
+
+    Args:
+        job: the record (phase ``create``, state ``running``), already journaled by the caller.
+        ctx: hosts, drivers and journal.
+        listener: told about progress (throttled, see :class:`Throttle`).
+    """
+
+    def __init__(self, job: JobRecord, ctx: JobContext, listener: JobListener | None = None) -> None:
+        self.job = job
+        self.ctx = ctx
+        self.events = Throttle(listener)
+        self.copy_pid: int | None = None
+
+    def _update(self, **changes) -> None:
+        for key, value in changes.items():
+            setattr(self.job, key, value)
+        self.job.updated = time.time()
+        if "done_bytes" not in changes or len(changes) > 2:
+            self.ctx.store.save_job(self.job)
+        self.events(self.job)
+
+    def _phase(self, phase: str) -> None:
+        self._update(phase=phase)
+
+    async def run(self) -> JobRecord:
+        """Run every phase; return the finished record.
+
+        Raises:
+            JobFailed: a phase failed; the job was rolled back and journaled as ``failed``.
+        """
+        job, ctx = self.job, self.ctx
+        try:
+            self._phase("create")
+            await ctx.storage.check_capacity(job.size)
+            meta = self._meta(state="copying")
+            await ctx.storage.create(job.staging, job.alloc, meta)
+            self._update(created_volume=True)
+
+            self._phase("attach")
+            await ctx.hypervisor.attach(job.domain, ctx.storage.device_path(job.staging), job.serial)
+            self._update(attached=True)
+
+            self._phase("locate")
+            device = await imagehost.locate(ctx.image_host, job.serial, ctx.id_dirs, ctx.locate_timeout)
+            self._update(device=device)
+
+            self._phase("copy")
+            await self._copy(device)
+
+            self._phase("verify")
+            landed = await imagehost.verify(ctx.image_host, device, job.size)
+            if landed != job.sha256:
+                raise IsoadminError(f"landed bytes differ from the upload (sha256 {landed[:12]}… ≠ {job.sha256[:12]}…)")
+
+            self._phase("detach")
+            await ctx.hypervisor.detach(job.domain, job.serial, ctx.detach_timeout)
+            self._update(attached=False)
+
+            self._phase("rename")
+            await ctx.storage.rename(job.staging, job.final, self._meta(state="final", sha256=job.sha256))
+            self._update(created_volume=False, phase="done", state="done")
+        except asyncio.CancelledError:
+            await asyncio.shield(self._fail("cancelled by the console"))
+            raise
+        except (IsoadminError, OSError) as exc:
+            await self._fail(str(exc))
+            raise JobFailed(job.id, job.phase, job.error) from None
+        finally:
+            await self.events.flush()
+        return job
+
+    async def _copy(self, device: str) -> None:
+        job, ctx = self.job, self.ctx
+        self._update(total_bytes=job.size, done_bytes=0)
+        started = time.monotonic()
+
+        def progress(done: int) -> None:
+            elapsed = time.monotonic() - started
+            self._update(done_bytes=done, rate=done / elapsed if elapsed > 0 else 0.0)
+
+        def pid(value: int) -> None:
+            self.copy_pid = value
+
+        result = await imagehost.copy(ctx.image_host, job.path, device, progress, pid)
+        self.copy_pid = None
+        bad = {k: v for k, v in result.statuses.items() if v != 0}
+        if bad or set(result.statuses) != {"read", "write", "sync"}:
+            raise IsoadminError(f"copy failed ({', '.join(f'{k} exit {v}' for k, v in bad.items()) or 'incomplete'})")
+        if result.before != result.after:
+            raise IsoadminError("the upload changed during the copy")
+        stat = result.before.rsplit(" ", 4)
+        if len(stat) != 5 or not stat[0].startswith("regular") or stat[1:3] != [str(job.size), str(job.inode)]:
+            raise IsoadminError(f"the upload is not the file that was approved (now: {result.before or 'gone'})")
+        if result.copied != job.size:
+            raise IsoadminError(f"copied {result.copied} bytes, expected {job.size}")
+        if not result.sha256:
+            raise IsoadminError("copy printed no checksum")
+        elapsed = time.monotonic() - started
+        self._update(sha256=result.sha256, done_bytes=job.size,
+                     rate=job.size / elapsed if elapsed > 0 else 0.0)
+
+    def _meta(self, **extra) -> dict:
+        job = self.job
+        meta = {
+            "created_by": CREATED_BY, "owner": job.owner, "upload": job.upload, "size": job.size,
+            "source_host": job.host, "source_path": job.path, "source_mtime": job.mtime,
+            "source_inode": job.inode, "approver": job.approver, "time": job.created, "job": job.id,
+        }
+        if job.iso:
+            meta["iso"] = job.iso
+        meta.update(extra)
+        return meta
+
+    async def _fail(self, reason: str) -> None:
+        """Roll back (stop copy, detach, remove staging) and journal the job as failed."""
+        job, ctx = self.job, self.ctx
+        notes = []
+        if self.copy_pid is not None:
+            try:
+                await imagehost.kill_group(ctx.image_host, self.copy_pid)
+                notes.append("copy stopped")
+            except IsoadminError as exc:
+                notes.append(f"could not stop the copy: {exc}")
+        if job.attached:
+            try:
+                await ctx.hypervisor.detach(job.domain, job.serial, ctx.detach_timeout)
+                job.attached = False
+                notes.append("detached")
+            except IsoadminError as exc:
+                notes.append(f"detach failed: {exc}")
+        if job.created_volume and not job.attached:
+            try:
+                await ctx.storage.remove(job.staging)
+                job.created_volume = False
+                notes.append(f"removed {job.staging}")
+            except IsoadminError as exc:
+                notes.append(f"could not remove {job.staging}: {exc}")
+        elif job.created_volume:
+            notes.append(f"left {job.staging} in place because it is still attached")
+        self._update(state="failed", error=reason, rollback="; ".join(notes))
+

@@ -1,0 +1,285 @@
+"""The embedded lab: a complete site on this machine, for a first look and for the tests.
+
+``Lab(DIR).start()`` creates (on first use) and serves a site under DIR:
+
+* three in-process asyncssh SSH servers on 127.0.0.1 with ephemeral ports — an image host
+  (``imagehost``) and two dom0s (``dom0-a``, ``dom0-b``) — each with its own generated host key; a
+  generated client key and a ``known_hosts`` file pin them. Each runs the commands it receives with
+  ``/bin/sh -c`` on this machine, as sshd runs them with the login shell; host paths are real paths
+  under DIR.
+* storage driver ``files`` on each dom0 and hypervisor driver ``lab`` (hot-plug = a by-id link in
+  the image host's ``dev/disk/by-id``): real backends behind the interfaces LVM and libvirt use.
+* uploads of three owners: the real boot ISOs Debian packages ship (ipxe, grub-rescue-pc,
+  memtest86+) where installed, ISOs generated with pycdlib, a floppy boot image that is not ISO 9660,
+  a symlink, and one upload still being written (a task appends to it for a while).
+
+``DIR/site.toml`` is rewritten at each start with the current ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import asyncssh
+import platformdirs
+import pycdlib
+
+from .config import APP, SiteConfig, load_config
+
+DEBIAN_ISOS = {
+    "alice": [("/usr/lib/ipxe/ipxe.iso", "ipxe.iso"),
+              ("/usr/lib/memtest86+/memtest86+x64.iso", "memtest86+x64.iso")],
+    "bob": [("/usr/lib/grub-rescue/grub-rescue-cdrom.iso", "grub-rescue-cdrom.iso"),
+            ("/usr/lib/grub-rescue/grub-rescue-floppy.img", "grub-rescue-floppy.img")],
+    "carol": [("/usr/lib/memtest86+/memtest86+ia32.iso", "memtest86+ia32.iso")],
+}
+WRITING_NAME = ("carol", "incoming.iso")
+HOSTS = ("imagehost", "dom0-a", "dom0-b")
+DOM0_CAPACITY = {"dom0-a": "512 MiB", "dom0-b": "16 MiB"}
+
+
+def default_lab_dir() -> Path:
+    """The lab's default folder: ``<user data dir>/lab`` (platformdirs)."""
+    return Path(platformdirs.user_data_dir(APP)) / "lab"
+
+
+def make_iso(label: str, files: dict[str, bytes], bootable: bool = False) -> bytes:
+    """Build a small ISO 9660 image with pycdlib.
+
+    Args:
+        label: the volume id (ISO 9660 d-characters). files: ISO name (``README.TXT;1``) → content.
+        bootable: add an El Torito boot catalog with a no-emulation boot image.
+    Returns:
+        the image bytes.
+    """
+    iso = pycdlib.PyCdlib()
+    iso.new(interchange_level=3, vol_ident=label)
+    for name, data in files.items():
+        iso.add_fp(io.BytesIO(data), len(data), "/" + name)
+    if bootable:
+        boot = b"\xeb\xfe" + b"\0" * 2046  # jmp $ : a boot image that halts
+        iso.add_fp(io.BytesIO(boot), len(boot), "/BOOT.IMG;1")
+        iso.add_eltorito("/BOOT.IMG;1", "/BOOT.CAT;1", media_name="noemul", boot_load_size=4)
+    out = io.BytesIO()
+    iso.write_fp(out)
+    iso.close()
+    return out.getvalue()
+
+
+def floppy_image() -> bytes:
+    """A 1.44 MB floppy image with a boot sector (0x55AA signature) and no ISO 9660: legitimate
+    boot media that is not an ISO."""
+    sector = bytearray(512)
+    sector[0:3] = b"\xeb\x3c\x90"
+    sector[3:11] = b"ISOADMIN"
+    sector[510:512] = b"\x55\xaa"
+    return bytes(sector) + b"\0" * (1474560 - 512)
+
+
+class _Server(asyncssh.SSHServer):
+    def begin_auth(self, username: str) -> bool:
+        return True  # key auth only (authorized_client_keys)
+
+
+class Lab:
+    """An embedded lab site under ``directory``.
+
+    Args:
+        directory: the lab folder (created). writer_chunk, writer_interval: the writing upload grows by
+            ``writer_chunk`` bytes every ``writer_interval`` seconds until complete.
+        settle_seconds: the site's settle time (an upload younger than this is ``writing``).
+    """
+
+    def __init__(self, directory: Path | None = None, *, writer_chunk: int = 64 * 1024,
+                 writer_interval: float = 1.0, settle_seconds: float = 5.0) -> None:
+        self.dir = Path(directory or default_lab_dir()).absolute()
+        self.writer_chunk = writer_chunk
+        self.writer_interval = writer_interval
+        self.settle_seconds = settle_seconds
+        self.servers: dict[str, asyncssh.SSHAcceptor] = {}
+        self.ports: dict[str, int] = {}
+        self.children: set[asyncio.subprocess.Process] = set()
+        self.writer: asyncio.Task | None = None
+
+    # paths
+    @property
+    def uploads_root(self) -> Path:
+        return self.dir / "imagehost" / "cds"
+
+    @property
+    def by_id(self) -> Path:
+        return self.dir / "imagehost" / "dev" / "disk" / "by-id"
+
+    def volumes_dir(self, dom0: str) -> Path:
+        return self.dir / dom0 / "volumes"
+
+    @property
+    def config_path(self) -> Path:
+        return self.dir / "site.toml"
+
+    async def start(self) -> SiteConfig:
+        """Create the lab if new, start its SSH servers and the writer, write ``site.toml``.
+
+        Returns:
+            the lab's :class:`SiteConfig`.
+        Raises:
+            OSError: DIR cannot be created or written.
+        """
+        keys = self.dir / "keys"
+        keys.mkdir(parents=True, exist_ok=True)
+        for d in (self.uploads_root, self.by_id, *(self.volumes_dir(h) for h in HOSTS[1:]), self.dir / "state"):
+            d.mkdir(parents=True, exist_ok=True)
+        client = self._key(keys / "client")
+        (keys / "authorized_keys").write_bytes(client.export_public_key())
+        known = []
+        for name in HOSTS:
+            host_key = self._key(keys / f"host-{name}")
+            acceptor = await asyncssh.listen(
+                "127.0.0.1", 0, server_host_keys=[host_key],
+                authorized_client_keys=str(keys / "authorized_keys"),
+                process_factory=self._handle, server_factory=_Server, sftp_factory=True,
+                allow_scp=False, keepalive_interval=30, encoding=None)
+            self.servers[name] = acceptor
+            self.ports[name] = acceptor.get_port()
+            known.append(f"[127.0.0.1]:{self.ports[name]} {host_key.export_public_key().decode().strip()}\n")
+        (keys / "known_hosts").write_text("".join(known))
+        if not (self.dir / ".seeded").exists():
+            self.seed()
+        self.config_path.write_text(self._site_toml())
+        self.writer = asyncio.create_task(self._write_upload())
+        return load_config(self.config_path)
+
+    async def stop(self) -> None:
+        """Stop the servers, the writer and any command still running (as a host would on shutdown)."""
+        if self.writer:
+            self.writer.cancel()
+        for acceptor in self.servers.values():
+            acceptor.close()
+        for proc in list(self.children):
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for acceptor in self.servers.values():
+            await acceptor.wait_closed()
+        self.servers.clear()
+
+    async def __aenter__(self) -> "Lab":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()
+
+    @staticmethod
+    def _key(path: Path) -> asyncssh.SSHKey:
+        if path.exists():
+            return asyncssh.read_private_key(path)
+        key = asyncssh.generate_private_key("ssh-ed25519")
+        key.write_private_key(path)
+        path.chmod(0o600)
+        return key
+
+    async def _handle(self, process: asyncssh.SSHServerProcess) -> None:
+        if not process.command:
+            process.stderr.write(b"this lab host runs commands only\n")
+            process.exit(1)
+            return
+        proc = await asyncio.create_subprocess_exec(
+            "/bin/sh", "-c", process.command, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            cwd=str(self.dir), start_new_session=True)
+        self.children.add(proc)
+
+        async def feed() -> None:
+            try:
+                while chunk := await process.stdin.read(65536):
+                    proc.stdin.write(chunk)
+                    await proc.stdin.drain()
+            except (OSError, asyncssh.Error):
+                pass
+            finally:
+                proc.stdin.close()
+
+        async def pump(source: asyncio.StreamReader, sink) -> None:
+            while chunk := await source.read(65536):
+                sink.write(chunk)
+                await sink.drain()
+
+        stdin_task = asyncio.create_task(feed())
+        try:
+            await asyncio.gather(pump(proc.stdout, process.stdout), pump(proc.stderr, process.stderr))
+            status = await proc.wait()
+            process.exit(status if status >= 0 else 128 - status)
+        except (OSError, asyncssh.Error):
+            pass  # the client went away; like sshd without a pty, the command keeps running
+        finally:
+            stdin_task.cancel()
+            self.children.discard(proc)
+
+    def _site_toml(self) -> str:
+        keys = self.dir / "keys"
+
+        def q(value: object) -> str:
+            return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+        ssh = (f"address = \"127.0.0.1\"\nuser = \"lab\"\nkey = {q(keys / 'client')}\n"
+               f"known_hosts = {q(keys / 'known_hosts')}\n")
+        out = [
+            "# Written by `isoadmin --lab` at each start (ports change); edit a copy, not this file.\n",
+            f"[console]\nstate_dir = {q(self.dir / 'state')}\nsettle_seconds = {self.settle_seconds}\n"
+            f"refresh_seconds = 2\n",
+            f"\n[image_hosts.imagehost]\nport = {self.ports['imagehost']}\n{ssh}"
+            f"uploads_root = {q(self.uploads_root)}\ndisk_id_dirs = [{q(self.by_id)}]\n"
+            f"domains = {{ \"dom0-a\" = \"imagehost\", \"dom0-b\" = \"imagehost\" }}\n",
+        ]
+        for dom0 in HOSTS[1:]:
+            out.append(
+                f"\n[dom0s.{dom0}]\nport = {self.ports[dom0]}\n{ssh}"
+                f"[dom0s.{dom0}.storage]\ndriver = \"files\"\ndirectory = {q(self.volumes_dir(dom0))}\n"
+                f"capacity = {q(DOM0_CAPACITY[dom0])}\n"
+                f"[dom0s.{dom0}.hypervisor]\ndriver = \"lab\"\n"
+                f"guest_disk_dirs = {{ imagehost = {q(self.by_id)} }}\n")
+        return "".join(out)
+
+    def seed(self) -> None:
+        """Create the owners' uploads (see module docstring). Safe to call again."""
+        root = self.uploads_root
+        for owner, items in DEBIAN_ISOS.items():
+            (root / owner).mkdir(parents=True, exist_ok=True)
+            for src, name in items:
+                if Path(src).is_file() and not (root / owner / name).exists():
+                    shutil.copyfile(src, root / owner / name)
+        readme = b"isoadmin lab\n" * 100
+        (root / "alice" / "tools.iso").write_bytes(make_iso("TOOLS", {"README.TXT;1": readme}))
+        (root / "bob" / "rescue-boot.iso").write_bytes(
+            make_iso("RESCUE_BOOT", {"README.TXT;1": readme}, bootable=True))
+        (root / "bob" / "boot-floppy.img").write_bytes(floppy_image())
+        link = root / "alice" / "passwd.iso"
+        if not link.is_symlink():
+            link.symlink_to("/etc/passwd")
+        past = time.time() - 3600  # uploaded an hour ago: settled
+        for path in root.glob("*/*"):
+            if not path.is_symlink():
+                os.utime(path, (past, past))
+        (root / WRITING_NAME[0] / WRITING_NAME[1]).write_bytes(b"")
+        (self.dir / ".seeded").write_text("ok\n")
+
+    async def _write_upload(self) -> None:
+        """Grow ``carol/incoming.iso`` toward a full ISO, as an SFTP upload in progress would."""
+        target = self.uploads_root / WRITING_NAME[0] / WRITING_NAME[1]
+        source = make_iso("INCOMING", {"DATA.BIN;1": bytes(range(256)) * 8192}, bootable=True)
+        try:
+            while target.exists() and not target.is_symlink() and target.stat().st_size < len(source):
+                done = target.stat().st_size
+                with open(target, "ab") as f:
+                    f.write(source[done:done + self.writer_chunk])
+                await asyncio.sleep(self.writer_interval)
+        except (OSError, asyncio.CancelledError):
+            return

@@ -1,0 +1,430 @@
+"""The site: every host of a config, its inventory, and the actions on it (plan, approve, reject).
+
+This is the backend's front door; the TUI and the CLI use nothing else for host work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from . import imagehost
+from .commands import Command, cmd, script
+from .config import SiteConfig
+from .errors import HostError, IsoadminError, NotApprovable, NotFound, ReadOnlyError
+from .hypervisor import HypervisorDriver, make_hypervisor
+from .isoinfo import HEADER_BYTES, IsoFacts, inspect_header
+from .jobs import ImportJob, JobContext, JobListener
+from .models import APPROVABLE, HostStatus, Upload, UploadState, Volume
+from .naming import volume_body
+from .ssh import CommandListener, Host
+from .state import JobRecord, StateStore
+from .storage import StorageDriver, make_storage
+from .storage.base import round_up
+
+_LIST = r"""
+date +%s.%N
+exec find "$1" -mindepth 1 -maxdepth 2 -printf '%y %s %T@ %i %n %d %P\0'
+"""
+
+
+@dataclass
+class Snapshot:
+    """One refresh of the whole site.
+
+    Attributes:
+        uploads: every entry of every owner folder. volumes: every volume of every dom0.
+        hosts: status of each host (down ones carry the reason). jobs: the journal, oldest first.
+        time: when the refresh finished (epoch seconds).
+    """
+
+    uploads: list[Upload] = field(default_factory=list)
+    volumes: list[Volume] = field(default_factory=list)
+    hosts: list[HostStatus] = field(default_factory=list)
+    jobs: list[JobRecord] = field(default_factory=list)
+    time: float = 0.0
+
+
+@dataclass
+class PlanStep:
+    """One step of an import as it will run: phase, host, and the command (compact form)."""
+
+    phase: str
+    host: str
+    command: str
+
+
+@dataclass
+class ImportPlan:
+    """Everything an approval will do, shown before it runs.
+
+    Attributes:
+        upload: the upload. dom0: target dom0. domain: the image host's domain name there.
+        storage: storage driver kind. staging, final: volume names. alloc: staging size (bytes,
+        rounded up to the storage's unit). free: free bytes on the dom0 now. job_id, serial: ids the
+        job will use. steps: the host commands. warnings: things the approver must confirm
+        (e.g. not ISO 9660).
+    """
+
+    upload: Upload
+    dom0: str
+    domain: str
+    storage: str
+    staging: str
+    final: str
+    alloc: int
+    free: int
+    job_id: str
+    serial: str
+    steps: list[PlanStep]
+    warnings: list[str]
+
+
+def compact(command: Command) -> str:
+    """A command as shown to people: ``sh -c`` script bodies are named, not printed."""
+    argv = list(command.argv)
+    for i, word in enumerate(argv[:-2]):
+        if word == "sh" and argv[i + 1] == "-c":
+            argv[i + 2] = f"<{argv[i + 3]} script>"
+            break
+    return str(Command(tuple(argv)))
+
+
+def default_approver() -> str:
+    """``user@host`` of the person running the console."""
+    return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+class Site:
+    """All hosts of a site and the operations on them.
+
+    Args:
+        config: the site. read_only: refuse every mutating operation (also ``config.read_only``).
+        approver: recorded with volumes and jobs (default ``user@host``).
+        listeners: told about every host command (command log, tests).
+    """
+
+    def __init__(self, config: SiteConfig, *, read_only: bool = False, approver: str | None = None,
+                 listeners: list[CommandListener] | None = None) -> None:
+        self.config = config
+        self.read_only = read_only or config.read_only
+        self.approver = approver or default_approver()
+        self.listeners = listeners if listeners is not None else []
+        self.store = StateStore(config.state_dir)
+        self.hosts: dict[str, Host] = {}
+        for name, ih in config.image_hosts.items():
+            self.hosts[name] = Host(ih.ssh, read_only=self.read_only, listeners=self.listeners)
+        self.storage: dict[str, StorageDriver] = {}
+        self.hypervisors: dict[str, HypervisorDriver] = {}
+        for name, d in config.dom0s.items():
+            host = Host(d.ssh, read_only=self.read_only, listeners=self.listeners)
+            self.hosts[name] = host
+            self.storage[name] = make_storage(d, host)
+            self.hypervisors[name] = make_hypervisor(d, host)
+        self.snapshot = Snapshot()
+        self.active: dict[str, ImportJob] = {}
+        self._headers: dict[tuple[str, str], tuple[tuple, IsoFacts]] = {}
+        self._seen: dict[tuple[str, str], tuple[int, float]] = {}
+
+    # ------------------------------------------------------------------ inventory
+
+    async def refresh(self) -> Snapshot:
+        """Refresh every host concurrently: one listing command per host (plus one header read on an
+        image host when files are new or changed).
+
+        Returns:
+            the new :class:`Snapshot` (also kept as ``self.snapshot``). A host that fails is marked
+            down with the reason; the others are unaffected. Never raises :class:`HostError`.
+        """
+        image_tasks = {n: self._refresh_image_host(n) for n in self.config.image_hosts}
+        dom0_tasks = {n: self._refresh_dom0(n) for n in self.config.dom0s}
+        results = await asyncio.gather(*image_tasks.values(), *dom0_tasks.values())
+        snap = Snapshot(time=time.time())
+        n_image = len(image_tasks)
+        for status, uploads in results[:n_image]:
+            snap.hosts.append(status)
+            snap.uploads.extend(uploads)
+        for status in results[n_image:]:
+            snap.hosts.append(status)
+            if status.storage:
+                snap.volumes.extend(status.storage.volumes)
+        snap.jobs = self.store.jobs()
+        self._assign_states(snap)
+        self.snapshot = snap
+        return snap
+
+    async def _refresh_image_host(self, name: str) -> tuple[HostStatus, list[Upload]]:
+        ih = self.config.image_hosts[name]
+        host = self.hosts[name]
+        status = HostStatus(name, "image host")
+        started = time.monotonic()
+        try:
+            try:
+                result = await host.run(script(_LIST, "isoadmin-list", ih.uploads_root))
+            except IsoadminError as exc:
+                stderr = getattr(exc, "stderr", "")
+                if stderr:
+                    raise HostError(name, f"cannot list uploads root {ih.uploads_root}: {stderr.strip()}") from None
+                raise
+            head, _, body = result.stdout.partition(b"\n")
+            host_now = float(head or time.time())
+            uploads = self._uploads(name, ih.uploads_root, imagehost.parse_listing(body), host_now)
+            await self._read_headers(host, uploads)
+            status.up = True
+        except IsoadminError as exc:
+            status.error = exc.message
+            uploads = [u for u in self.snapshot.uploads if u.host == name]
+        status.latency = time.monotonic() - started
+        status.checked = time.time()
+        return status, uploads
+
+    def _uploads(self, host: str, root: str, entries: list[imagehost.Entry], host_now: float) -> list[Upload]:
+        settle = self.config.settle_seconds
+        uploads = []
+        for e in entries:
+            if e.depth == 1 and e.kind == "directory":
+                continue  # an owner folder
+            owner, _, name = e.rel.partition("/") if e.depth == 2 else ("", "", e.rel)
+            u = Upload(host, owner, name, f"{root}/{e.rel}", e.kind, e.size, e.mtime, e.inode, e.nlink)
+            key = (host, u.path)
+            seen = self._seen.get(key)
+            self._seen[key] = (e.size, e.mtime)
+            u.reason = _refusal(u, e)
+            if u.reason:
+                u.state = UploadState.REFUSED
+            elif (seen is not None and seen != (e.size, e.mtime)) or host_now - e.mtime < settle:
+                u.state = UploadState.WRITING
+            uploads.append(u)
+        return uploads
+
+    async def _read_headers(self, host: Host, uploads: list[Upload]) -> None:
+        need = []
+        for u in uploads:
+            if u.kind != "file" or u.state == UploadState.REFUSED:
+                continue
+            cached = self._headers.get((u.host, u.path))
+            if cached and cached[0] == (u.size, u.mtime, u.inode):
+                u.iso = cached[1]
+            else:
+                need.append(u)
+        if not need:
+            return
+        headers = await imagehost.read_headers(host, [u.path for u in need], HEADER_BYTES)
+        for u in need:
+            u.iso = inspect_header(headers.get(u.path, b""))
+            if u.state != UploadState.WRITING:  # a growing file is read again once it settles
+                self._headers[(u.host, u.path)] = ((u.size, u.mtime, u.inode), u.iso)
+
+    async def _refresh_dom0(self, name: str) -> HostStatus:
+        status = HostStatus(name, "dom0")
+        started = time.monotonic()
+        try:
+            status.storage = await self.storage[name].report()
+            status.up = True
+        except IsoadminError as exc:
+            status.error = exc.message
+        status.latency = time.monotonic() - started
+        status.checked = time.time()
+        return status
+
+    def _assign_states(self, snap: Snapshot) -> None:
+        by_source: dict[tuple[str, str], list[Volume]] = {}
+        for v in snap.volumes:
+            src = (str(v.meta.get("source_host", "")), str(v.meta.get("source_path", "")))
+            by_source.setdefault(src, []).append(v)
+        last_job: dict[tuple[str, str], JobRecord] = {}
+        for j in snap.jobs:
+            last_job[(j.host, j.path)] = j
+        rejections = self.store.rejections()
+        for u in snap.uploads:
+            if u.state == UploadState.REFUSED:
+                continue
+            same = lambda meta: meta.get("size") == u.size and meta.get("source_mtime") == u.mtime  # noqa: E731
+            vols = by_source.get((u.host, u.path), [])
+            job = last_job.get((u.host, u.path))
+            running = next((j for j in self.active.values() if (j.job.host, j.job.path) == (u.host, u.path)), None)
+            staging = [v for v in vols if v.namespace == "staging" and same(v.meta)]
+            final = [v for v in vols if v.namespace == "final" and same(v.meta) and v.sha256]
+            rejected = rejections.get(f"{u.host}\0{u.path}")
+            if running or staging:
+                u.state = UploadState.IMPORTING
+                u.job = running.job.id if running else str(staging[0].meta.get("job", ""))
+                u.reason = f"staging volume {staging[0].name} on {staging[0].dom0}" if staging and not running else ""
+            elif final:
+                u.state = UploadState.AVAILABLE
+                u.reason = f"{final[0].dom0}:{final[0].name}"
+            elif u.state == UploadState.WRITING:
+                pass
+            elif rejected and rejected.get("size") == u.size and rejected.get("mtime") == u.mtime:
+                u.state = UploadState.REJECTED
+                u.reason = str(rejected.get("reason", ""))
+            elif job and job.state == "failed" and job.size == u.size and job.mtime == u.mtime:
+                u.state = UploadState.FAILED
+                u.reason = job.error
+                u.job = job.id
+            else:
+                u.state = UploadState.PENDING
+
+    def find_upload(self, key: str) -> Upload:
+        """Return the upload ``OWNER/FILE`` from the last refresh.
+
+        Raises:
+            NotFound: no such upload (the message lists how to see them).
+        """
+        matches = [u for u in self.snapshot.uploads if u.key == key]
+        if not matches:
+            down = [h.name for h in self.snapshot.hosts if not h.up and h.role == "image host"]
+            extra = f" (image host down: {', '.join(down)})" if down else ""
+            raise NotFound(f"no upload {key!r}{extra}; `isoadmin uploads` lists them")
+        if len(matches) > 1:
+            raise NotFound(f"{key!r} exists on several image hosts: {', '.join(u.host for u in matches)}")
+        return matches[0]
+
+    # ------------------------------------------------------------------ actions
+
+    async def plan(self, key: str, dom0: str | None = None, allow_non_iso: bool = False) -> ImportPlan:
+        """Work out the import of upload ``OWNER/FILE``; nothing is changed.
+
+        Args:
+            key: ``OWNER/FILE``. dom0: target (default: the image host's first domain mapping).
+            allow_non_iso: the approver confirmed importing a file that is not ISO 9660.
+        Raises:
+            NotFound, NotApprovable (state, or not ISO 9660 without ``allow_non_iso``),
+            CapacityShort (the dom0 lacks space), HostError.
+        """
+        upload = self.find_upload(key)
+        if upload.state not in APPROVABLE:
+            why = {
+                UploadState.WRITING: "it is still being written",
+                UploadState.IMPORTING: f"it is already importing ({upload.job or upload.reason})",
+                UploadState.AVAILABLE: f"it is already imported as {upload.reason}",
+                UploadState.REFUSED: f"it is refused: {upload.reason}",
+            }.get(upload.state, upload.state.value)
+            raise NotApprovable(f"cannot approve {key}: {why}")
+        ih = self.config.image_hosts[upload.host]
+        targets = list(ih.domains) or list(self.config.dom0s)
+        dom0 = dom0 or targets[0]
+        if dom0 not in self.config.dom0s:
+            raise NotFound(f"no dom0 {dom0!r} (known: {', '.join(self.config.dom0s)})")
+        if dom0 not in ih.domains:
+            raise NotApprovable(f"image host {ih.name} has no domain on {dom0} (image_hosts.{ih.name}.domains)")
+        warnings = []
+        if upload.iso is None or not upload.iso.is_iso9660:
+            what = upload.iso.problem if upload.iso else "header not read"
+            if not allow_non_iso:
+                raise NotApprovable(f"{key} is not ISO 9660 ({what}); approve it explicitly to import it anyway")
+            warnings.append(f"not ISO 9660: {what}")
+        storage = self.storage[dom0]
+        alloc = await storage.check_capacity(upload.size)
+        report = await storage.report()
+        names = {v.name for v in report.volumes}
+        body = volume_body(upload.owner, upload.name)
+        staging = storage.dom0.staging_prefix + body
+        if staging in names:
+            raise NotApprovable(f"cannot approve {key}: staging volume {staging} exists on {dom0} (already importing)")
+        final, n = storage.dom0.final_prefix + body, 2
+        while final in names:
+            final, n = f"{storage.dom0.final_prefix}{body}.{n}", n + 1
+        job_id = uuid.uuid4().hex[:12]
+        serial = f"isoa{job_id}"
+        domain = ih.domains[dom0]
+        device = storage.device_path(staging)
+        host = self.hosts[upload.host]
+        steps = [
+            PlanStep("create", dom0, compact(storage.create_command(staging, alloc, {})[0])),
+            PlanStep("attach", dom0, self.hypervisors[dom0].describe_attach(domain, device, serial)),
+            PlanStep("locate", host.name, f"find the disk with serial {serial} in /sys/block/*/serial, "
+                                          f"{', '.join(ih.disk_id_dirs)}"),
+            PlanStep("copy", host.name, compact(imagehost.copy_command(upload.path, "/dev/DISK"))),
+            PlanStep("verify", host.name, f"sha256 of the first {upload.size} bytes of /dev/DISK"),
+            PlanStep("detach", dom0, self.hypervisors[dom0].describe_detach(domain, serial)),
+            PlanStep("rename", dom0, compact(storage.rename_command(staging, final, {})[0])),
+        ]
+        return ImportPlan(upload, dom0, domain, storage.kind, staging, final, alloc, report.free,
+                          job_id, serial, steps, warnings)
+
+    async def approve(self, plan: ImportPlan, listener: JobListener | None = None) -> JobRecord:
+        """Run the import a :class:`ImportPlan` describes.
+
+        Returns:
+            the finished job (state ``done``): the final volume exists and was verified.
+        Raises:
+            ReadOnlyError: read-only session (nothing sent).
+            JobFailed: the job failed and was rolled back (the upload is untouched).
+        """
+        if self.read_only:
+            raise ReadOnlyError(f"read-only session: approving {plan.upload.key} is not allowed")
+        u = plan.upload
+        iso = u.iso.to_json() if u.iso and u.iso.is_iso9660 else {}
+        job = JobRecord(
+            id=plan.job_id, serial=plan.serial, owner=u.owner, upload=u.name, host=u.host, path=u.path,
+            size=u.size, mtime=u.mtime, inode=u.inode, dom0=plan.dom0, domain=plan.domain,
+            staging=plan.staging, final=plan.final, alloc=plan.alloc, approver=self.approver,
+            created=time.time(), total_bytes=u.size, iso=iso or {},
+        )
+        job.updated = job.created
+        self.store.save_job(job)
+        ih = self.config.image_hosts[u.host]
+        ctx = JobContext(self.hosts[u.host], ih.disk_id_dirs, self.storage[plan.dom0],
+                         self.hypervisors[plan.dom0], self.store)
+        runner = ImportJob(job, ctx, listener)
+        self.active[job.id] = runner
+        u.state, u.job = UploadState.IMPORTING, job.id
+        try:
+            return await runner.run()
+        finally:
+            self.active.pop(job.id, None)
+
+    async def reject(self, key: str, reason: str) -> None:
+        """Mark upload ``OWNER/FILE`` rejected with ``reason``; the file itself is kept.
+
+        Raises:
+            ReadOnlyError, NotFound, NotApprovable (importing or already available).
+        """
+        if self.read_only:
+            raise ReadOnlyError(f"read-only session: rejecting {key} is not allowed")
+        upload = self.find_upload(key)
+        if upload.state in (UploadState.IMPORTING, UploadState.AVAILABLE):
+            raise NotApprovable(f"cannot reject {key}: it is {upload.state.value}")
+        if not reason.strip():
+            raise NotApprovable("a rejection needs a reason")
+        self.store.reject(upload.host, upload.path, {
+            "reason": reason.strip(), "by": self.approver, "time": time.time(),
+            "size": upload.size, "mtime": upload.mtime, "owner": upload.owner, "name": upload.name,
+        })
+        upload.state, upload.reason = UploadState.REJECTED, reason.strip()
+
+    def jobs(self) -> list[JobRecord]:
+        """The job journal (oldest first), with live progress for jobs running in this process."""
+        jobs = {j.id: j for j in self.store.jobs()}
+        for runner in self.active.values():
+            jobs[runner.job.id] = runner.job
+        return sorted(jobs.values(), key=lambda j: j.created)
+
+    async def close(self) -> None:
+        """Close every SSH connection."""
+        await asyncio.gather(*(h.close() for h in self.hosts.values()), return_exceptions=True)
+
+
+def _refusal(u: Upload, e: imagehost.Entry) -> str:
+    if e.depth == 1:
+        return "not inside an owner folder"
+    if u.kind != "file":
+        return f"{u.kind}: never followed or opened"
+    if e.nlink > 1:
+        return f"has {e.nlink} hard links"
+    for part in (u.owner, u.name):
+        try:
+            part.encode("utf-8")
+        except UnicodeEncodeError:
+            return "name is not valid UTF-8"
+    if e.size == 0:
+        return "empty file"
+    return ""
+
+
+__all__ = ["Site", "Snapshot", "ImportPlan", "PlanStep", "compact", "round_up", "cmd"]

@@ -1,0 +1,26 @@
+"""Storage drivers: where a dom0 keeps volumes. ``files`` (sparse files; the embedded lab)."""
+
+from __future__ import annotations
+
+from ..config import Dom0Config
+from ..errors import ConfigError
+from ..ssh import Host
+from .base import StorageDriver
+from .files import FilesStorage
+
+DRIVERS: dict[str, type[StorageDriver]] = {"files": FilesStorage}
+
+
+def make_storage(dom0: Dom0Config, host: Host) -> StorageDriver:
+    """Build the storage driver a dom0's config names.
+
+    Raises:
+        ConfigError: unknown driver, or its settings are wrong.
+    """
+    driver = dom0.storage.get("driver")
+    if driver not in DRIVERS:
+        raise ConfigError(f"dom0s.{dom0.name}.storage.driver: unknown driver {driver!r} (known: {', '.join(DRIVERS)})")
+    return DRIVERS[driver](dom0, host)
+
+
+__all__ = ["StorageDriver", "FilesStorage", "make_storage", "DRIVERS"]

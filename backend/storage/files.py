@@ -1,0 +1,104 @@
+"""Storage driver ``files``: one sparse file per volume in a folder of the dom0, metadata in a sidecar.
+
+Settings (``[dom0s.NAME.storage]``): ``directory`` (absolute path), ``capacity`` (bytes or ``"64 GiB"``;
+0 = the file system's size), ``unit`` (allocation unit, default 4 MiB like an LVM extent).
+Volume ``N`` is ``DIR/N.img``; its metadata is one line of JSON in ``DIR/N.meta``.
+"""
+
+from __future__ import annotations
+
+import json
+
+from ..commands import Command, cmd, script
+from ..config import parse_size
+from ..errors import ConfigError, HostError
+from ..models import StorageReport, Volume
+from .base import StorageDriver, encode_meta
+
+_LIST = r"""
+dir=$1
+cd -- "$dir" || exit 3
+df -B1 --output=size,avail . | tail -n 1 | sed 's/^/df /'
+find . -maxdepth 1 -type f -name '*.img' -printf 'img %s %f\n'
+find . -maxdepth 1 -type f -name '*.meta' -exec grep -H '' {} + | sed 's/^/meta /'
+exit 0
+"""
+
+_CREATE = r"""
+set -u
+dir=$1 name=$2 size=$3
+( set -C; : > "$dir/$name.img" ) 2>/dev/null || { echo "volume $name exists" >&2; exit 17; }
+truncate -s "$size" -- "$dir/$name.img" || { rm -f -- "$dir/$name.img"; exit 1; }
+cat > "$dir/$name.meta.tmp" && mv -f -- "$dir/$name.meta.tmp" "$dir/$name.meta"
+"""
+
+_RENAME = r"""
+set -u
+dir=$1 old=$2 new=$3
+[ -f "$dir/$old.img" ] || { echo "volume $old does not exist" >&2; exit 2; }
+[ ! -e "$dir/$new.img" ] || { echo "volume $new exists" >&2; exit 17; }
+cat > "$dir/$new.meta.tmp" && mv -f -- "$dir/$new.meta.tmp" "$dir/$new.meta" || exit 1
+mv -T -n -- "$dir/$old.img" "$dir/$new.img" && [ ! -e "$dir/$old.img" ] || { rm -f -- "$dir/$new.meta"; exit 1; }
+rm -f -- "$dir/$old.meta"
+"""
+
+
+class FilesStorage(StorageDriver):
+    """Sparse files in a folder of the dom0 (the embedded lab's storage; also usable on a real host)."""
+
+    kind = "files"
+
+    def __init__(self, dom0, host) -> None:
+        super().__init__(dom0, host)
+        settings = dom0.storage
+        directory = str(settings.get("directory", ""))
+        if not directory.startswith("/"):
+            raise ConfigError(f"dom0s.{dom0.name}.storage.directory must be an absolute path")
+        self.directory = directory.rstrip("/")
+        self.capacity = parse_size(settings.get("capacity", 0), f"dom0s.{dom0.name}.storage.capacity")
+        self.unit = parse_size(settings.get("unit", 4 << 20), f"dom0s.{dom0.name}.storage.unit") or 1
+
+    def device_path(self, name: str) -> str:
+        return f"{self.directory}/{name}.img"
+
+    async def report(self) -> StorageReport:
+        result = await self.host.run(script(_LIST, "isoadmin-volumes", self.directory))
+        fs_size = fs_avail = 0
+        sizes: dict[str, int] = {}
+        metas: dict[str, dict] = {}
+        for raw in result.stdout.decode("utf-8", "replace").splitlines():
+            kind, _, rest = raw.partition(" ")
+            if kind == "df":
+                fs_size, fs_avail = (int(x) for x in rest.split())
+            elif kind == "img":
+                size, _, fname = rest.partition(" ")
+                sizes[fname[:-4]] = int(size)
+            elif kind == "meta" and rest.startswith("./"):
+                fname, _, text = rest[2:].partition(":")
+                try:
+                    meta = json.loads(text)
+                except ValueError:
+                    meta = {"broken": text[:200]}
+                metas[fname[:-5]] = meta if isinstance(meta, dict) else {"broken": text[:200]}
+        if not fs_size and not sizes:
+            raise HostError(self.host.name, f"cannot list {self.directory}")
+        volumes = [
+            Volume(self.dom0.name, name, self.namespace(name), size, self.device_path(name), metas.get(name, {}))
+            for name, size in sorted(sizes.items())
+        ]
+        used = sum(sizes.values())
+        capacity = self.capacity or fs_size
+        free = max(0, min(capacity - used, fs_avail))
+        return StorageReport(capacity, free, self.unit, volumes)
+
+    def create_command(self, name: str, size: int, meta: dict) -> tuple[Command, bytes | None]:
+        return (script(_CREATE, "isoadmin-create", self.directory, name, str(size), mutating=True),
+                encode_meta(meta).encode())
+
+    def rename_command(self, old: str, new: str, meta: dict) -> tuple[Command, bytes | None]:
+        return (script(_RENAME, "isoadmin-rename", self.directory, old, new, mutating=True),
+                encode_meta(meta).encode())
+
+    def remove_command(self, name: str) -> Command:
+        return cmd("rm", "-f", "--", self.device_path(name), f"{self.directory}/{name}.meta",
+                   mutating=True, label="remove")
