@@ -160,8 +160,8 @@ printf 'pid %s\n' "$$"
 printf 'before %s\n' "$(stat -c '%F %s %i %h %Y' -- "$src")"
 exec 3>&1
 { dd if="$src" iflag=nofollow,nonblock bs=4M status=progress; echo "read $?" >&3; } \
-  | { tee -- "$dst"; echo "write $?" >&3; } | sha256sum
-sync -- "$dst"; echo "sync $?"
+  | { { tee /dev/fd/5 | sha256sum >&3; } 5>&1 \
+      | { dd of="$dst" bs=4M iflag=fullblock conv=notrunc,fsync status=none; echo "write $?" >&3; }; }
 printf 'after %s\n' "$(stat -c '%F %s %i %h %Y' -- "$src")"
 """
 
@@ -198,7 +198,8 @@ ProgressCallback = Callable[[int], None]
 
 
 def copy_command(src: str, dst: str) -> Command:
-    """The copy command: ``dd`` (no symlinks followed) | ``tee`` onto the disk | ``sha256sum``.
+    """The copy command: ``dd`` reads the upload (no symlinks followed) | ``tee`` | ``sha256sum``, and
+    ``dd conv=notrunc,fsync`` writes the disk.
 
     It runs under ``setsid`` so its shell's PID is also its process group: :func:`kill_group` can
     stop every process of the copy by that one number.
@@ -257,7 +258,7 @@ async def copy(host: Host, src: str, dst: str, on_progress: ProgressCallback,
     for line in bytes(out).splitlines():
         word, _, rest = line.partition(b" ")
         text = rest.decode("utf-8", "replace")
-        if word in (b"read", b"write", b"sync"):
+        if word in (b"read", b"write"):
             statuses[word.decode()] = int(rest or -1)
         elif word == b"before":
             before = text

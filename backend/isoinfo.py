@@ -58,11 +58,13 @@ class IsoFacts:
         return "boot-image" if self.hybrid_mbr else "data"
 
 
-def inspect_header(data: bytes) -> IsoFacts:
+def inspect_header(data: bytes, file_size: int | None = None) -> IsoFacts:
     """Inspect the first bytes of a file (normally :data:`HEADER_BYTES` of them, fewer if it is short).
 
     Args:
         data: the header bytes; any length, any content.
+        file_size: the whole file's size in bytes, if known: a volume larger than the file is reported
+            as a problem (truncated upload, or a lying descriptor).
     Returns:
         :class:`IsoFacts`; never raises for bad input.
     """
@@ -100,6 +102,8 @@ def inspect_header(data: bytes) -> IsoFacts:
                     bootable = True
                 else:
                     problem = f"El Torito boot catalog at sector {catalog_lba} lies outside the volume"
+    if file_size is not None and volume_bytes > file_size and problem is None:
+        problem = f"volume space size ({volume_bytes} B) exceeds the file ({file_size} B): truncated?"
     return IsoFacts(True, volume_id, volume_bytes, bootable, hybrid, problem)
 
 

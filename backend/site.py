@@ -215,9 +215,8 @@ class Site:
             return
         headers = await imagehost.read_headers(host, [u.path for u in need], HEADER_BYTES)
         for u in need:
-            u.iso = inspect_header(headers.get(u.path, b""))
-            if u.state != UploadState.WRITING:  # a growing file is read again once it settles
-                self._headers[(u.host, u.path)] = ((u.size, u.mtime, u.inode), u.iso)
+            u.iso = inspect_header(headers.get(u.path, b""), u.size)
+            self._headers[(u.host, u.path)] = ((u.size, u.mtime, u.inode), u.iso)
 
     async def _refresh_dom0(self, name: str) -> HostStatus:
         status = HostStatus(name, "dom0")

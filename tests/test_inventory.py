@@ -1,0 +1,129 @@
+"""The live inventory over the lab's SSH servers: states, ISO facts, one command per host per refresh."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from backend.config import HostConfig, parse_config
+from backend.lab import Lab
+from backend.models import UploadState
+from backend.site import Site
+
+
+def by_key(snap):
+    return {u.key: u for u in snap.uploads}
+
+
+async def test_seeded_lab_states_and_iso_facts(site):
+    snap = await site.refresh()
+    assert all(h.up for h in snap.hosts), [h.error for h in snap.hosts]
+    uploads = by_key(snap)
+    ipxe = uploads["alice/ipxe.iso"]
+    assert ipxe.state == UploadState.PENDING and ipxe.size == 2097152
+    assert (ipxe.iso.volume_id, ipxe.iso.bootable) == ("ISOIMAGE", True)
+    assert uploads["bob/rescue-boot.iso"].iso.bootable and not uploads["alice/tools.iso"].iso.bootable
+    floppy = uploads["bob/boot-floppy.img"]
+    assert floppy.state == UploadState.PENDING and not floppy.iso.is_iso9660 and floppy.to_json()["iso"] is None
+    link = uploads["alice/passwd.iso"]
+    assert link.state == UploadState.REFUSED and link.kind == "symlink" and link.iso is None
+    assert uploads["carol/incoming.iso"].state == UploadState.WRITING
+    item = ipxe.to_json()
+    assert {"owner", "name", "host", "path", "size", "state", "iso"} <= set(item)
+    assert item["path"].endswith("/cds/alice/ipxe.iso") and item["iso"]["volume_id"] == "ISOIMAGE"
+
+
+async def test_refused_kinds_are_never_opened(lab, site):
+    owner = lab.uploads_root / "dave"
+    owner.mkdir()
+    os.mkfifo(owner / "pipe.iso")
+    (owner / "subdir.iso").mkdir()
+    (owner / "real.iso").write_bytes(b"x" * 4096)
+    os.link(owner / "real.iso", owner / "hardlink.iso")
+    (lab.uploads_root / "stray.iso").write_bytes(b"y")
+    snap = await site.refresh()  # would hang on the fifo if it were opened
+    uploads = by_key(snap)
+    assert uploads["dave/pipe.iso"].reason.startswith("fifo")
+    assert uploads["dave/subdir.iso"].reason.startswith("directory")
+    assert uploads["dave/hardlink.iso"].reason == "has 2 hard links"
+    assert uploads["dave/real.iso"].reason == "has 2 hard links"
+    assert uploads["/stray.iso"].reason == "not inside an owner folder"
+    for key in ("dave/pipe.iso", "dave/subdir.iso", "dave/hardlink.iso", "/stray.iso"):
+        assert uploads[key].state == UploadState.REFUSED and uploads[key].iso is None
+
+
+async def test_writing_until_settled(lab, site):
+    path = lab.uploads_root / "carol" / "new.iso"
+    path.write_bytes(b"\0" * 4096)
+    assert by_key(await site.refresh())["carol/new.iso"].state == UploadState.WRITING  # too young
+    old = time.time() - 600
+    os.utime(path, (old, old))
+    assert by_key(await site.refresh())["carol/new.iso"].state == UploadState.WRITING  # mtime changed
+    assert by_key(await site.refresh())["carol/new.iso"].state == UploadState.PENDING  # stable now
+    with open(path, "ab") as f:
+        f.write(b"more")
+    os.utime(path, (old, old))
+    assert by_key(await site.refresh())["carol/new.iso"].state == UploadState.WRITING  # size changed
+
+
+async def test_one_command_per_host_per_refresh_and_headers_cached(lab, site):
+    await site.refresh()
+    await site.refresh()  # the growing upload settles its header read here or later
+    lab.writer.cancel()
+    await site.refresh()
+    site.log.clear()
+    await site.refresh()
+    hosts = [r.host for r in site.log]
+    assert sorted(hosts) == ["dom0-a", "dom0-b", "imagehost"], hosts  # steady state: one each
+    assert not any(r.mutating for r in site.log)
+    new = lab.uploads_root / "alice" / "later.iso"
+    new.write_bytes((lab.uploads_root / "alice" / "tools.iso").read_bytes())
+    old = time.time() - 600
+    os.utime(new, (old, old))
+    site.log.clear()
+    snap = await site.refresh()
+    image_cmds = [r for r in site.log if r.host == "imagehost"]
+    assert len(image_cmds) == 2  # the listing + one header read for the new file only
+    assert image_cmds[1].argv[-1].endswith("/alice/later.iso") and len(image_cmds[1].argv) == 5
+    assert by_key(snap)["alice/later.iso"].iso.volume_id == "TOOLS"
+
+
+async def test_host_down_is_reported_and_others_keep_working(tmp_path):
+    lab = Lab(tmp_path / "lab")
+    config = await lab.start()
+    try:
+        dead = HostConfig("dom0-b", "127.0.0.1", port=1, user="lab", key=config.dom0s["dom0-b"].ssh.key,
+                          known_hosts=config.dom0s["dom0-b"].ssh.known_hosts)
+        broken = config.dom0s["dom0-b"].__class__(dead, **{k: getattr(config.dom0s["dom0-b"], k) for k in
+                                                           ("storage", "hypervisor", "staging_prefix", "final_prefix")})
+        config.dom0s["dom0-b"] = broken
+        site = Site(config)
+        snap = await site.refresh()
+        status = {h.name: h for h in snap.hosts}
+        assert not status["dom0-b"].up and "cannot connect" in status["dom0-b"].error
+        assert status["imagehost"].up and status["dom0-a"].up
+        assert by_key(snap)["alice/ipxe.iso"].state == UploadState.PENDING
+        await site.close()
+    finally:
+        await lab.stop()
+
+
+async def test_unknown_host_key_is_refused(tmp_path, lab):
+    other = tmp_path / "known_hosts"
+    other.write_text("")
+    ih = lab.config.image_hosts["imagehost"]
+    doc = {
+        "console": {"state_dir": str(tmp_path / "state")},
+        "image_hosts": {"imagehost": {"address": "127.0.0.1", "port": ih.ssh.port, "user": "lab",
+                                      "key": ih.ssh.key, "known_hosts": str(other),
+                                      "uploads_root": ih.uploads_root, "domains": {"dom0-a": "imagehost"}}},
+        "dom0s": {"dom0-a": {"address": "127.0.0.1", "port": lab.ports["dom0-a"], "user": "lab",
+                             "key": ih.ssh.key, "known_hosts": str(other),
+                             "storage": {"driver": "files", "directory": str(lab.volumes_dir("dom0-a"))},
+                             "hypervisor": {"driver": "lab", "guest_disk_dirs": {"imagehost": str(lab.by_id)}}}},
+    }
+    site = Site(parse_config(doc))
+    snap = await site.refresh()
+    assert not any(h.up for h in snap.hosts)
+    assert all("host key not trusted" in h.error for h in snap.hosts)
+    await site.close()

@@ -1,0 +1,75 @@
+"""ISO inspection on real Debian boot ISOs and on bad input (nothing may raise)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from backend.isoinfo import HEADER_BYTES, inspect_header
+from backend.lab import floppy_image, make_iso
+
+from .conftest import DEBIAN_ISOS
+
+EXPECTED_VOLUME_IDS = {
+    "ipxe.iso": "ISOIMAGE",
+    "grub-rescue-cdrom.iso": "ISOIMAGE",
+    "memtest86+x64.iso": "MT86PLUS_64",
+    "memtest86+ia32.iso": "MT86PLUS_32",
+}
+
+
+@pytest.mark.parametrize("name", sorted(DEBIAN_ISOS))
+def test_real_debian_isos_are_bootable_iso9660(name):
+    path = DEBIAN_ISOS[name]
+    assert path.is_file(), f"{path} missing: `make test` installs it (Debian package)"
+    facts = inspect_header(path.read_bytes()[:HEADER_BYTES])
+    assert facts.is_iso9660 and facts.problem is None
+    assert facts.volume_id == EXPECTED_VOLUME_IDS[name]
+    assert facts.bootable is True
+    assert facts.hybrid_mbr is True  # all four are isohybrid images
+    assert 0 < facts.volume_bytes <= path.stat().st_size
+
+
+def test_generated_isos_bootable_or_not():
+    plain = inspect_header(make_iso("PLAIN", {"A.TXT;1": b"a"})[:HEADER_BYTES])
+    boot = inspect_header(make_iso("BOOT", {"A.TXT;1": b"a"}, bootable=True)[:HEADER_BYTES])
+    assert (plain.is_iso9660, plain.volume_id, plain.bootable, plain.hybrid_mbr) == (True, "PLAIN", False, False)
+    assert (boot.is_iso9660, boot.volume_id, boot.bootable) == (True, "BOOT", True)
+
+
+def test_floppy_is_boot_media_but_not_iso():
+    facts = inspect_header(floppy_image()[:HEADER_BYTES])
+    assert not facts.is_iso9660 and facts.hybrid_mbr and facts.kind == "boot-image"
+    assert facts.to_json() is None
+
+
+@pytest.mark.parametrize("data, problem", [
+    (b"", "empty file"),
+    (b"x" * 1000, "too short"),
+    (os.urandom(HEADER_BYTES), "no ISO 9660 primary volume descriptor"),
+    (b"\0" * HEADER_BYTES, "no ISO 9660 primary volume descriptor"),
+])
+def test_garbage_gives_a_clear_result(data, problem):
+    facts = inspect_header(data)
+    assert not facts.is_iso9660 and problem in facts.problem
+
+
+def test_truncated_iso_header():
+    real = DEBIAN_ISOS["ipxe.iso"].read_bytes()[:HEADER_BYTES]
+    assert "too short" in inspect_header(real[:16 * 2048 + 100]).problem
+    assert inspect_header(real[:17 * 2048]).volume_id == "ISOIMAGE"  # PVD only: still ISO 9660
+
+
+def test_lying_descriptors_do_not_raise():
+    real = bytearray(DEBIAN_ISOS["ipxe.iso"].read_bytes()[:HEADER_BYTES])
+    real[16 * 2048 + 80:16 * 2048 + 88] = b"\x01\0\0\0\0\0\0\x02"  # space size LE/BE disagree
+    assert not inspect_header(bytes(real)).is_iso9660
+    huge = bytearray(DEBIAN_ISOS["ipxe.iso"].read_bytes()[:HEADER_BYTES])
+    huge[16 * 2048 + 80:16 * 2048 + 88] = b"\xff" * 8  # a 8 TiB volume in a 2 MiB file
+    facts = inspect_header(bytes(huge), file_size=2097152)
+    assert facts.is_iso9660 and "exceeds the file" in facts.problem
+    boot = bytearray(DEBIAN_ISOS["ipxe.iso"].read_bytes()[:HEADER_BYTES])
+    boot[17 * 2048 + 71:17 * 2048 + 75] = b"\xff\xff\xff\x7f"  # boot catalog far outside the volume
+    facts = inspect_header(bytes(boot))
+    assert facts.is_iso9660 and not facts.bootable and "outside the volume" in facts.problem

@@ -1,0 +1,5 @@
+"""``python -m tui`` is ``isoadmin``."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,228 @@
+"""The ``isoadmin`` command: the TUI when no command is given, else one CLI command on the same backend.
+
+Exit status: 0 success; otherwise the failing :class:`~backend.errors.IsoadminError`'s ``exit_code``
+(2 usage/config, 3 host, 4 read-only, 5 not found, 6 not approvable, 7 capacity short, 8 import failed),
+130 when interrupted. Expected failures print one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import humanize
+
+from backend.config import SiteConfig, load_config
+from backend.errors import IsoadminError, ReadOnlyError, UsageError
+from backend.lab import Lab, default_lab_dir
+from backend.site import ImportPlan, Site
+from backend.state import JobRecord
+
+COMMANDS = ("uploads", "volumes", "jobs", "hosts", "approve", "reject")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also documents every option in ``--help``)."""
+    p = argparse.ArgumentParser(
+        prog="isoadmin",
+        description="Review owners' boot-CD uploads and import them onto dom0 volumes. "
+                    "Without a command, opens the console (TUI).")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--lab", metavar="DIR", nargs="?", const="", default=None,
+                       help=f"run on the embedded lab site in DIR (default {default_lab_dir()})")
+    where.add_argument("--config", metavar="FILE", type=Path, help="site file (default: user config dir/site.toml)")
+    p.add_argument("--read-only", action="store_true", help="refuse every change; for auditors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    for name, text in (("uploads", "list uploads"), ("volumes", "list volumes"),
+                       ("jobs", "list import jobs"), ("hosts", "list hosts and their status")):
+        s = sub.add_parser(name, help=text, description=text)
+        s.add_argument("--json", action="store_true", help="print one JSON array")
+    a = sub.add_parser("approve", help="import an upload onto a dom0 volume",
+                       description="import OWNER/FILE: create, attach, locate, copy, verify, detach, rename")
+    a.add_argument("upload", metavar="OWNER/FILE")
+    a.add_argument("--dom0", metavar="NAME", help="target dom0 (default: the image host's first)")
+    a.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    a.add_argument("--allow-non-iso", action="store_true", help="confirm importing a file that is not ISO 9660")
+    r = sub.add_parser("reject", help="reject an upload (the file is kept)")
+    r.add_argument("upload", metavar="OWNER/FILE")
+    r.add_argument("--reason", required=True, help="why (shown to admins)")
+    return p
+
+
+def _normalise_lab(argv: list[str]) -> list[str]:
+    """``--lab uploads`` means the default lab, not a lab named "uploads"."""
+    out = list(argv)
+    for i, word in enumerate(out):
+        if word == "--lab" and (i + 1 == len(out) or out[i + 1] in COMMANDS or out[i + 1].startswith("-")):
+            out[i] = "--lab="
+    return out
+
+
+@asynccontextmanager
+async def open_site(args: argparse.Namespace):
+    """Start the lab if asked, load the config, and yield ``(site, lab)``; close both afterwards."""
+    lab = None
+    try:
+        if args.lab is not None:
+            lab = Lab(Path(args.lab) if args.lab else None)
+            config: SiteConfig = await lab.start()
+        else:
+            config = load_config(args.config)
+        site = Site(config, read_only=args.read_only)
+        try:
+            yield site, lab
+        finally:
+            await site.close()
+    finally:
+        if lab is not None:
+            await lab.stop()
+
+
+def _print_json(items: list[dict]) -> None:
+    json.dump(items, sys.stdout, indent=1, ensure_ascii=True)
+    sys.stdout.write("\n")
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*headers, box=None, pad_edge=False, header_style="bold")
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+
+
+def _size(n: int | None) -> str:
+    return "—" if n is None else humanize.naturalsize(n, binary=True)
+
+
+async def cmd_list(site: Site, args: argparse.Namespace) -> int:
+    snap = await site.refresh()
+    for h in snap.hosts:
+        if not h.up:
+            print(f"isoadmin: warning: {h.error}", file=sys.stderr)
+    if args.command == "uploads":
+        if args.json:
+            _print_json([u.to_json() for u in snap.uploads])
+        else:
+            _table(["OWNER", "FILE", "SIZE", "AGE", "VOLUME ID", "BOOT", "STATE", "NOTE"], [
+                [u.owner, u.name, _size(u.size), humanize.naturaltime(time.time() - u.mtime),
+                 (u.iso.volume_id or "") if u.iso and u.iso.is_iso9660 else ("not ISO" if u.iso else ""),
+                 ("yes" if u.iso.bootable else "no") if u.iso and u.iso.is_iso9660 else "",
+                 u.state.value, u.reason] for u in sorted(snap.uploads, key=lambda u: u.key)])
+    elif args.command == "volumes":
+        if args.json:
+            _print_json([v.to_json() for v in snap.volumes])
+        else:
+            _table(["DOM0", "NAMESPACE", "NAME", "OWNER", "UPLOAD", "SIZE", "SHA256"], [
+                [v.dom0, v.namespace, v.name, v.owner, v.upload, _size(v.size), v.sha256[:16]]
+                for v in sorted(snap.volumes, key=lambda v: (v.dom0, v.namespace, v.name))])
+    elif args.command == "hosts":
+        if args.json:
+            _print_json([h.to_json() for h in snap.hosts])
+        else:
+            _table(["HOST", "ROLE", "STATE", "LATENCY", "FREE", "CAPACITY"], [
+                [h.name, h.role, "up" if h.up else f"DOWN: {h.error}", f"{h.latency * 1000:.0f} ms",
+                 _size(h.storage.free) if h.storage else "", _size(h.storage.capacity) if h.storage else ""]
+                for h in snap.hosts])
+    return 0 if all(h.up for h in snap.hosts) else 3
+
+
+async def cmd_jobs(site: Site, args: argparse.Namespace) -> int:
+    jobs = site.jobs()
+    if args.json:
+        _print_json([j.to_json() for j in jobs])
+    else:
+        _table(["JOB", "UPLOAD", "DOM0", "VOLUME", "PHASE", "STATE", "NOTE"], [
+            [j.id, j.key, j.dom0, j.final if j.state == "done" else j.staging, j.phase, j.state, j.error]
+            for j in jobs])
+    return 0
+
+
+def _show_plan(plan: ImportPlan) -> None:
+    u = plan.upload
+    print(f"Import {u.key} ({_size(u.size)}) from {u.host}:{u.path}", file=sys.stderr)
+    print(f"  onto {plan.dom0} ({plan.storage}): {plan.staging} -> {plan.final}, "
+          f"{_size(plan.alloc)} of {_size(plan.free)} free", file=sys.stderr)
+    for step in plan.steps:
+        print(f"  {step.phase:7} {step.host:12} {step.command}", file=sys.stderr)
+    for w in plan.warnings:
+        print(f"  WARNING: {w}", file=sys.stderr)
+
+
+async def cmd_approve(site: Site, args: argparse.Namespace) -> int:
+    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                               TransferSpeedColumn)
+
+    if site.read_only:
+        raise ReadOnlyError(f"read-only session: approving {args.upload} is not allowed")
+    await site.refresh()
+    plan = await site.plan(args.upload, args.dom0, args.allow_non_iso)
+    _show_plan(plan)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError("not confirmed: pass --yes to approve without a terminal")
+        if input("Approve? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("not approved", file=sys.stderr)
+            return 1
+    columns = (TextColumn("{task.description:8}"), BarColumn(), DownloadColumn(binary_units=True),
+               TransferSpeedColumn(), TimeRemainingColumn())
+    with Progress(*columns, transient=False) as progress:
+        task = progress.add_task("create", total=plan.upload.size)
+
+        def on_event(job: JobRecord) -> None:
+            progress.update(task, description=job.phase, completed=job.done_bytes)
+
+        job = await site.approve(plan, on_event)
+        progress.update(task, description="done", completed=job.size)
+    print(f"{job.key} -> {job.dom0}:{job.final} sha256 {job.sha256}")
+    return 0
+
+
+async def cmd_reject(site: Site, args: argparse.Namespace) -> int:
+    await site.refresh()
+    await site.reject(args.upload, args.reason)
+    print(f"{args.upload} rejected: {args.reason}")
+    return 0
+
+
+HANDLERS: dict[str, Callable[[Site, argparse.Namespace], Awaitable[int]]] = {
+    "uploads": cmd_list, "volumes": cmd_list, "hosts": cmd_list, "jobs": cmd_jobs,
+    "approve": cmd_approve, "reject": cmd_reject,
+}
+
+
+async def run_command(args: argparse.Namespace) -> int:
+    """Run one CLI command (``args.command``) and return its exit status."""
+    async with open_site(args) as (site, _lab):
+        return await HANDLERS[args.command](site, args)
+
+
+async def run_tui(args: argparse.Namespace) -> int:
+    """Open the console on the site (starting the lab in this event loop if asked)."""
+    from .app import IsoadminApp
+
+    async with open_site(args) as (site, lab):
+        app = IsoadminApp(site, lab=lab, read_only=site.read_only)
+        await app.run_async()
+        return app.return_code or 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``isoadmin``; returns the exit status."""
+    args = build_parser().parse_args(_normalise_lab(sys.argv[1:] if argv is None else argv))
+    try:
+        return asyncio.run(run_command(args) if args.command else run_tui(args))
+    except IsoadminError as exc:
+        print(f"isoadmin: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("isoadmin: interrupted", file=sys.stderr)
+        return 130
