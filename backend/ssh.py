@@ -116,7 +116,14 @@ class Host:
                 raise HostError(self.name, f"cannot connect to {self.config.address}: {_reason(exc)}") from None
             return self._conn
 
-    def _guard(self, command: Command) -> None:
+    def guard(self, command: Command) -> None:
+        """Log ``command`` to the listeners and refuse it if mutating in a read-only session.
+
+        Drivers that act without SSH (libvirt) call this with an equivalent command first.
+
+        Raises:
+            ReadOnlyError: mutating command in a read-only session (nothing was sent).
+        """
         refused = command.mutating and self.read_only
         record = CommandRecord(self.name, command.argv, command.mutating, time.time(), refused)
         for listener in self.listeners:
@@ -143,7 +150,7 @@ class Host:
             ReadOnlyError, HostError, HostKeyError, CommandFailed, UnsafeArgument.
         """
         line = command.render()
-        self._guard(command)
+        self.guard(command)
         conn = await self.connection()
         try:
             proc = await conn.run(line, input=input, encoding=None, timeout=timeout, check=False)
@@ -165,7 +172,7 @@ class Host:
             ReadOnlyError, HostError, HostKeyError, UnsafeArgument.
         """
         line = command.render()
-        self._guard(command)
+        self.guard(command)
         conn = await self.connection()
         try:
             return await conn.create_process(line, encoding=None)

@@ -1,4 +1,4 @@
-"""Hypervisor drivers: hot-plug a dom0's volume into the image-host VM. ``lab`` (embedded lab)."""
+"""Hypervisor drivers: hot-plug a dom0's volume into the image-host VM. ``lab`` (embedded lab), ``libvirt``."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from ..errors import ConfigError
 from ..ssh import Host
 from .base import HypervisorDriver
 from .lab import LabHypervisor
+from .libvirt import LibvirtHypervisor
 
-DRIVERS: dict[str, type[HypervisorDriver]] = {"lab": LabHypervisor}
+DRIVERS: dict[str, type[HypervisorDriver]] = {"lab": LabHypervisor, "libvirt": LibvirtHypervisor}
 
 
 def make_hypervisor(dom0: Dom0Config, host: Host) -> HypervisorDriver:
@@ -24,4 +25,4 @@ def make_hypervisor(dom0: Dom0Config, host: Host) -> HypervisorDriver:
     return DRIVERS[driver](dom0, host)
 
 
-__all__ = ["HypervisorDriver", "LabHypervisor", "make_hypervisor", "DRIVERS"]
+__all__ = ["HypervisorDriver", "LabHypervisor", "LibvirtHypervisor", "make_hypervisor", "DRIVERS"]

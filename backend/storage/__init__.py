@@ -1,4 +1,4 @@
-"""Storage drivers: where a dom0 keeps volumes. ``files`` (sparse files; the embedded lab)."""
+"""Storage drivers: where a dom0 keeps volumes. ``files`` (sparse files; the embedded lab), ``lvm`` (LVs)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from ..errors import ConfigError
 from ..ssh import Host
 from .base import StorageDriver
 from .files import FilesStorage
+from .lvm import LvmStorage
 
-DRIVERS: dict[str, type[StorageDriver]] = {"files": FilesStorage}
+DRIVERS: dict[str, type[StorageDriver]] = {"files": FilesStorage, "lvm": LvmStorage}
 
 
 def make_storage(dom0: Dom0Config, host: Host) -> StorageDriver:
@@ -23,4 +24,4 @@ def make_storage(dom0: Dom0Config, host: Host) -> StorageDriver:
     return DRIVERS[driver](dom0, host)
 
 
-__all__ = ["StorageDriver", "FilesStorage", "make_storage", "DRIVERS"]
+__all__ = ["StorageDriver", "FilesStorage", "LvmStorage", "make_storage", "DRIVERS"]
