@@ -202,6 +202,10 @@ class Site:
         return uploads
 
     async def _read_headers(self, host: Host, uploads: list[Upload]) -> None:
+        listed = {(u.host, u.path) for u in uploads}
+        for cache in (self._headers, self._seen):
+            for key in [k for k in cache if k[0] == host.name and k not in listed]:
+                del cache[key]  # the file is gone: forget it
         need = []
         for u in uploads:
             if u.kind != "file" or u.state == UploadState.REFUSED:

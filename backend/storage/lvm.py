@@ -14,7 +14,7 @@ Settings (``[dom0s.NAME.storage]``):
     ``emulate_activation``: for hosts without device-mapper only (off by default). LVM then runs with
         activation disabled, and isoadmin makes ``/dev/VG/LV`` itself: a loop device over the PV file at
         the LV's extent offset (single-segment LVs only; create the VG with ``--alloc contiguous``).
-        ``pv_files`` maps each PV device to its backing file.
+        ``pv_file`` is the file behind the VG's physical volume (PV).
 """
 
 from __future__ import annotations
