@@ -83,6 +83,17 @@ def floppy_image() -> bytes:
 
 
 class _Server(asyncssh.SSHServer):
+    def __init__(self, connections: set) -> None:
+        self.connections = connections
+        self.conn = None
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self.conn = conn
+        self.connections.add(conn)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.connections.discard(self.conn)
+
     def begin_auth(self, username: str) -> bool:
         return True  # key auth only (authorized_client_keys)
 
@@ -105,6 +116,7 @@ class Lab:
         self.servers: dict[str, asyncssh.SSHAcceptor] = {}
         self.ports: dict[str, int] = {}
         self.children: set[asyncio.subprocess.Process] = set()
+        self.connections: set[asyncssh.SSHServerConnection] = set()
         self.writer: asyncio.Task | None = None
 
     # paths
@@ -143,7 +155,7 @@ class Lab:
             acceptor = await asyncssh.listen(
                 "127.0.0.1", 0, server_host_keys=[host_key],
                 authorized_client_keys=str(keys / "authorized_keys"),
-                process_factory=self._handle, server_factory=_Server, sftp_factory=True,
+                process_factory=self._handle, server_factory=lambda: _Server(self.connections), sftp_factory=True,
                 allow_scp=False, keepalive_interval=30, encoding=None)
             self.servers[name] = acceptor
             self.ports[name] = acceptor.get_port()
@@ -156,11 +168,14 @@ class Lab:
         return load_config(self.config_path)
 
     async def stop(self) -> None:
-        """Stop the servers, the writer and any command still running (as a host would on shutdown)."""
+        """Stop the servers, their connections, the writer and any command still running (as a host
+        going down would)."""
         if self.writer:
             self.writer.cancel()
         for acceptor in self.servers.values():
             acceptor.close()
+        for conn in list(self.connections):
+            conn.close()
         for proc in list(self.children):
             try:
                 os.killpg(proc.pid, signal.SIGTERM)

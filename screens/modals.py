@@ -1,0 +1,212 @@
+"""Modal screens: the approval plan, the non-ISO confirmation, a rejection reason, details, help, errors."""
+
+from __future__ import annotations
+
+import humanize
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Static
+
+from backend.models import Upload
+from backend.site import ImportPlan
+
+
+def _size(n: int) -> str:
+    return f"{humanize.naturalsize(n, binary=True)} ({n} B)"
+
+
+class _Confirm(ModalScreen[bool]):
+    """A yes/no modal: ``y`` / ``n`` / ``escape``."""
+
+    BINDINGS = [Binding("y", "answer(True)", "Yes"), Binding("n", "answer(False)", "No"),
+                Binding("escape", "answer(False)", "Cancel")]
+    yes_label = "Yes"
+
+    def body(self) -> ComposeResult:  # pragma: no cover - overridden
+        yield from ()
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield from self.body()
+            with Horizontal(classes="buttons"):
+                yield Button(f"{self.yes_label} [y]", variant="primary", id="yes")
+                yield Button("Cancel [n]", id="no")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, value: bool) -> None:
+        self.dismiss(value)
+
+
+class ConfirmApprove(_Confirm):
+    """Shows an :class:`ImportPlan` (dom0, storage, volume names, size, every host command)."""
+
+    yes_label = "Approve"
+
+    def __init__(self, plan: ImportPlan) -> None:
+        super().__init__()
+        self.plan = plan
+
+    def body(self) -> ComposeResult:
+        p, u = self.plan, self.plan.upload
+        yield Label(f"Approve {escape(u.key)}?", classes="dialog-title")
+        facts = Table.grid(padding=(0, 2))
+        for name, value in (("upload", f"{u.host}:{u.path}"), ("size", _size(u.size)),
+                            ("dom0", f"{p.dom0} (storage {p.storage}, domain {p.domain})"),
+                            ("staging", p.staging), ("final", p.final),
+                            ("allocation", f"{_size(p.alloc)} of {humanize.naturalsize(p.free, binary=True)} free"),
+                            ("job", f"{p.job_id} (serial {p.serial})")):
+            facts.add_row(Text(name, style="bold"), Text(value))
+        yield Static(facts)
+        for warning in p.warnings:
+            yield Static(Text(f"⚠ {warning}", style="bold yellow"))
+        steps = Table("phase", "host", "command", box=None, header_style="bold", expand=True)
+        for step in p.steps:
+            steps.add_row(step.phase, step.host, Text(step.command, style="cyan"))
+        with VerticalScroll(classes="plan-steps"):
+            yield Static(steps)
+
+
+class ConfirmNonIso(_Confirm):
+    """Asks before importing a file that is not ISO 9660 (floppy images are legitimate boot media)."""
+
+    yes_label = "Import anyway"
+
+    def __init__(self, upload: Upload) -> None:
+        super().__init__()
+        self.upload = upload
+
+    def body(self) -> ComposeResult:
+        u = self.upload
+        why = u.iso.problem if u.iso else "header not read"
+        yield Label(f"{escape(u.key)} is not ISO 9660", classes="dialog-title")
+        kind = "It has a boot sector (0x55AA): a floppy or disk image." if u.iso and u.iso.hybrid_mbr else \
+            "It has no boot sector either."
+        yield Static(f"{escape(why or '')}\n{kind}\nImport it anyway?")
+
+
+class RejectReason(ModalScreen[str | None]):
+    """Asks for the reason of a rejection (required); the upload itself is kept."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, upload: Upload) -> None:
+        super().__init__()
+        self.upload = upload
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(f"Reject {escape(self.upload.key)}", classes="dialog-title")
+            yield Static("The file stays on the image host; the owner can see why.")
+            yield Input(placeholder="reason (required)", id="reason")
+            with Horizontal(classes="buttons"):
+                yield Button("Reject", variant="error", id="yes")
+                yield Button("Cancel", id="no")
+
+    def _submit(self) -> None:
+        reason = self.query_one("#reason", Input).value.strip()
+        if not reason:
+            self.notify("a rejection needs a reason", severity="warning")
+            return
+        self.dismiss(reason)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self._submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "yes":
+            self._submit()
+        else:
+            self.dismiss(None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class Details(ModalScreen[None]):
+    """Every field of an upload or a volume."""
+
+    BINDINGS = [Binding("escape,enter,q", "close", "Close")]
+
+    def __init__(self, title: str, rows: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.title_text = title
+        self.rows = rows
+
+    def compose(self) -> ComposeResult:
+        grid = Table.grid(padding=(0, 2))
+        for name, value in self.rows:
+            grid.add_row(Text(name, style="bold"), Text(value))
+        with Vertical(classes="dialog"):
+            yield Label(escape(self.title_text), classes="dialog-title")
+            with VerticalScroll(classes="details"):
+                yield Static(grid)
+            yield Static("escape closes", classes="hint")
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+class ErrorModal(ModalScreen[None]):
+    """A backend error that needs reading: title and message."""
+
+    BINDINGS = [Binding("escape,enter", "close", "Close")]
+
+    def __init__(self, title: str, message: str) -> None:
+        super().__init__()
+        self.title_text, self.message = title, message
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog error"):
+            yield Label(escape(self.title_text), classes="dialog-title")
+            yield Static(Text(self.message))
+            yield Button("Close", id="close")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(None)
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+HELP = [
+    ("1 / 2 / 3", "Uploads / Jobs / Volumes"),
+    ("a", "approve the selected upload (shows the plan first)"),
+    ("r", "reject the selected upload (asks for a reason; the file is kept)"),
+    ("/", "filter uploads by owner, file or state; escape clears"),
+    ("enter", "details of the selected upload or volume"),
+    (": or ctrl+p", "command palette"),
+    ("ctrl+r", "refresh now (it also refreshes by itself every few seconds)"),
+    ("?", "this help"),
+    ("q", "quit"),
+]
+
+
+class HelpScreen(ModalScreen[None]):
+    """The keys."""
+
+    BINDINGS = [Binding("escape,question_mark,q", "close", "Close")]
+
+    def __init__(self, read_only: bool = False) -> None:
+        super().__init__()
+        self.read_only = read_only
+
+    def compose(self) -> ComposeResult:
+        grid = Table.grid(padding=(0, 3))
+        for key, text in HELP:
+            if self.read_only and key in ("a", "r"):
+                continue
+            grid.add_row(Text(key, style="bold cyan"), text)
+        with Vertical(classes="dialog"):
+            yield Label("isoadmin keys" + (" (READ-ONLY session)" if self.read_only else ""), classes="dialog-title")
+            yield Static(grid)
+            yield Static("escape closes", classes="hint")
+
+    def action_close(self) -> None:
+        self.dismiss(None)

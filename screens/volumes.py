@@ -1,0 +1,110 @@
+"""Volumes screen: each dom0's capacity and free space, and its volumes grouped by namespace."""
+
+from __future__ import annotations
+
+import humanize
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from backend.models import Volume
+
+from .modals import Details
+
+COLUMNS = ("dom0", "namespace", "name", "owner", "upload", "size", "sha256")
+ORDER = {"staging": 0, "final": 1, "vmdisk": 2, "other": 3}
+NS_STYLE = {"staging": "bold cyan", "final": "green", "vmdisk": "", "other": "dim"}
+
+
+def capacity_line(snapshot) -> Text:
+    """One line per dom0: a bar of used space, free and capacity (or why it is down)."""
+    text = Text()
+    for h in (h for h in snapshot.hosts if h.role == "dom0"):
+        if text:
+            text.append("\n")
+        text.append(f"{h.name:12}", style="bold")
+        if not h.up or h.storage is None:
+            text.append(f"DOWN: {h.error}", style="bold red")
+            continue
+        cap, free = h.storage.capacity, h.storage.free
+        used = max(0, cap - free)
+        width = 30
+        fill = int(width * used / cap) if cap else 0
+        text.append("█" * fill, style="cyan")
+        text.append("░" * (width - fill), style="dim")
+        text.append(f"  {humanize.naturalsize(free, binary=True)} free of "
+                    f"{humanize.naturalsize(cap, binary=True)} · unit {humanize.naturalsize(h.storage.unit, binary=True)}"
+                    f" · {len(h.storage.volumes)} volumes")
+    return text
+
+
+def volume_cells(v: Volume) -> tuple:
+    return (v.dom0, Text(v.namespace, style=NS_STYLE.get(v.namespace, "")), v.name, v.owner, v.upload,
+            humanize.naturalsize(v.size, binary=True), (v.sha256[:12] + "…") if v.sha256 else "")
+
+
+class VolumesScreen(Screen):
+    """Volumes of every dom0 (staging first, then final, then the rest), updated in place by key."""
+
+    AUTO_FOCUS = "#volumes"
+    BINDINGS = [Binding("enter", "details", "Details", id="volume-details")]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shown: dict[str, tuple] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical(id="body"):
+            yield Static(id="capacity", classes="hosts")
+            table = DataTable(id="volumes", cursor_type="row", zebra_stripes=True)
+            for name in COLUMNS:
+                table.add_column(name.title() if name != "sha256" else "sha256", key=name)
+            yield table
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.update_view()
+
+    def on_screen_resume(self) -> None:
+        self.update_view()
+
+    def update_view(self) -> None:
+        snapshot = self.app.snapshot
+        self.query_one("#capacity", Static).update(capacity_line(snapshot))
+        table = self.query_one("#volumes", DataTable)
+        volumes = sorted(snapshot.volumes, key=lambda v: (ORDER.get(v.namespace, 9), v.dom0, v.name))
+        wanted = {f"{v.dom0}\0{v.name}": volume_cells(v) for v in volumes}
+        if list(wanted) != list(self.shown):
+            # membership or order changed: rebuild, keeping the cursor on the same volume
+            current = self._cursor_key(table)
+            table.clear()
+            for key, cells in wanted.items():
+                table.add_row(*cells, key=key)
+            if current in wanted:
+                table.move_cursor(row=list(wanted).index(current))
+        else:
+            for key, cells in wanted.items():
+                for column, (before, after) in zip(COLUMNS, zip(self.shown[key], cells)):
+                    if before != after:
+                        table.update_cell(key, column, after)
+        self.shown = wanted
+
+    @staticmethod
+    def _cursor_key(table: DataTable) -> str | None:
+        if not table.row_count:
+            return None
+        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+
+    def action_details(self) -> None:
+        key = self._cursor_key(self.query_one("#volumes", DataTable))
+        v = next((v for v in self.app.snapshot.volumes if f"{v.dom0}\0{v.name}" == key), None)
+        if v is None:
+            return
+        rows = [("dom0", v.dom0), ("name", v.name), ("namespace", v.namespace), ("path", v.path),
+                ("size", f"{v.size} B ({humanize.naturalsize(v.size, binary=True)})")]
+        rows += [(k, str(val)) for k, val in sorted(v.meta.items())]
+        self.app.push_screen(Details(f"Volume {v.dom0}:{v.name}", rows))

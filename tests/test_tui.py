@@ -1,0 +1,154 @@
+"""The console through Textual's Pilot, on a real lab: approve, reject, read-only, non-ISO, host down."""
+
+from __future__ import annotations
+
+import pytest
+
+from backend.site import Site
+from screens.modals import ConfirmApprove, ConfirmNonIso, RejectReason
+from screens.uploads import UploadsScreen
+from screens.volumes import VolumesScreen
+from textual.widgets import DataTable
+from tui.app import IsoadminApp
+
+from .conftest import sha256_file
+
+SIZE = (140, 45)
+
+
+async def wait_for(pilot, predicate, timeout: float = 20.0) -> None:
+    """Pause the pilot until ``predicate()`` holds (or fail after ``timeout`` seconds)."""
+    for _ in range(int(timeout / 0.05)):
+        if predicate():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+async def select(pilot, app: IsoadminApp, key: str) -> None:
+    """Move the Uploads cursor to the row of upload ``OWNER/FILE`` with the arrow keys."""
+    await wait_for(pilot, lambda: app.refreshes > 0)
+    table = app.screen.query_one("#uploads", DataTable)
+    rows = [tuple(table.get_row_at(i)[:2]) for i in range(table.row_count)]
+    target = rows.index(tuple(key.split("/", 1)))
+    await pilot.press(*(["up"] * table.row_count), *(["down"] * target))
+    assert app.screen.selected().key == key
+
+
+def state_cell(app: IsoadminApp, key: str) -> str:
+    u = next(u for u in app.snapshot.uploads if u.key == key)
+    return u.state.value
+
+
+async def test_approve_from_the_keyboard_end_to_end(lab):
+    site = Site(lab.config)
+    app = IsoadminApp(site, lab=lab)
+    async with app.run_test(size=SIZE) as pilot:
+        await select(pilot, app, "alice/ipxe.iso")
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmApprove))
+        plan = app.screen.plan
+        assert plan.dom0 == "dom0-a" and [s.phase for s in plan.steps] == \
+            ["create", "attach", "locate", "copy", "verify", "detach", "rename"]
+        await pilot.press("y")
+        await wait_for(pilot, lambda: any(j.state == "done" for j in app.jobs.values()))
+        await pilot.press("2")
+        job_views = app.screen.query(".job")
+        assert len(job_views) == 1 and "done" in str(app.screen.query_one(".job-status").render())
+        await pilot.press("3")
+        await wait_for(pilot, lambda: isinstance(app.screen, VolumesScreen) and
+                       app.screen.query_one("#volumes", DataTable).row_count == 1)
+        row = app.screen.query_one("#volumes", DataTable).get_row_at(0)
+        assert (row[0], str(row[1]), row[3], row[4]) == ("dom0-a", "final", "alice", "ipxe.iso")
+        assert row[2] == plan.final
+    await site.close()
+    upload = lab.uploads_root / "alice" / "ipxe.iso"
+    volume = lab.volumes_dir("dom0-a") / f"{plan.final}.img"
+    assert sha256_file(volume, upload.stat().st_size) == sha256_file(upload)
+    assert not [p for p in lab.volumes_dir("dom0-a").iterdir() if p.name.startswith("cdtmp_")]
+
+
+async def test_read_only_has_no_mutating_keys_and_changes_nothing(lab):
+    log = []
+    site = Site(lab.config, read_only=True, listeners=[log.append])
+    app = IsoadminApp(site, lab=lab, read_only=True)
+    async with app.run_test(size=SIZE) as pilot:
+        assert "READ-ONLY" in app.sub_title
+        await select(pilot, app, "alice/ipxe.iso")
+        assert app.screen.check_action("approve", ()) is False
+        await pilot.press("a", "r")
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, UploadsScreen)  # no modal opened
+        app.screen.action_approve()  # even when the action is reached another way
+        await pilot.pause(0.1)
+        assert any("read-only" in n.message for n in app._notifications)
+    await site.close()
+    assert [p for d in ("dom0-a", "dom0-b") for p in lab.volumes_dir(d).iterdir()] == []
+    assert not any(r.mutating for r in log)
+
+
+async def test_reject_with_a_reason_keeps_the_file(lab):
+    site = Site(lab.config)
+    app = IsoadminApp(site, lab=lab)
+    async with app.run_test(size=SIZE) as pilot:
+        await select(pilot, app, "alice/tools.iso")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, RejectReason))
+        await pilot.press("enter")  # an empty reason is not accepted
+        assert isinstance(app.screen, RejectReason)
+        await pilot.press(*"not bootable", "enter")
+        await wait_for(pilot, lambda: state_cell(app, "alice/tools.iso") == "rejected")
+        table = app.screen.query_one("#uploads", DataTable)
+        assert str(table.get_cell(f"imagehost\0{lab.uploads_root}/alice/tools.iso", "state")) == "rejected"
+    await site.close()
+    assert (lab.uploads_root / "alice" / "tools.iso").stat().st_size == 51200
+
+
+async def test_non_iso_asks_first(lab):
+    site = Site(lab.config)
+    app = IsoadminApp(site, lab=lab)
+    async with app.run_test(size=SIZE) as pilot:
+        await select(pilot, app, "bob/boot-floppy.img")
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmNonIso))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmApprove))
+        assert "not ISO 9660" in app.screen.plan.warnings[0]
+        await pilot.press("n")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, UploadsScreen)
+    await site.close()
+    assert list(lab.volumes_dir("dom0-a").iterdir()) == []
+
+
+async def test_filter_and_host_down(lab):
+    site = Site(lab.config)
+    app = IsoadminApp(site, lab=lab, refresh_seconds=0.2)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.refreshes > 0)
+        await pilot.press("slash", *"carol")
+        table = app.screen.query_one("#uploads", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 2)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: table.row_count > 2)
+        await lab.stop()
+        seen = app.refreshes
+        await wait_for(pilot, lambda: app.refreshes > seen + 1)
+        hosts = str(app.screen.query_one("#hosts").render())
+        assert "DOWN" in hosts
+        assert table.row_count > 2  # the last known uploads stay listed
+        await pilot.press("3")
+        assert isinstance(app.screen, VolumesScreen)
+        assert "DOWN" in str(app.screen.query_one("#capacity").render())
+    await site.close()
+
+
+@pytest.mark.parametrize("key", ["question_mark", "colon"])
+async def test_help_and_palette_open(lab, key):
+    site = Site(lab.config)
+    app = IsoadminApp(site, lab=lab)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press(key)
+        await pilot.pause(0.2)
+        assert type(app.screen).__name__ in ("HelpScreen", "CommandPalette")
+    await site.close()

@@ -1,0 +1,139 @@
+"""The Textual app: three screens (Uploads, Jobs, Volumes), a background refresh, import workers.
+
+The app holds the last :class:`~backend.site.Snapshot` and the live jobs; screens render from them and
+start work through the app's workers. Host work happens only in ``backend``.
+"""
+
+from __future__ import annotations
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+from textual.message import Message
+
+from backend.errors import IsoadminError
+from backend.site import ImportPlan, Site, Snapshot
+from backend.state import JobRecord
+from screens.commands import IsoadminCommands
+from screens.jobs import JobsScreen
+from screens.modals import ErrorModal, HelpScreen
+from screens.uploads import UploadsScreen
+from screens.volumes import VolumesScreen
+
+
+class SnapshotReady(Message):
+    """A refresh of the site finished."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        super().__init__()
+        self.snapshot = snapshot
+
+
+class JobProgress(Message):
+    """A job moved (at most 4 per second per job, throttled by the backend)."""
+
+    def __init__(self, job: JobRecord) -> None:
+        super().__init__()
+        self.job = job
+
+
+class IsoadminApp(App[int]):
+    """The console.
+
+    Args:
+        site: the backend for the whole site (already built; the caller closes it).
+        lab: the embedded lab object when running on one (kept for reference; the caller stops it).
+        read_only: auditor mode: READ-ONLY in the header, mutating keys absent (the backend refuses anyway).
+        refresh_seconds: pause between refreshes (default: the site's ``refresh_seconds``).
+    """
+
+    CSS_PATH = "../styles/app.tcss"
+    TITLE = "isoadmin"
+    MODES = {"uploads": UploadsScreen, "jobs": JobsScreen, "volumes": VolumesScreen}
+    DEFAULT_MODE = "uploads"
+    COMMANDS = App.COMMANDS | {IsoadminCommands}
+    BINDINGS = [
+        Binding("1", "switch_mode('uploads')", "Uploads", id="uploads"),
+        Binding("2", "switch_mode('jobs')", "Jobs", id="jobs"),
+        Binding("3", "switch_mode('volumes')", "Volumes", id="volumes"),
+        Binding("ctrl+r", "refresh_now", "Refresh", id="refresh"),
+        Binding("colon", "command_palette", "Commands", show=False, id="palette"),
+        Binding("question_mark", "help", "Help", id="help"),
+        Binding("q", "quit", "Quit", id="quit"),
+    ]
+
+    def __init__(self, site: Site, *, lab=None, read_only: bool = False,
+                 refresh_seconds: float | None = None) -> None:
+        super().__init__()
+        self.site = site
+        self.lab = lab
+        self.read_only = read_only or site.read_only
+        self.refresh_seconds = refresh_seconds if refresh_seconds is not None else site.config.refresh_seconds
+        self.snapshot = Snapshot()
+        self.jobs: dict[str, JobRecord] = {j.id: j for j in site.jobs()}
+        self.refreshes = 0
+        where = "lab" if lab is not None else str(site.config.source or "")
+        self.sub_title = f"READ-ONLY · {where}" if self.read_only else where
+
+    def on_mount(self) -> None:
+        self.action_refresh_now()
+
+    # ------------------------------------------------------------------ refresh
+
+    def action_refresh_now(self) -> None:
+        """Refresh the inventory now (a newer refresh replaces one still running)."""
+        self.refresh_site()
+
+    @work(group="refresh", exclusive=True)
+    async def refresh_site(self) -> None:
+        snapshot = await self.site.refresh()
+        self.post_message(SnapshotReady(snapshot))
+
+    def on_snapshot_ready(self, message: SnapshotReady) -> None:
+        self.snapshot = message.snapshot
+        self.refreshes += 1
+        for job in message.snapshot.jobs:
+            if job.id not in self.site.active:
+                self.jobs[job.id] = job
+        self._update_screen()
+        self.set_timer(self.refresh_seconds, self.refresh_site, name="refresh")
+
+    def _update_screen(self) -> None:
+        update = getattr(self.screen, "update_view", None)
+        if update is not None:
+            update()
+
+    # ------------------------------------------------------------------ jobs
+
+    def start_import(self, plan: ImportPlan) -> None:
+        """Run an approved plan in its own worker (several jobs may run at once)."""
+        self.run_worker(self._import(plan), group=f"job-{plan.job_id}", name=f"import {plan.upload.key}")
+
+    async def _import(self, plan: ImportPlan) -> None:
+        def listener(job: JobRecord) -> None:
+            self.post_message(JobProgress(job))
+
+        try:
+            job = await self.site.approve(plan, listener)
+        except IsoadminError as exc:
+            self.notify(exc.message, title=exc.title, severity="error", timeout=10)
+        else:
+            self.notify(f"{job.key} → {job.final} on {job.dom0}", title="Imported")
+        self.refresh_site()
+
+    def on_job_progress(self, message: JobProgress) -> None:
+        self.jobs[message.job.id] = message.job
+        if isinstance(self.screen, JobsScreen):
+            self.screen.update_job(message.job)
+
+    # ------------------------------------------------------------------ errors and help
+
+    def show_error(self, exc: IsoadminError, modal: bool = False) -> None:
+        """Show a backend error one way: a notification, or a modal for errors that need reading."""
+        if modal:
+            self.push_screen(ErrorModal(exc.title, exc.message))
+        else:
+            self.notify(exc.message, title=exc.title, severity="error", timeout=8)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(self.read_only))
