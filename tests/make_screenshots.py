@@ -1,0 +1,44 @@
+"""Regenerate the README's screenshots (docs/*.svg) from a fresh lab: ``python -m tests.make_screenshots``.
+
+Not a test; it drives the real console on a throwaway lab with Textual's Pilot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+
+from backend.lab import Lab
+from backend.site import Site
+from tui.app import IsoadminApp
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+async def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        lab = Lab(Path(tmp) / "lab")
+        config = await lab.start()
+        site = Site(config, approver="admin@console")
+        app = IsoadminApp(site, lab=lab)
+        async with app.run_test(size=(120, 30)) as pilot:
+            while not app.refreshes:
+                await pilot.pause(0.05)
+            app.save_screenshot("screenshot.svg", str(DOCS))
+            await pilot.press("a")
+            while type(app.screen).__name__ != "ConfirmApprove":
+                await pilot.pause(0.05)
+            app.save_screenshot("screenshot-approve.svg", str(DOCS))
+            await pilot.press("y")
+            while not any(j.state == "done" for j in app.jobs.values()):
+                await pilot.pause(0.05)
+            await pilot.press("2")
+            await pilot.pause(0.3)
+            app.save_screenshot("screenshot-jobs.svg", str(DOCS))
+        await site.close()
+        await lab.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
