@@ -34,8 +34,8 @@ class _Confirm(ModalScreen[bool]):
         with Vertical(classes="dialog"):
             yield from self.body()
             with Horizontal(classes="buttons"):
-                yield Button(f"{self.yes_label} [y]", variant="primary", id="yes")
-                yield Button("Cancel [n]", id="no")
+                yield Button(f"{self.yes_label} \\[y]", variant="primary", id="yes")
+                yield Button("Cancel \\[n]", id="no")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")
