@@ -160,7 +160,7 @@ printf 'pid %s\n' "$$"
 printf 'before %s\n' "$(stat -c '%F %s %i %h %Y' -- "$src")"
 exec 3>&1
 { dd if="$src" iflag=nofollow,nonblock bs=4M status=progress; echo "read $?" >&3; } \
-  | { { tee /dev/fd/5 | sha256sum >&3; } 5>&1 \
+  | { { { tee /proc/self/fd/5; echo "tee $?" >&3; } | sha256sum >&3; } 5>&1 \
       | { dd of="$dst" bs=4M iflag=fullblock conv=notrunc,fsync status=none; echo "write $?" >&3; }; }
 printf 'after %s\n' "$(stat -c '%F %s %i %h %Y' -- "$src")"
 """
@@ -258,7 +258,7 @@ async def copy(host: Host, src: str, dst: str, on_progress: ProgressCallback,
     for line in bytes(out).splitlines():
         word, _, rest = line.partition(b" ")
         text = rest.decode("utf-8", "replace")
-        if word in (b"read", b"write"):
+        if word in (b"read", b"tee", b"write"):
             statuses[word.decode()] = int(rest or -1)
         elif word == b"before":
             before = text

@@ -173,7 +173,7 @@ class ImportJob:
         result = await imagehost.copy(ctx.image_host, job.path, device, progress, pid)
         self.copy_pid = None
         bad = {k: v for k, v in result.statuses.items() if v != 0}
-        if bad or set(result.statuses) != {"read", "write"}:
+        if bad or set(result.statuses) != {"read", "tee", "write"}:
             raise IsoadminError(f"copy failed ({', '.join(f'{k} exit {v}' for k, v in bad.items()) or 'incomplete'})")
         if result.before != result.after:
             raise IsoadminError("the upload changed during the copy")

@@ -3,7 +3,7 @@
 Reads use ``vgs`` / ``lvs --reportformat json --units b --nosuffix`` (lvs(8), vgs(8)): one command per
 refresh, JSON only (every value is a string; LVM prints warnings on stderr, which is ignored). An LV's
 metadata lives in its LV tags (lvm(8) "VALID NAMES": tags allow ``[A-Za-z0-9_+.-/=!:&#]``, at most 128
-characters): ``isoadmin:KEY=VALUE``, values outside that alphabet encoded as base32 (``~`` marks them)
+characters): ``isoadmin:KEY=VALUE``, values outside that alphabet encoded as base32 (a leading ``!`` marks them)
 and long values split over numbered tags (``isoadmin:KEY.0=…``, ``isoadmin:KEY.1=…``).
 
 Settings (``[dom0s.NAME.storage]``):
@@ -70,7 +70,7 @@ def _plain_ok(value) -> str | None:
             text = value
     else:
         text = json.dumps(value, sort_keys=True, separators=(",", ":"))
-    return text if _TAG_OK.match(text) and not text.startswith("~") else None
+    return text if _TAG_OK.match(text) and not text.startswith("!") else None
 
 
 def encode_tags(meta: dict) -> list[str]:
@@ -80,7 +80,7 @@ def encode_tags(meta: dict) -> list[str]:
         text = _plain_ok(value)
         if text is None:
             raw = json.dumps(value, sort_keys=True, ensure_ascii=False).encode("utf-8", "surrogateescape")
-            text = "~" + base64.b32encode(raw).decode().rstrip("=")
+            text = "!" + base64.b32encode(raw).decode().rstrip("=")
         head = f"{TAG_PREFIX}{key}="
         if len(head) + len(text) <= _TAG_MAX:
             tags.append(head + text)
@@ -107,7 +107,7 @@ def decode_tags(tags: list[str]) -> dict:
     for key, chunks in parts.items():
         text = "".join(chunks[i] for i in sorted(chunks))
         try:
-            if text.startswith("~"):
+            if text.startswith("!"):
                 raw = text[1:]
                 meta[key] = json.loads(base64.b32decode(raw + "=" * (-len(raw) % 8)).decode("utf-8", "surrogateescape"))
             else:
