@@ -253,6 +253,8 @@ async def copy(host: Host, src: str, dst: str, on_progress: ProgressCallback,
     except (OSError, asyncssh.Error) as exc:  # connection dropped mid-copy
         proc.close()
         raise HostError(host.name, f"copy interrupted: {exc or type(exc).__name__}") from None
+    if proc.exit_status is None and proc.exit_signal is None:
+        raise HostError(host.name, "copy interrupted: the SSH connection was lost")
     statuses: dict[str, int] = {}
     sha = before = after = ""
     for line in bytes(out).splitlines():

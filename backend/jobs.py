@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from . import imagehost
@@ -23,6 +23,7 @@ from .storage.base import CREATED_BY
 MAX_EVENTS_PER_SECOND = 4.0
 
 JobListener = Callable[[JobRecord], None]
+PhaseHook = Callable[[JobRecord], Awaitable[None]]
 
 
 class Throttle:
@@ -92,12 +93,16 @@ class ImportJob:
         job: the record (phase ``create``, state ``running``), already journaled by the caller.
         ctx: hosts, drivers and journal.
         listener: told about progress (throttled, see :class:`Throttle`).
+        on_phase: awaited, unthrottled, at the start of every phase (after it is journaled); for
+            callers that must act at an exact phase boundary (fault-injection tests, audit).
     """
 
-    def __init__(self, job: JobRecord, ctx: JobContext, listener: JobListener | None = None) -> None:
+    def __init__(self, job: JobRecord, ctx: JobContext, listener: JobListener | None = None,
+                 on_phase: PhaseHook | None = None) -> None:
         self.job = job
         self.ctx = ctx
         self.events = Throttle(listener)
+        self.on_phase = on_phase
         self.copy_pid: int | None = None
 
     def _update(self, **changes) -> None:
@@ -108,8 +113,10 @@ class ImportJob:
             self.ctx.store.save_job(self.job)
         self.events(self.job)
 
-    def _phase(self, phase: str) -> None:
+    async def _phase(self, phase: str) -> None:
         self._update(phase=phase)
+        if self.on_phase is not None:
+            await self.on_phase(_snapshot(self.job))
 
     async def run(self) -> JobRecord:
         """Run every phase; return the finished record.
@@ -119,33 +126,33 @@ class ImportJob:
         """
         job, ctx = self.job, self.ctx
         try:
-            self._phase("create")
+            await self._phase("create")
             await ctx.storage.check_capacity(job.size)
             meta = self._meta(state="copying")
             await ctx.storage.create(job.staging, job.alloc, meta)
             self._update(created_volume=True)
 
-            self._phase("attach")
+            await self._phase("attach")
             await ctx.hypervisor.attach(job.domain, ctx.storage.device_path(job.staging), job.serial)
             self._update(attached=True)
 
-            self._phase("locate")
+            await self._phase("locate")
             device = await imagehost.locate(ctx.image_host, job.serial, ctx.id_dirs, ctx.locate_timeout)
             self._update(device=device)
 
-            self._phase("copy")
+            await self._phase("copy")
             await self._copy(device)
 
-            self._phase("verify")
+            await self._phase("verify")
             landed = await imagehost.verify(ctx.image_host, device, job.size)
             if landed != job.sha256:
                 raise IsoadminError(f"landed bytes differ from the upload (sha256 {landed[:12]}… ≠ {job.sha256[:12]}…)")
 
-            self._phase("detach")
+            await self._phase("detach")
             await ctx.hypervisor.detach(job.domain, job.serial, ctx.detach_timeout)
             self._update(attached=False)
 
-            self._phase("rename")
+            await self._phase("rename")
             await ctx.storage.rename(job.staging, job.final, self._meta(state="final", sha256=job.sha256))
             self._update(created_volume=False, phase="done", state="done")
         except asyncio.CancelledError:

@@ -18,7 +18,7 @@ from .config import SiteConfig
 from .errors import HostError, IsoadminError, NotApprovable, NotFound, ReadOnlyError
 from .hypervisor import HypervisorDriver, make_hypervisor
 from .isoinfo import HEADER_BYTES, IsoFacts, inspect_header
-from .jobs import ImportJob, JobContext, JobListener
+from .jobs import ImportJob, JobContext, JobListener, PhaseHook
 from .models import APPROVABLE, HostStatus, Upload, UploadState, Volume
 from .naming import volume_body
 from .ssh import CommandListener, Host
@@ -126,6 +126,8 @@ class Site:
             self.storage[name] = make_storage(d, host)
             self.hypervisors[name] = make_hypervisor(d, host)
         self.snapshot = Snapshot()
+        self.locate_timeout = 15.0   # seconds for a hot-plugged disk to appear in the image host
+        self.detach_timeout = 30.0   # seconds for the guest to let go of a disk
         self.active: dict[str, ImportJob] = {}
         self._headers: dict[tuple[str, str], tuple[tuple, IsoFacts]] = {}
         self._seen: dict[tuple[str, str], tuple[int, float]] = {}
@@ -350,8 +352,12 @@ class Site:
         return ImportPlan(upload, dom0, domain, storage.kind, staging, final, alloc, report.free,
                           job_id, serial, steps, warnings)
 
-    async def approve(self, plan: ImportPlan, listener: JobListener | None = None) -> JobRecord:
+    async def approve(self, plan: ImportPlan, listener: JobListener | None = None,
+                      on_phase: PhaseHook | None = None) -> JobRecord:
         """Run the import a :class:`ImportPlan` describes.
+
+        ``listener`` gets progress (at most 4 times a second); ``on_phase`` is awaited at the start
+        of each phase (see :class:`~backend.jobs.ImportJob`).
 
         Returns:
             the finished job (state ``done``): the final volume exists and was verified.
@@ -373,8 +379,8 @@ class Site:
         self.store.save_job(job)
         ih = self.config.image_hosts[u.host]
         ctx = JobContext(self.hosts[u.host], ih.disk_id_dirs, self.storage[plan.dom0],
-                         self.hypervisors[plan.dom0], self.store)
-        runner = ImportJob(job, ctx, listener)
+                         self.hypervisors[plan.dom0], self.store, self.locate_timeout, self.detach_timeout)
+        runner = ImportJob(job, ctx, listener, on_phase)
         self.active[job.id] = runner
         u.state, u.job = UploadState.IMPORTING, job.id
         try:

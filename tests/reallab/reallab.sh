@@ -160,7 +160,7 @@ up_guest() {
   cat >"$DIR/domain.xml" <<XML
 <domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
   <name>$DOMAIN</name>
-  <memory unit='MiB'>512</memory>
+  <memory unit='MiB'>1024</memory>
   <vcpu>1</vcpu>
   <os><type arch='x86_64' machine='pc'>hvm</type><kernel>$GUEST/vmlinuz</kernel>
     <initrd>$GUEST/initrd.gz</initrd><cmdline>console=ttyS0 quiet panic=-1</cmdline></os>

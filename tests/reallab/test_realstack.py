@@ -1,0 +1,197 @@
+"""The import workflow against the real stack: OpenSSH, LVM, libvirtd and a qemu guest as image host."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from backend.errors import JobFailed
+from backend.site import Site
+from backend.storage.lvm import decode_tags
+
+from ..conftest import DEBIAN_ISOS, sha256_file
+
+pytestmark = pytest.mark.reallab
+
+
+def lvm(reallab, *argv: str) -> str:
+    """Run an LVM command on this machine (the dom0) and return stdout."""
+    return subprocess.run(list(argv), capture_output=True, text=True, check=True, env=reallab.env).stdout
+
+
+def lvs(reallab) -> dict[str, dict]:
+    out = lvm(reallab, "lvs", "--reportformat", "json", "--units", "b", "--nosuffix",
+              "-o", "lv_name,lv_size,lv_tags", reallab.facts["VG"])
+    return {lv["lv_name"]: lv for lv in json.loads(out)["report"][0]["lv"]}
+
+
+def lv_sha256(reallab, name: str, length: int) -> str:
+    """sha256 of an LV's first ``length`` bytes, read from the PV file at the LV's extent offset —
+    independently of isoadmin's own activation."""
+    ranges = lvm(reallab, "lvs", "--noheadings", "--segments", "-o", "seg_pe_ranges",
+                 f"{reallab.facts['VG']}/{name}").split()
+    assert len(ranges) == 1, ranges
+    first_pe = int(ranges[0].rsplit(":", 1)[1].split("-")[0])
+    pe_start = int(lvm(reallab, "pvs", "--noheadings", "--nosuffix", "--units", "b", "-o", "pe_start",
+                       reallab.facts["PV_LOOP"]).strip())
+    extent = int(lvm(reallab, "vgs", "--noheadings", "--nosuffix", "--units", "b", "-o", "vg_extent_size",
+                     reallab.facts["VG"]).strip())
+    h = hashlib.sha256()
+    with open(reallab.facts["PV_FILE"], "rb") as f:
+        f.seek(pe_start + first_pe * extent)
+        left = length
+        while left:
+            chunk = f.read(min(left, 1 << 20))
+            h.update(chunk)
+            left -= len(chunk)
+    return h.hexdigest()
+
+
+async def upload(guest, local: Path, owner: str, name: str) -> str:
+    """Upload a file into the guest over SFTP as an owner would; return its path there."""
+    await guest.run(f"mkdir -p /tmp/cds/{owner}", check=True)
+    path = f"/tmp/cds/{owner}/{name}"
+    async with guest.start_sftp_client() as sftp:
+        await sftp.put(str(local), path)
+        await sftp.utime(path, (time.time() - 60, time.time() - 60))  # uploaded a minute ago: settled
+    return path
+
+
+async def guest_serials(guest) -> str:
+    return (await guest.run("cat /sys/block/*/serial 2>/dev/null; true")).stdout
+
+
+async def ready_site(config) -> Site:
+    site = Site(config)
+    snap = await site.refresh()
+    assert all(h.up for h in snap.hosts), [h.error for h in snap.hosts]
+    return site
+
+
+@pytest.mark.parametrize("name", sorted(DEBIAN_ISOS))
+async def test_import_real_iso_through_the_real_stack(reallab, real_config, guest, name):
+    local = DEBIAN_ISOS[name]
+    expected = sha256_file(local)
+    await upload(guest, local, "alice", name)
+    site = await ready_site(real_config)
+    plan = await site.plan(f"alice/{name}")
+    job = await site.approve(plan)
+    assert (job.state, job.sha256) == ("done", expected)
+    volumes = lvs(reallab)
+    assert plan.final in volumes and not [n for n in volumes if n.startswith("cdtmp_")]
+    size = local.stat().st_size
+    assert lv_sha256(reallab, plan.final, size) == expected  # the LV's bytes, read on the dom0 side
+    assert int(volumes[plan.final]["lv_size"]) % (4 << 20) == 0 and int(volumes[plan.final]["lv_size"]) >= size
+    meta = decode_tags(volumes[plan.final]["lv_tags"].split(","))
+    assert (meta["owner"], meta["upload"], meta["sha256"], meta["size"]) == ("alice", name, expected, size)
+    assert meta["source_path"] == f"/tmp/cds/alice/{name}" and meta["state"] == "final"
+    assert job.serial not in await guest_serials(guest)  # the guest no longer sees the disk
+    assert job.serial not in await site.hypervisors["dom0"].attached(reallab.facts["DOMAIN"])
+    snap = await site.refresh()
+    assert {u.key: u.state.value for u in snap.uploads}[f"alice/{name}"] == "available"
+    await site.close()
+
+
+async def big_upload(guest, owner: str, mib: int) -> tuple[str, str]:
+    path = f"/tmp/cds/{owner}/big.iso"
+    await guest.run(f"mkdir -p /tmp/cds/{owner} && head -c {mib}M /dev/urandom > {path}", check=True)
+    async with guest.start_sftp_client() as sftp:
+        await sftp.utime(path, (time.time() - 3600, time.time() - 3600))
+    digest = (await guest.run(f"sha256sum {path}", check=True)).stdout.split()[0]
+    return path, digest
+
+
+async def approve_and_interfere(site: Site, key: str, phase: str, action) -> JobFailed:
+    """Approve ``key`` and run ``action()`` when the job starts ``phase``; return the JobFailed.
+
+    ``action`` runs as a task beside the job (so it can act while the phase runs).
+    """
+    fired = []
+
+    async def on_phase(job) -> None:
+        if job.phase == phase and not fired:
+            fired.append(asyncio.get_running_loop().create_task(action()))
+            await asyncio.sleep(0)
+
+    with pytest.raises(JobFailed) as failure:
+        await site.approve(await site.plan(key, allow_non_iso=True), on_phase=on_phase)
+    assert fired, f"the job never reached {phase}"
+    await fired[0]
+    return failure.value
+
+
+async def assert_rolled_back(reallab, guest, site, job_id: str, path: str, digest: str) -> None:
+    job = next(j for j in site.jobs() if j.id == job_id)
+    assert job.state == "failed" and "detached" in job.rollback and "removed" in job.rollback
+    assert not [n for n in lvs(reallab) if n.startswith(("cdtmp_", "cd_bob", "cd_carol"))]
+    assert job.serial not in await guest_serials(guest)
+    left = (await guest.run("pgrep -f '[d]d if=/tmp/cds' || true")).stdout.strip()
+    assert left == "", f"copy processes left running in the image host: {left}"
+    assert (await guest.run(f"sha256sum {path}", check=True)).stdout.split()[0] == digest  # upload intact
+
+
+async def test_copy_killed_inside_the_guest_rolls_back(reallab, real_config, guest):
+    path, digest = await big_upload(guest, "bob", 96)
+    site = await ready_site(real_config)
+
+    async def kill_copy() -> None:
+        await asyncio.sleep(0.5)
+        await guest.run("pkill -f '[d]d if=/tmp/cds/bob/big.iso'")
+
+    failure = await approve_and_interfere(site, "bob/big.iso", "copy", kill_copy)
+    assert failure.phase == "copy"
+    await assert_rolled_back(reallab, guest, site, failure.job_id, path, digest)
+    await site.close()
+    await guest.run(f"rm -f {path}")  # the guest keeps its files in RAM
+
+
+async def test_ssh_drop_during_copy_stops_the_copy_and_rolls_back(reallab, real_config, guest):
+    path, digest = await big_upload(guest, "carol", 96)
+    site = await ready_site(real_config)
+
+    async def drop() -> None:
+        await asyncio.sleep(0.5)
+        await site.hosts["imagehost"].drop()
+
+    failure = await approve_and_interfere(site, "carol/big.iso", "copy", drop)
+    assert failure.phase == "copy" and "interrupted" in failure.reason
+    job = next(j for j in site.jobs() if j.id == failure.job_id)
+    assert "copy stopped" in job.rollback
+    await assert_rolled_back(reallab, guest, site, failure.job_id, path, digest)
+    await site.close()
+    await guest.run(f"rm -f {path}")  # the guest keeps its files in RAM
+
+
+async def test_detach_that_does_not_complete_leaves_the_volume_staging(reallab, real_config, guest):
+    import libvirt
+
+    local = DEBIAN_ISOS["ipxe.iso"]
+    await upload(guest, local, "dave", "slow.iso")
+    site = await ready_site(real_config)
+    site.detach_timeout = 4.0
+    domain = libvirt.open("qemu:///system").lookupByName(reallab.facts["DOMAIN"])
+
+    async def pause_guest() -> None:
+        domain.suspend()  # at once, before the detach request is sent
+
+    try:
+        failure = await approve_and_interfere(site, "dave/slow.iso", "detach", pause_guest)
+        assert failure.phase == "detach" and "guest is busy" in failure.reason
+        job = next(j for j in site.jobs() if j.id == failure.job_id)
+        assert "still attached" in job.rollback
+        volumes = lvs(reallab)
+        assert job.staging in volumes and job.final not in volumes  # reported, never renamed
+    finally:
+        await asyncio.to_thread(domain.resume)
+    # once the guest runs again the unplug completes; clean up the staging volume it left
+    hyper = site.hypervisors["dom0"]
+    await hyper.detach(reallab.facts["DOMAIN"], job.serial, timeout=30)
+    await site.storage["dom0"].remove(job.staging)
+    assert job.staging not in lvs(reallab)
+    await site.close()
