@@ -1,14 +1,18 @@
 # isoadmin: `make run` opens the console on the embedded lab; `make test` runs the tests.
 # Both install what they need first: Debian packages (as root, via apt-get), then a virtualenv.
+# (While installing, a policy-rc.d keeps package scripts from starting system daemons.)
 
 VENV    ?= .venv
 PYTHON  ?= python3
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 
-# Build deps of libvirt-python (it ships as source only), the venv module, and the Debian packages
-# whose boot ISOs the lab serves.
-APT_PACKAGES := python3-venv python3-dev libvirt-dev pkg-config gcc ipxe grub-rescue-pc memtest86+
+# Build deps of libvirt-python (it ships as source only), the venv module, the Debian packages whose
+# boot ISOs the labs serve, and the real stack of the real-stack tests (tests/reallab): OpenSSH, LVM,
+# libvirtd + qemu, and what the image-host guest is built from.
+APT_PACKAGES := python3-venv python3-dev libvirt-dev pkg-config gcc ipxe grub-rescue-pc memtest86+ \
+	openssh-server openssh-client openssh-sftp-server lvm2 libvirt-daemon libvirt-daemon-driver-qemu \
+	libvirt-clients qemu-system-x86 busybox-static cpio binutils procps util-linux dash
 
 .PHONY: run test system venv clean
 
@@ -23,7 +27,10 @@ system:
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian packages:" $$missing; \
+	    guard=; if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; \
+	      chmod 755 /usr/sbin/policy-rc.d; guard=1; fi; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	    rc=$$?; [ -z "$$guard" ] || rm -f /usr/sbin/policy-rc.d; [ $$rc = 0 ] || exit $$rc; \
 	  else \
 	    echo "missing Debian packages; run as root:"; \
 	    echo "  apt-get install --no-install-recommends" $$missing; exit 1; \

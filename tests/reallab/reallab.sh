@@ -83,8 +83,10 @@ up_libvirtd() {
 
 build_guest() {  # -> $CACHE/<hash>/{vmlinuz,initrd.gz,host_key.pub}
   mkdir -p "$CACHE"
-  local kpkg; kpkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
-  [ -n "$kpkg" ] || die "cannot resolve linux-image-cloud-amd64 (apt-get update?)"
+  kernel_pkg() { apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}'; }
+  local kpkg; kpkg=$(kernel_pkg)
+  [ -n "$kpkg" ] || { apt-get update -qq >/dev/null; kpkg=$(kernel_pkg); }
+  [ -n "$kpkg" ] || die "cannot resolve linux-image-cloud-amd64 in the package lists"
   local deb; deb=$(ls "$CACHE/${kpkg}"_*.deb 2>/dev/null | head -1 || true)
   [ -n "$deb" ] || { (cd "$CACHE" && apt-get download -q -o APT::Sandbox::User=root "$kpkg" >/dev/null); deb=$(ls "$CACHE/${kpkg}"_*.deb | head -1); }
   local tools="/usr/bin/find /bin/dd /usr/bin/sha256sum /usr/bin/stat /usr/bin/tee /usr/bin/head /bin/cat /bin/sync
