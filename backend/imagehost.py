@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -291,7 +290,3 @@ async def kill_group(host: Host, pid: int) -> None:
     """Stop a copy started by :func:`copy` (its shell and every child) by PID, over a new channel."""
     await host.run(cmd("kill", "-TERM", "--", f"-{pid}", mutating=True, label="kill"), check=False)
 
-
-def now() -> float:
-    """Wall clock (epoch seconds); one place so tests and journals agree."""
-    return time.time()

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from . import imagehost
-from .commands import Command, cmd, script
+from .commands import Command, script
 from .config import SiteConfig
 from .errors import HostError, IsoadminError, NotApprovable, NotFound, ReadOnlyError
 from .hypervisor import HypervisorDriver, make_hypervisor
@@ -24,7 +24,6 @@ from .naming import volume_body
 from .ssh import CommandListener, Host
 from .state import JobRecord, StateStore
 from .storage import StorageDriver, make_storage
-from .storage.base import round_up
 
 _LIST = r"""
 date +%s.%N
@@ -248,12 +247,12 @@ class Site:
         for u in snap.uploads:
             if u.state == UploadState.REFUSED:
                 continue
-            same = lambda meta: meta.get("size") == u.size and meta.get("source_mtime") == u.mtime  # noqa: E731
-            vols = by_source.get((u.host, u.path), [])
+            vols = [v for v in by_source.get((u.host, u.path), [])
+                    if v.meta.get("size") == u.size and v.meta.get("source_mtime") == u.mtime]
             job = last_job.get((u.host, u.path))
             running = next((j for j in self.active.values() if (j.job.host, j.job.path) == (u.host, u.path)), None)
-            staging = [v for v in vols if v.namespace == "staging" and same(v.meta)]
-            final = [v for v in vols if v.namespace == "final" and same(v.meta) and v.sha256]
+            staging = [v for v in vols if v.namespace == "staging"]
+            final = [v for v in vols if v.namespace == "final" and v.sha256]
             rejected = rejections.get(f"{u.host}\0{u.path}")
             if running or staging:
                 u.state = UploadState.IMPORTING
@@ -436,4 +435,4 @@ def _refusal(u: Upload, e: imagehost.Entry) -> str:
     return ""
 
 
-__all__ = ["Site", "Snapshot", "ImportPlan", "PlanStep", "compact", "round_up", "cmd"]
+__all__ = ["Site", "Snapshot", "ImportPlan", "PlanStep", "compact"]
