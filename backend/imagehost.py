@@ -286,7 +286,18 @@ async def verify(host: Host, dst: str, size: int) -> str:
     return m.group(1).decode()
 
 
+_KILL = r"""
+pid=$1
+[ -r "/proc/$pid/cmdline" ] || exit 0
+case "$(tr '\0' ' ' < "/proc/$pid/cmdline")" in
+  *isoadmin-copy*) kill -TERM -- "-$pid" ;;
+  *) echo "process $pid is not an isoadmin copy; left alone" >&2 ;;
+esac
+"""
+
+
 async def kill_group(host: Host, pid: int) -> None:
-    """Stop a copy started by :func:`copy` (its shell and every child) by PID, over a new channel."""
-    await host.run(cmd("kill", "-TERM", "--", f"-{pid}", mutating=True, label="kill"), check=False)
+    """Stop a copy started by :func:`copy` — its shell and every child — by its PID (= process group),
+    over a new channel. A PID that now belongs to another program is left alone."""
+    await host.run(script(_KILL, "isoadmin-kill", str(pid), mutating=True), check=False)
 

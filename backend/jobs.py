@@ -13,8 +13,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from . import imagehost
-from .errors import IsoadminError, JobFailed
+from .errors import CommandFailed, IsoadminError, JobFailed
 from .hypervisor import HypervisorDriver
+from .models import StorageReport
 from .ssh import Host
 from .state import JobRecord, StateStore
 from .storage import StorageDriver
@@ -24,6 +25,14 @@ MAX_EVENTS_PER_SECOND = 4.0
 
 JobListener = Callable[[JobRecord], None]
 PhaseHook = Callable[[JobRecord], Awaitable[None]]
+
+
+def busy(report: StorageReport, staging: str, dom0: str) -> str:
+    """"already importing by WHO (job ID …)" for a staging volume that exists (the lock is taken)."""
+    vol = next((v for v in report.volumes if v.name == staging), None)
+    meta = vol.meta if vol else {}
+    return (f"already importing by {meta.get('approver', 'someone')} (job {meta.get('job', '?')}, "
+            f"staging volume {staging} on {dom0})")
 
 
 class Throttle:
@@ -129,7 +138,14 @@ class ImportJob:
             await self._phase("create")
             await ctx.storage.check_capacity(job.size)
             meta = self._meta(state="copying")
-            await ctx.storage.create(job.staging, job.alloc, meta)
+            try:
+                await ctx.storage.create(job.staging, job.alloc, meta)
+            except CommandFailed:
+                # The staging volume is the lock: if another console created it first, say who.
+                report = await ctx.storage.report()
+                if any(v.name == job.staging for v in report.volumes):
+                    raise IsoadminError(busy(report, job.staging, job.dom0)) from None
+                raise
             self._update(created_volume=True)
 
             await self._phase("attach")
@@ -176,9 +192,11 @@ class ImportJob:
 
         def pid(value: int) -> None:
             self.copy_pid = value
+            self._update(copy_pid=value)  # journaled: a console that dies mid-copy can still stop it
 
         result = await imagehost.copy(ctx.image_host, job.path, device, progress, pid)
         self.copy_pid = None
+        self._update(copy_pid=0)
         bad = {k: v for k, v in result.statuses.items() if v != 0}
         if bad or set(result.statuses) != {"read", "tee", "write"}:
             raise IsoadminError(f"copy failed ({', '.join(f'{k} exit {v}' for k, v in bad.items()) or 'incomplete'})")
@@ -207,6 +225,26 @@ class ImportJob:
         meta.update(extra)
         return meta
 
+    async def recover(self) -> JobRecord:
+        """Finish a job whose console died: from what the hosts show, mark it done (the final volume
+        exists) or roll it back (stop the copy, detach, remove its staging volume).
+
+        Returns:
+            the journaled record (``done`` or ``failed``).
+        """
+        job, ctx = self.job, self.ctx
+        report = await ctx.storage.report()
+        mine = {v.name: v for v in report.volumes if v.meta.get("job") == job.id}
+        if job.final in mine and job.staging not in mine:
+            self._update(phase="done", state="done", created_volume=False, attached=False,
+                         rollback="found final on restart")
+            return job
+        self.copy_pid = job.copy_pid or None
+        job.attached = job.serial in await ctx.hypervisor.attached(job.domain)
+        job.created_volume = job.staging in mine
+        await self._fail(f"the console stopped during {job.phase}; rolled back on restart")
+        return job
+
     async def _fail(self, reason: str) -> None:
         """Roll back (stop copy, detach, remove staging) and journal the job as failed."""
         job, ctx = self.job, self.ctx
@@ -233,5 +271,5 @@ class ImportJob:
                 notes.append(f"could not remove {job.staging}: {exc}")
         elif job.created_volume:
             notes.append(f"left {job.staging} in place because it is still attached")
-        self._update(state="failed", error=reason, rollback="; ".join(notes))
+        self._update(state="failed", error=reason, rollback="; ".join(notes), copy_pid=0)
 

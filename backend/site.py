@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import os
 import socket
 import time
 import uuid
@@ -14,11 +15,12 @@ from dataclasses import dataclass, field
 
 from . import imagehost
 from .commands import Command, script
+from .audit import AuditLog
 from .config import SiteConfig
-from .errors import HostError, IsoadminError, NotApprovable, NotFound, ReadOnlyError
+from .errors import CapacityShort, HostError, IsoadminError, JobFailed, NotApprovable, NotFound, ReadOnlyError
 from .hypervisor import HypervisorDriver, make_hypervisor
 from .isoinfo import HEADER_BYTES, IsoFacts, inspect_header
-from .jobs import ImportJob, JobContext, JobListener, PhaseHook
+from .jobs import ImportJob, JobContext, JobListener, PhaseHook, busy
 from .models import APPROVABLE, HostStatus, Upload, UploadState, Volume
 from .naming import volume_body
 from .ssh import CommandListener, Host
@@ -114,6 +116,7 @@ class Site:
         self.approver = approver or default_approver()
         self.listeners = listeners if listeners is not None else []
         self.store = StateStore(config.state_dir)
+        self.audit = AuditLog(config.state_dir, self.approver, self.read_only)
         self.hosts: dict[str, Host] = {}
         for name, ih in config.image_hosts.items():
             self.hosts[name] = Host(ih.ssh, read_only=self.read_only, listeners=self.listeners)
@@ -291,6 +294,14 @@ class Site:
     # ------------------------------------------------------------------ actions
 
     async def plan(self, key: str, dom0: str | None = None, allow_non_iso: bool = False) -> ImportPlan:
+        """Work out the import of upload ``OWNER/FILE`` (see :meth:`_plan`); refusals are audited."""
+        try:
+            return await self._plan(key, dom0, allow_non_iso)
+        except (NotApprovable, NotFound, CapacityShort) as exc:
+            self.audit.record("approve", key, "refused", exc.message)
+            raise
+
+    async def _plan(self, key: str, dom0: str | None, allow_non_iso: bool) -> ImportPlan:
         """Work out the import of upload ``OWNER/FILE``; nothing is changed.
 
         Args:
@@ -329,7 +340,7 @@ class Site:
         body = volume_body(upload.owner, upload.name)
         staging = storage.dom0.staging_prefix + body
         if staging in names:
-            raise NotApprovable(f"cannot approve {key}: staging volume {staging} exists on {dom0} (already importing)")
+            raise NotApprovable(f"cannot approve {key}: {busy(report, staging, dom0)}")
         final, n = storage.dom0.final_prefix + body, 2
         while final in names:
             final, n = f"{storage.dom0.final_prefix}{body}.{n}", n + 1
@@ -365,6 +376,7 @@ class Site:
             JobFailed: the job failed and was rolled back (the upload is untouched).
         """
         if self.read_only:
+            self.audit.record("approve", plan.upload.key, "refused", "read-only session", plan.upload.host)
             raise ReadOnlyError(f"read-only session: approving {plan.upload.key} is not allowed")
         u = plan.upload
         iso = u.iso.to_json() if u.iso and u.iso.is_iso9660 else {}
@@ -373,19 +385,25 @@ class Site:
             size=u.size, mtime=u.mtime, inode=u.inode, dom0=plan.dom0, domain=plan.domain,
             staging=plan.staging, final=plan.final, alloc=plan.alloc, approver=self.approver,
             created=time.time(), total_bytes=u.size, iso=iso or {},
+            console=f"{socket.gethostname()}:{os.getpid()}",
         )
         job.updated = job.created
         self.store.save_job(job)
-        ih = self.config.image_hosts[u.host]
-        ctx = JobContext(self.hosts[u.host], ih.disk_id_dirs, self.storage[plan.dom0],
-                         self.hypervisors[plan.dom0], self.store, self.locate_timeout, self.detach_timeout)
-        runner = ImportJob(job, ctx, listener, on_phase)
+        runner = ImportJob(job, self._context(job), listener, on_phase)
         self.active[job.id] = runner
         u.state, u.job = UploadState.IMPORTING, job.id
+        target = f"{u.key} -> {plan.dom0}:{plan.final}"
+        self.audit.record("approve", target, "started", f"job {job.id}", u.host)
         try:
-            return await runner.run()
+            done = await runner.run()
+        except JobFailed as exc:
+            self.audit.record("approve", target, "failed", f"job {job.id}: {exc.message}; rollback: {job.rollback}",
+                              u.host)
+            raise
         finally:
             self.active.pop(job.id, None)
+        self.audit.record("approve", target, "done", f"job {job.id} sha256 {done.sha256}", u.host)
+        return done
 
     async def reject(self, key: str, reason: str) -> None:
         """Mark upload ``OWNER/FILE`` rejected with ``reason``; the file itself is kept.
@@ -394,9 +412,11 @@ class Site:
             ReadOnlyError, NotFound, NotApprovable (importing or already available).
         """
         if self.read_only:
+            self.audit.record("reject", key, "refused", "read-only session")
             raise ReadOnlyError(f"read-only session: rejecting {key} is not allowed")
         upload = self.find_upload(key)
         if upload.state in (UploadState.IMPORTING, UploadState.AVAILABLE):
+            self.audit.record("reject", key, "refused", f"it is {upload.state.value}", upload.host)
             raise NotApprovable(f"cannot reject {key}: it is {upload.state.value}")
         if not reason.strip():
             raise NotApprovable("a rejection needs a reason")
@@ -405,6 +425,43 @@ class Site:
             "size": upload.size, "mtime": upload.mtime, "owner": upload.owner, "name": upload.name,
         })
         upload.state, upload.reason = UploadState.REJECTED, reason.strip()
+        self.audit.record("reject", key, "done", reason.strip(), upload.host)
+
+    def _context(self, job: JobRecord) -> JobContext:
+        ih = self.config.image_hosts[job.host]
+        return JobContext(self.hosts[job.host], ih.disk_id_dirs, self.storage[job.dom0],
+                          self.hypervisors[job.dom0], self.store, self.locate_timeout, self.detach_timeout)
+
+    def orphaned_jobs(self) -> list[JobRecord]:
+        """Journaled jobs still ``running`` whose console process on this machine is gone."""
+        me = socket.gethostname()
+        out = []
+        for job in self.store.jobs():
+            if job.state != "running" or job.id in self.active:
+                continue
+            host, _, pid = job.console.partition(":")
+            if host == me and pid.isdigit() and not _process_alive(int(pid)):
+                out.append(job)
+        return out
+
+    async def recover(self) -> list[JobRecord]:
+        """Resume or roll back every job a dead console of this machine left running (see
+        :meth:`ImportJob.recover`). Read-only sessions only report them.
+
+        Returns:
+            the jobs handled, as journaled afterwards.
+        Raises:
+            HostError: a host needed for the recovery is down (the job stays ``running``).
+        """
+        done = []
+        for job in self.orphaned_jobs():
+            if self.read_only:
+                continue
+            result = await ImportJob(job, self._context(job)).recover()
+            self.audit.record("recover", f"{job.key} ({job.staging})",
+                              result.state, f"job {job.id}: {result.error or result.rollback}", job.host)
+            done.append(result)
+        return done
 
     def jobs(self) -> list[JobRecord]:
         """The job journal (oldest first), with live progress for jobs running in this process."""
@@ -416,6 +473,15 @@ class Site:
     async def close(self) -> None:
         """Close every SSH connection."""
         await asyncio.gather(*(h.close() for h in self.hosts.values()), return_exceptions=True)
+
+
+def _process_alive(pid: int) -> bool:
+    """True when process ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+            return not any(line.startswith("State:") and "Z" in line.split()[1:2] for line in f)
+    except OSError:
+        return False
 
 
 def _refusal(u: Upload, e: imagehost.Entry) -> str:

@@ -31,6 +31,8 @@ class JobRecord:
         sha256: of the upload as copied. device: the disk's path inside the image host.
         created_volume, attached: what rollback must undo. rollback: what rollback did.
         iso: header facts of the upload (volume_id, bootable ...), recorded with the final volume.
+        console: ``hostname:pid`` of the console process running the job (to detect a dead one).
+        copy_pid: PID (= process group) of the copy on the image host while it runs, else 0.
     """
 
     id: str
@@ -62,6 +64,8 @@ class JobRecord:
     attached: bool = False
     rollback: str = ""
     iso: dict = field(default_factory=dict)
+    console: str = ""
+    copy_pid: int = 0
 
     @property
     def key(self) -> str:

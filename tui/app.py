@@ -76,7 +76,18 @@ class IsoadminApp(App[int]):
         self.sub_title = f"READ-ONLY · {where}" if self.read_only else where
 
     def on_mount(self) -> None:
+        self.recover_jobs()
         self.action_refresh_now()
+
+    @work(group="recover", exclusive=True)
+    async def recover_jobs(self) -> None:
+        """Resume or roll back jobs a killed console left running; say so."""
+        try:
+            for job in await self.site.recover():
+                self.notify(f"job {job.id} ({job.key}) was left running by a stopped console: {job.state}, "
+                            f"{job.rollback}", title="Recovered", timeout=10)
+        except IsoadminError as exc:
+            self.show_error(exc)
 
     # ------------------------------------------------------------------ refresh
 

@@ -65,8 +65,9 @@ def _normalise_lab(argv: list[str]) -> list[str]:
 
 
 @asynccontextmanager
-async def open_site(args: argparse.Namespace):
-    """Start the lab if asked, load the config, and yield ``(site, lab)``; close both afterwards."""
+async def open_site(args: argparse.Namespace, recover_jobs: bool = True):
+    """Start the lab if asked, load the config, recover jobs a killed console left (unless
+    ``recover_jobs`` is False: the TUI does it itself), and yield ``(site, lab)``; close both afterwards."""
     lab = None
     try:
         if args.lab is not None:
@@ -76,12 +77,23 @@ async def open_site(args: argparse.Namespace):
             config = load_config(args.config)
         site = Site(config, read_only=args.read_only)
         try:
+            if recover_jobs:
+                await recover(site)
             yield site, lab
         finally:
             await site.close()
     finally:
         if lab is not None:
             await lab.stop()
+
+
+async def recover(site: Site) -> None:
+    """Resume or roll back jobs a killed console left running (a warning per job, never fatal)."""
+    try:
+        for job in await site.recover():
+            print(f"isoadmin: recovered job {job.id} ({job.key}): {job.state}, {job.rollback}", file=sys.stderr)
+    except IsoadminError as exc:
+        print(f"isoadmin: warning: could not recover unfinished jobs: {exc.message}", file=sys.stderr)
 
 
 def _print_json(items: list[dict]) -> None:
@@ -209,7 +221,7 @@ async def run_tui(args: argparse.Namespace) -> int:
     """Open the console on the site (starting the lab in this event loop if asked)."""
     from .app import IsoadminApp
 
-    async with open_site(args) as (site, lab):
+    async with open_site(args, recover_jobs=False) as (site, lab):
         app = IsoadminApp(site, lab=lab, read_only=site.read_only)
         await app.run_async()
         return app.return_code or 0
