@@ -2,6 +2,7 @@
 
 Exit status: 0 success; otherwise the failing :class:`~backend.errors.IsoadminError`'s ``exit_code``
 (2 usage/config, 3 host, 4 read-only, 5 not found, 6 not approvable, 7 capacity short, 8 import failed),
+9 when ``check`` finds something,
 130 when interrupted. Expected failures print one line on stderr, never a traceback.
 """
 
@@ -14,17 +15,19 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 from pathlib import Path
 
 import humanize
 
+from backend import health
 from backend.config import SiteConfig, load_config
 from backend.errors import IsoadminError, ReadOnlyError, UsageError
 from backend.lab import Lab, default_lab_dir
 from backend.site import ImportPlan, Site
 from backend.state import JobRecord
 
-COMMANDS = ("uploads", "volumes", "jobs", "hosts", "approve", "reject")
+COMMANDS = ("uploads", "volumes", "jobs", "hosts", "approve", "reject", "check", "repair", "audit")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,6 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("reject", help="reject an upload (the file is kept)")
     r.add_argument("upload", metavar="OWNER/FILE")
     r.add_argument("--reason", required=True, help="why (shown to admins)")
+    c = sub.add_parser("check", help="find leftovers: orphan staging volumes, attached disks, broken metadata, "
+                                     "unfinished jobs (exit 9 when something is found)")
+    c.add_argument("--json", action="store_true", help="print one JSON array")
+    f = sub.add_parser("repair", help="fix what `check` finds; a dry run unless --apply")
+    f.add_argument("--apply", action="store_true", help="really do it")
+    f.add_argument("--json", action="store_true", help="print one JSON array")
+    au = sub.add_parser("audit", help="print the audit log")
+    au.add_argument("--json", action="store_true", help="print one JSON array")
     return p
 
 
@@ -205,15 +216,46 @@ async def cmd_reject(site: Site, args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_check(site: Site, args: argparse.Namespace) -> int:
+    findings = await health.check(site)
+    if args.command == "check":
+        if args.json:
+            _print_json([f.to_json() for f in findings])
+        else:
+            _table(["KIND", "HOST", "TARGET", "DETAIL", "FIX"],
+                   [[f.kind, f.host, f.target, f.detail, f.fix or "needs a person"] for f in findings])
+        return 9 if findings else 0
+    results = await health.repair(site, findings, apply=args.apply)
+    if args.json:
+        _print_json([{**f.to_json(), "outcome": outcome} for f, outcome in results])
+    else:
+        _table(["KIND", "HOST", "TARGET", "OUTCOME"], [[f.kind, f.host, f.target, o] for f, o in results])
+        if not args.apply and any(o.startswith("would") for _, o in results):
+            print("dry run: nothing changed; repair --apply does it", file=sys.stderr)
+    return 1 if any(o.startswith("failed") for _, o in results) else 0
+
+
+async def cmd_audit(site: Site, args: argparse.Namespace) -> int:
+    entries = site.audit.entries()
+    if args.json:
+        _print_json([asdict(e) for e in entries])
+    else:
+        _table(["TIME", "WHO", "ACTION", "TARGET", "OUTCOME", "REASON"], [
+            [time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.time)), e.who, e.action, e.target,
+             e.outcome, e.reason] for e in entries])
+    return 0
+
+
 HANDLERS: dict[str, Callable[[Site, argparse.Namespace], Awaitable[int]]] = {
     "uploads": cmd_list, "volumes": cmd_list, "hosts": cmd_list, "jobs": cmd_jobs,
-    "approve": cmd_approve, "reject": cmd_reject,
+    "approve": cmd_approve, "reject": cmd_reject, "check": cmd_check, "repair": cmd_check, "audit": cmd_audit,
 }
 
 
 async def run_command(args: argparse.Namespace) -> int:
     """Run one CLI command (``args.command``) and return its exit status."""
-    async with open_site(args) as (site, _lab):
+    # check / repair / audit look at leftovers as they are; every other command first recovers
+    async with open_site(args, recover_jobs=args.command not in ("check", "repair", "audit")) as (site, _lab):
         return await HANDLERS[args.command](site, args)
 
 

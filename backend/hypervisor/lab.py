@@ -58,6 +58,14 @@ class LabHypervisor(HypervisorDriver):
                                             f"{timeout:.0f} s: guest is busy") from None
 
     async def attached(self, domain: str) -> list[str]:
+        """Serials of this dom0's volumes linked into ``domain`` (links into other dom0s' storage are
+        theirs: in the lab every dom0 shares the one image host)."""
         result = await self.host.run(cmd("find", self.dirs.get(domain, "/nonexistent"), "-maxdepth", "1",
-                                         "-name", "virtio-*", "-printf", "%f\\n"), check=False)
-        return [line[len("virtio-"):] for line in result.stdout.decode("utf-8", "replace").split()]
+                                         "-name", "virtio-*", "-printf", "%f %l\\n"), check=False)
+        mine = str(self.dom0.storage.get("directory", "")).rstrip("/") + "/"
+        serials = []
+        for line in result.stdout.decode("utf-8", "replace").splitlines():
+            name, _, target = line.partition(" ")
+            if target.startswith(mine):
+                serials.append(name[len("virtio-"):])
+        return serials
