@@ -13,13 +13,16 @@
   memtest86+) where installed, ISOs generated with pycdlib, a floppy boot image that is not ISO 9660,
   a symlink, and one upload still being written (a task appends to it for a while).
 
-``DIR/site.toml`` is rewritten at each start with the current ports.
+``DIR/site.toml`` is rewritten at each start with the current ports; ``DIR/hosts.log`` records every
+command the hosts receive.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
+import json
 import os
 import shutil
 import signal
@@ -155,7 +158,8 @@ class Lab:
             acceptor = await asyncssh.listen(
                 "127.0.0.1", 0, server_host_keys=[host_key],
                 authorized_client_keys=str(keys / "authorized_keys"),
-                process_factory=self._handle, server_factory=lambda: _Server(self.connections), sftp_factory=True,
+                process_factory=functools.partial(self._handle, name),
+                server_factory=lambda: _Server(self.connections), sftp_factory=True,
                 allow_scp=False, keepalive_interval=30, encoding=None)
             self.servers[name] = acceptor
             self.ports[name] = acceptor.get_port()
@@ -201,7 +205,14 @@ class Lab:
         path.chmod(0o600)
         return key
 
-    async def _handle(self, process: asyncssh.SSHServerProcess) -> None:
+    @property
+    def command_log(self) -> Path:
+        """Every command the lab's hosts received, one JSON object per line: ``{"host", "command", "time"}``."""
+        return self.dir / "hosts.log"
+
+    async def _handle(self, host: str, process: asyncssh.SSHServerProcess) -> None:
+        with open(self.command_log, "a", encoding="utf-8") as log:
+            log.write(json.dumps({"host": host, "command": process.command, "time": time.time()}) + "\n")
         if not process.command:
             process.stderr.write(b"this lab host runs commands only\n")
             process.exit(1)

@@ -109,12 +109,30 @@ class Host:
             try:
                 self._conn = await asyncssh.connect(self.config.address, **self._options())
             except asyncssh.HostKeyNotVerifiable as exc:
-                raise HostKeyError(self.name, f"host key not trusted ({exc.reason}); check known_hosts") from None
+                raise HostKeyError(self.name, await self._host_key_help(exc.reason)) from None
             except asyncssh.PermissionDenied:
                 raise HostError(self.name, "login refused (permission denied): check user and key") from None
             except (OSError, asyncio.TimeoutError, asyncssh.Error) as exc:
                 raise HostError(self.name, f"cannot connect to {self.config.address}: {_reason(exc)}") from None
             return self._conn
+
+    async def _host_key_help(self, reason: str) -> str:
+        """The refusal message: the key the host offered (fingerprint) and the exact known_hosts line to
+        check and add — never an option to skip the check."""
+        c = self.config
+        where = c.known_hosts or "~/.ssh/known_hosts"
+        text = f"host key not trusted ({reason}); nothing was sent"
+        try:
+            key = await asyncio.wait_for(asyncssh.get_server_host_key(c.address, c.port or ()),
+                                         self.connect_timeout)
+        except (OSError, asyncio.TimeoutError, asyncssh.Error):
+            key = None
+        if key is None:
+            return f"{text}; check {where}"
+        host = c.address if not c.port or c.port == 22 else f"[{c.address}]:{c.port}"
+        line = f"{host} {key.export_public_key().decode().strip()}"
+        return (f"{text}. It offers {key.get_algorithm()} {key.get_fingerprint()}; if the host's admin confirms "
+                f"that fingerprint, add this line to {where}: {line}")
 
     def guard(self, command: Command) -> None:
         """Log ``command`` to the listeners and refuse it if mutating in a read-only session.

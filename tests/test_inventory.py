@@ -126,4 +126,32 @@ async def test_unknown_host_key_is_refused(tmp_path, lab):
     snap = await site.refresh()
     assert not any(h.up for h in snap.hosts)
     assert all("host key not trusted" in h.error for h in snap.hosts)
+    # the message shows the offered key's fingerprint and the exact known_hosts line to check
+    expected = (lab.dir / "keys" / "known_hosts").read_text().splitlines()[0]  # imagehost's pinned line
+    error = {h.name: h.error for h in snap.hosts}["imagehost"]
+    assert "SHA256:" in error and expected in error, error
+    await site.close()
+
+
+async def test_changed_host_key_is_refused(tmp_path, lab):
+    known = (lab.dir / "keys" / "known_hosts").read_text().splitlines()
+    wrong = [known[0].split()[0] + " " + " ".join(known[1].split()[1:])] + known[1:]  # imagehost: dom0-a's key
+    ih = lab.config.image_hosts["imagehost"]
+    other = tmp_path / "known_hosts"
+    other.write_text("\n".join(wrong) + "\n")
+    doc = {
+        "console": {"state_dir": str(tmp_path / "state")},
+        "image_hosts": {"imagehost": {"address": "127.0.0.1", "port": ih.ssh.port, "user": "lab", "key": ih.ssh.key,
+                                      "known_hosts": str(other), "uploads_root": ih.uploads_root,
+                                      "domains": {"dom0-a": "imagehost"}}},
+        "dom0s": {"dom0-a": {"address": "127.0.0.1", "port": lab.ports["dom0-a"], "user": "lab",
+                             "key": ih.ssh.key, "known_hosts": str(other),
+                             "storage": {"driver": "files", "directory": str(lab.volumes_dir("dom0-a"))},
+                             "hypervisor": {"driver": "lab", "guest_disk_dirs": {"imagehost": str(lab.by_id)}}}},
+    }
+    site = Site(parse_config(doc))
+    snap = await site.refresh()
+    status = {h.name: h for h in snap.hosts}
+    assert not status["imagehost"].up and "host key not trusted" in status["imagehost"].error
+    assert status["dom0-a"].up
     await site.close()

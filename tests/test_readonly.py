@@ -1,0 +1,70 @@
+"""Read-only really means read-only: the whole CLI and TUI surface in read-only mode, checked against the
+log of every command the lab's hosts received (kept by the hosts, not by the console)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from backend.site import Site
+from tui.app import IsoadminApp
+
+from .conftest import run_cli
+
+# What a host may receive from a read-only console: listings and header reads, nothing else.
+READ_ONLY = [
+    re.compile(r"(?s)^sh -c '\ndate \+%s\.%N\nexec find .*isoadmin-list "),          # uploads listing
+    re.compile(r"(?s)^sh -c '\nfor p in .*isoadmin-headers "),                         # ISO headers
+    re.compile(r"(?s)^sh -c '\ndir=\$1\ncd -- .*isoadmin-volumes "),                   # files storage listing
+    re.compile(r"^find \S+ -maxdepth 1 -name 'virtio-\*' -printf '%f %l\\n'$"),    # lab hot-plug listing
+]
+
+
+def received(lab_dir) -> list[dict]:
+    return [json.loads(line) for line in (lab_dir / "hosts.log").read_text().splitlines()]
+
+
+def assert_only_reads(lab_dir) -> None:
+    commands = received(lab_dir)
+    assert commands, "the hosts received nothing at all"
+    bad = [c for c in commands if not any(p.match(c["command"] or "") for p in READ_ONLY)]
+    assert bad == [], bad
+
+
+def test_read_only_cli_surface_sends_no_mutating_command(tmp_path):
+    lab_dir = tmp_path / "lab"
+    assert run_cli("uploads", lab_dir=lab_dir).returncode == 0  # creates the lab
+    (lab_dir / "hosts.log").unlink()
+    runs = [
+        (("uploads", "--json"), 0), (("volumes", "--json"), 0), (("jobs", "--json"), 0), (("hosts",), 0),
+        (("check",), 0), (("repair",), 0), (("audit",), 0),
+        (("approve", "alice/ipxe.iso", "--yes"), 4), (("reject", "alice/ipxe.iso", "--reason", "x"), 4),
+        (("repair", "--apply"), 4),
+    ]
+    for args, code in runs:
+        r = run_cli("--read-only", *args, lab_dir=lab_dir)
+        assert r.returncode == code, (args, r.returncode, r.stderr)
+    assert_only_reads(lab_dir)
+    volumes = [p for d in ("dom0-a", "dom0-b") for p in (lab_dir / d / "volumes").iterdir()]
+    assert volumes == []
+
+
+async def test_read_only_tui_surface_sends_no_mutating_command(lab):
+    lab.command_log.unlink(missing_ok=True)
+    site = Site(lab.config, read_only=True)
+    app = IsoadminApp(site, lab=lab, read_only=True, refresh_seconds=0.2)
+    async with app.run_test(size=(140, 45)) as pilot:
+        for _ in range(100):
+            if app.refreshes >= 2:
+                break
+            await pilot.pause(0.05)
+        for keys in (["a"], ["r"], ["enter"], ["escape"], ["slash", "a", "escape"], ["ctrl+r"], ["2"], ["3"],
+                     ["enter"], ["escape"], ["1"], ["question_mark"], ["escape"]):
+            await pilot.press(*keys)
+            await pilot.pause(0.1)
+        app.screen.action_approve()
+        app.screen.action_reject()
+        await pilot.pause(0.3)
+    await site.close()
+    assert_only_reads(lab.dir)
+    assert [p for d in ("dom0-a", "dom0-b") for p in lab.volumes_dir(d).iterdir()] == []
