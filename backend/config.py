@@ -76,12 +76,15 @@ class ImageHostConfig:
         domains: for each dom0 name, that hypervisor's name of this VM (the domU name).
         disk_id_dirs: folders of by-id links searched (after ``/sys/block/*/serial``) when locating
             a hot-plugged disk by its serial.
+        max_copies: how many copies this console runs at once on this image host (default 2); more
+            imports wait their turn before the copy phase.
     """
 
     ssh: HostConfig
     uploads_root: str = "/tmp/cds"
     domains: dict[str, str] = field(default_factory=dict)
     disk_id_dirs: tuple[str, ...] = ("/dev/disk/by-id",)
+    max_copies: int = 2
 
     @property
     def name(self) -> str:
@@ -169,6 +172,12 @@ def _host(name: str, table: dict[str, Any], where: str) -> HostConfig:
     )
 
 
+def _positive(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{where}: expected a whole number ≥ 1, got {value!r}")
+    return value
+
+
 def _table(doc: dict[str, Any], key: str, where: str) -> dict[str, Any]:
     value = doc.get(key, {})
     if not isinstance(value, dict):
@@ -198,6 +207,7 @@ def parse_config(doc: dict[str, Any], source: Path | None = None) -> SiteConfig:
             uploads_root=root.rstrip("/") or "/",
             domains={str(k): str(v) for k, v in domains.items()},
             disk_id_dirs=tuple(str(d) for d in table.get("disk_id_dirs", ["/dev/disk/by-id"])),
+            max_copies=_positive(table.get("max_copies", 2), f"{here}.max_copies"),
         )
     dom0s: dict[str, Dom0Config] = {}
     for name, table in _table(doc, "dom0s", where).items():

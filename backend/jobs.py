@@ -8,6 +8,7 @@ most :data:`MAX_EVENTS_PER_SECOND` times a second per job.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -93,6 +94,7 @@ class JobContext:
     store: StateStore
     locate_timeout: float = 15.0
     detach_timeout: float = 30.0
+    copies: asyncio.Semaphore | None = None  # bounds concurrent copies on the image host
 
 
 class ImportJob:
@@ -156,13 +158,15 @@ class ImportJob:
             device = await imagehost.locate(ctx.image_host, job.serial, ctx.id_dirs, ctx.locate_timeout)
             self._update(device=device)
 
-            await self._phase("copy")
-            await self._copy(device)
+            async with ctx.copies or contextlib.nullcontext():
+                await self._phase("copy")
+                await self._copy(device)
 
-            await self._phase("verify")
-            landed = await imagehost.verify(ctx.image_host, device, job.size)
-            if landed != job.sha256:
-                raise IsoadminError(f"landed bytes differ from the upload (sha256 {landed[:12]}… ≠ {job.sha256[:12]}…)")
+                await self._phase("verify")
+                landed = await imagehost.verify(ctx.image_host, device, job.size)
+                if landed != job.sha256:
+                    raise IsoadminError(f"landed bytes differ from the upload "
+                                        f"(sha256 {landed[:12]}… ≠ {job.sha256[:12]}…)")
 
             await self._phase("detach")
             await ctx.hypervisor.detach(job.domain, job.serial, ctx.detach_timeout)

@@ -4,7 +4,7 @@
 
 * three in-process asyncssh SSH servers on 127.0.0.1 with ephemeral ports — an image host
   (``imagehost``) and two dom0s (``dom0-a``, ``dom0-b``) — each with its own generated host key; a
-  generated client key and a ``known_hosts`` file pin them. Each runs the commands it receives with
+  generated client key and per-host ``known_hosts`` files pin them. Each runs the commands it receives with
   ``/bin/sh -c`` on this machine, as sshd runs them with the login shell; host paths are real paths
   under DIR.
 * storage driver ``files`` on each dom0 and hypervisor driver ``lab`` (hot-plug = a by-id link in
@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import signal
+import tomllib
 import time
 from pathlib import Path
 
@@ -33,7 +34,7 @@ import asyncssh
 import platformdirs
 import pycdlib
 
-from .config import APP, SiteConfig, load_config
+from .config import APP, SiteConfig, parse_config
 
 DEBIAN_ISOS = {
     "alice": [("/usr/lib/ipxe/ipxe.iso", "ipxe.iso"),
@@ -152,9 +153,11 @@ class Lab:
             d.mkdir(parents=True, exist_ok=True)
         client = self._key(keys / "client")
         (keys / "authorized_keys").write_bytes(client.export_public_key())
-        known = []
         for name in HOSTS:
             host_key = self._key(keys / f"host-{name}")
+            # pinned per host, whatever its (ephemeral) port: consoles sharing this lab never race on it
+            self._write(keys / f"known_hosts-{name}",
+                        f"[127.0.0.1]:* {host_key.export_public_key().decode().strip()}\n")
             acceptor = await asyncssh.listen(
                 "127.0.0.1", 0, server_host_keys=[host_key],
                 authorized_client_keys=str(keys / "authorized_keys"),
@@ -163,13 +166,18 @@ class Lab:
                 allow_scp=False, keepalive_interval=30, encoding=None)
             self.servers[name] = acceptor
             self.ports[name] = acceptor.get_port()
-            known.append(f"[127.0.0.1]:{self.ports[name]} {host_key.export_public_key().decode().strip()}\n")
-        (keys / "known_hosts").write_text("".join(known))
         if not (self.dir / ".seeded").exists():
             self.seed()
-        self.config_path.write_text(self._site_toml())
+        text = self._site_toml()
+        self._write(self.config_path, text)  # for people; this process uses its own text
         self.writer = asyncio.create_task(self._write_upload())
-        return load_config(self.config_path)
+        return parse_config(tomllib.loads(text), self.config_path)
+
+    @staticmethod
+    def _write(path: Path, text: str) -> None:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(text)
+        os.replace(tmp, path)
 
     async def stop(self) -> None:
         """Stop the servers, their connections, the writer and any command still running (as a host
@@ -198,12 +206,18 @@ class Lab:
 
     @staticmethod
     def _key(path: Path) -> asyncssh.SSHKey:
-        if path.exists():
-            return asyncssh.read_private_key(path)
-        key = asyncssh.generate_private_key("ssh-ed25519")
-        key.write_private_key(path)
-        path.chmod(0o600)
-        return key
+        """Read the key at ``path``, generating it first if missing (two starting consoles agree)."""
+        if not path.exists():
+            key = asyncssh.generate_private_key("ssh-ed25519")
+            tmp = path.with_name(f".{path.name}.{os.getpid()}")
+            key.write_private_key(tmp)
+            tmp.chmod(0o600)
+            try:
+                os.link(tmp, path)  # atomic: the first writer wins
+            except FileExistsError:
+                pass
+            tmp.unlink()
+        return asyncssh.read_private_key(path)
 
     @property
     def command_log(self) -> Path:
@@ -255,19 +269,21 @@ class Lab:
         def q(value: object) -> str:
             return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
-        ssh = (f"address = \"127.0.0.1\"\nuser = \"lab\"\nkey = {q(keys / 'client')}\n"
-               f"known_hosts = {q(keys / 'known_hosts')}\n")
+        def ssh(host: str) -> str:
+            return (f"address = \"127.0.0.1\"\nport = {self.ports[host]}\nuser = \"lab\"\n"
+                    f"key = {q(keys / 'client')}\nknown_hosts = {q(keys / f'known_hosts-{host}')}\n")
+
         out = [
             "# Written by `isoadmin --lab` at each start (ports change); edit a copy, not this file.\n",
             f"[console]\nstate_dir = {q(self.dir / 'state')}\nsettle_seconds = {self.settle_seconds}\n"
             f"refresh_seconds = 2\n",
-            f"\n[image_hosts.imagehost]\nport = {self.ports['imagehost']}\n{ssh}"
+            f"\n[image_hosts.imagehost]\n{ssh('imagehost')}"
             f"uploads_root = {q(self.uploads_root)}\ndisk_id_dirs = [{q(self.by_id)}]\n"
             f"domains = {{ \"dom0-a\" = \"imagehost\", \"dom0-b\" = \"imagehost\" }}\n",
         ]
         for dom0 in HOSTS[1:]:
             out.append(
-                f"\n[dom0s.{dom0}]\nport = {self.ports[dom0]}\n{ssh}"
+                f"\n[dom0s.{dom0}]\n{ssh(dom0)}"
                 f"[dom0s.{dom0}.storage]\ndriver = \"files\"\ndirectory = {q(self.volumes_dir(dom0))}\n"
                 f"capacity = {q(DOM0_CAPACITY[dom0])}\n"
                 f"[dom0s.{dom0}.hypervisor]\ndriver = \"lab\"\n"

@@ -131,6 +131,7 @@ class Site:
         self.locate_timeout = 15.0   # seconds for a hot-plugged disk to appear in the image host
         self.detach_timeout = 30.0   # seconds for the guest to let go of a disk
         self.active: dict[str, ImportJob] = {}
+        self._copies = {name: asyncio.Semaphore(ih.max_copies) for name, ih in config.image_hosts.items()}
         self._headers: dict[tuple[str, str], tuple[tuple, IsoFacts]] = {}
         self._seen: dict[tuple[str, str], tuple[int, float]] = {}
 
@@ -430,7 +431,8 @@ class Site:
     def _context(self, job: JobRecord) -> JobContext:
         ih = self.config.image_hosts[job.host]
         return JobContext(self.hosts[job.host], ih.disk_id_dirs, self.storage[job.dom0],
-                          self.hypervisors[job.dom0], self.store, self.locate_timeout, self.detach_timeout)
+                          self.hypervisors[job.dom0], self.store, self.locate_timeout, self.detach_timeout,
+                          self._copies[job.host])
 
     def orphaned_jobs(self) -> list[JobRecord]:
         """Journaled jobs still ``running`` whose console process on this machine is gone."""

@@ -127,16 +127,17 @@ async def test_unknown_host_key_is_refused(tmp_path, lab):
     assert not any(h.up for h in snap.hosts)
     assert all("host key not trusted" in h.error for h in snap.hosts)
     # the message shows the offered key's fingerprint and the exact known_hosts line to check
-    expected = (lab.dir / "keys" / "known_hosts").read_text().splitlines()[0]  # imagehost's pinned line
+    key = (lab.dir / "keys" / "known_hosts-imagehost").read_text().split(maxsplit=1)[1].strip()
     error = {h.name: h.error for h in snap.hosts}["imagehost"]
-    assert "SHA256:" in error and expected in error, error
+    assert "SHA256:" in error and f"[127.0.0.1]:{ih.ssh.port} {key}" in error, error
     await site.close()
 
 
 async def test_changed_host_key_is_refused(tmp_path, lab):
-    known = (lab.dir / "keys" / "known_hosts").read_text().splitlines()
-    wrong = [known[0].split()[0] + " " + " ".join(known[1].split()[1:])] + known[1:]  # imagehost: dom0-a's key
     ih = lab.config.image_hosts["imagehost"]
+    dom0_key = (lab.dir / "keys" / "known_hosts-dom0-a").read_text().split(maxsplit=1)[1].strip()
+    wrong = [f"[127.0.0.1]:{ih.ssh.port} {dom0_key}",  # imagehost listed with dom0-a's key: a changed key
+             f"[127.0.0.1]:{lab.ports['dom0-a']} {dom0_key}"]
     other = tmp_path / "known_hosts"
     other.write_text("\n".join(wrong) + "\n")
     doc = {
