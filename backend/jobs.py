@@ -138,7 +138,10 @@ class ImportJob:
         job, ctx = self.job, self.ctx
         try:
             await self._phase("create")
-            await ctx.storage.check_capacity(job.size)
+            report = await ctx.storage.report()
+            if any(v.name == job.staging for v in report.volumes):
+                raise IsoadminError(busy(report, job.staging, job.dom0))  # another console holds the lock
+            await ctx.storage.check_capacity(job.size, report)
             meta = self._meta(state="copying")
             try:
                 await ctx.storage.create(job.staging, job.alloc, meta)

@@ -152,7 +152,7 @@ class Lab:
         for d in (self.uploads_root, self.by_id, *(self.volumes_dir(h) for h in HOSTS[1:]), self.dir / "state"):
             d.mkdir(parents=True, exist_ok=True)
         client = self._key(keys / "client")
-        (keys / "authorized_keys").write_bytes(client.export_public_key())
+        self._write(keys / "authorized_keys", client.export_public_key().decode())
         for name in HOSTS:
             host_key = self._key(keys / f"host-{name}")
             # pinned per host, whatever its (ephemeral) port: consoles sharing this lab never race on it

@@ -75,15 +75,17 @@ class StorageDriver(abc.ABC):
     def remove_command(self, name: str) -> Command:
         """The command that removes volume ``name``."""
 
-    async def check_capacity(self, size: int) -> int:
+    async def check_capacity(self, size: int, report: StorageReport | None = None) -> int:
         """Return ``size`` rounded up to the allocation unit if it fits, else raise.
+
+        ``report`` is a fresh :meth:`report` if the caller has one (else one is made).
 
         Raises:
             CapacityShort: the storage's free space is less than the rounded size (numbers in the
                 message); nothing is created.
             HostError: the dom0 cannot be listed.
         """
-        report = await self.report()
+        report = report or await self.report()
         need = round_up(size, report.unit)
         if need > report.free:
             from humanize import naturalsize
