@@ -8,7 +8,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 
 class IsoadminCommands(Provider):
-    """Screens (Uploads, Jobs, Volumes), Refresh, Approve / Reject selected upload, Help."""
+    """Screens (Uploads, Jobs, Volumes, Health, Audit), Refresh, Approve / Reject selected upload, Help."""
 
     def _commands(self) -> list[tuple[str, str, object]]:
         app = self.app
@@ -16,6 +16,8 @@ class IsoadminCommands(Provider):
             ("Uploads", "owners' uploads", partial(app.switch_mode, "uploads")),
             ("Jobs", "import jobs and their progress", partial(app.switch_mode, "jobs")),
             ("Volumes", "dom0 volumes and capacity", partial(app.switch_mode, "volumes")),
+            ("Health", "leftovers: orphan volumes, stray disks, unfinished jobs", partial(app.switch_mode, "health")),
+            ("Audit", "the audit log", partial(app.switch_mode, "audit")),
             ("Refresh now", "refresh the inventory from every host", app.action_refresh_now),
             ("Help", "keys", app.action_help),
         ]

@@ -73,6 +73,24 @@ class ConfirmApprove(_Confirm):
             yield Static(steps)
 
 
+class ConfirmRepair(_Confirm):
+    """Lists every fix ``repair`` will apply."""
+
+    yes_label = "Repair"
+
+    def __init__(self, findings: list) -> None:
+        super().__init__()
+        self.findings = findings
+
+    def body(self) -> ComposeResult:
+        yield Label(f"Repair {len(self.findings)} finding(s)?", classes="dialog-title")
+        table = Table("kind", "host", "target", "fix", box=None, header_style="bold", expand=True)
+        for f in self.findings:
+            table.add_row(f.kind, f.host, f.target, Text(f.fix, style="cyan"))
+        with VerticalScroll(classes="plan-steps"):
+            yield Static(table)
+
+
 class ConfirmNonIso(_Confirm):
     """Asks before importing a file that is not ISO 9660 (floppy images are legitimate boot media)."""
 
@@ -176,11 +194,12 @@ class ErrorModal(ModalScreen[None]):
 
 
 HELP = [
-    ("1 / 2 / 3", "Uploads / Jobs / Volumes"),
+    ("1 / 2 / 3 / 4 / 5", "Uploads / Jobs / Volumes / Health / Audit"),
     ("a", "approve the selected upload (shows the plan first)"),
     ("r", "reject the selected upload (asks for a reason; the file is kept)"),
     ("/", "filter uploads by owner, file or state; escape clears"),
     ("enter", "details of the selected upload or volume"),
+    ("c / R", "Health: check again / repair what it found (asks first)"),
     (": or ctrl+p", "command palette"),
     ("ctrl+r", "refresh now (it also refreshes by itself every few seconds)"),
     ("?", "this help"),

@@ -59,11 +59,14 @@ async def test_read_only_tui_surface_sends_no_mutating_command(lab):
                 break
             await pilot.pause(0.05)
         for keys in (["a"], ["r"], ["enter"], ["escape"], ["slash", "a", "escape"], ["ctrl+r"], ["2"], ["3"],
-                     ["enter"], ["escape"], ["1"], ["question_mark"], ["escape"]):
+                     ["enter"], ["escape"], ["4"], ["c"], ["R"], ["5"], ["1"], ["question_mark"], ["escape"]):
             await pilot.press(*keys)
             await pilot.pause(0.1)
         app.screen.action_approve()
         app.screen.action_reject()
+        await pilot.press("4")
+        await pilot.pause(0.3)
+        app.screen.action_repair()
         await pilot.pause(0.3)
     await site.close()
     assert_only_reads(lab.dir)

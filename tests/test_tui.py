@@ -152,3 +152,41 @@ async def test_help_and_palette_open(lab, key):
         await pilot.pause(0.2)
         assert type(app.screen).__name__ in ("HelpScreen", "CommandPalette")
     await site.close()
+
+
+async def test_health_repairs_and_audit_shows_it(tmp_path):
+    import json
+    import shutil
+    import time
+
+    from backend.lab import Lab
+    from screens.health import HealthScreen
+    from screens.modals import ConfirmRepair
+
+    from .test_crash import kill_console
+
+    lab_dir = tmp_path / "lab"
+    lab = Lab(lab_dir)
+    await lab.start()
+    await lab.stop()
+    kill_console(lab_dir, "alice/ipxe.iso", "copy")
+    shutil.rmtree(lab_dir / "state" / "jobs")  # the console's journal is lost: only the hosts know
+    meta_file = next(lab.volumes_dir("dom0-a").glob("cdtmp_*.meta"))
+    meta_file.write_text(json.dumps({**json.loads(meta_file.read_text()), "time": time.time() - 7 * 3600}))
+    config = await lab.start()
+    site = Site(config)
+    app = IsoadminApp(site, lab=lab)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("4")
+        await wait_for(pilot, lambda: isinstance(app.screen, HealthScreen) and app.screen.findings)
+        assert sorted(f.kind for f in app.screen.findings) == ["attached disk", "orphan staging volume"]
+        await pilot.press("R")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmRepair))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: isinstance(app.screen, HealthScreen) and not app.screen.findings)
+        await pilot.press("5", "slash", *"repair")
+        table = app.screen.query_one("#audit", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 2)
+    await site.close()
+    await lab.stop()
+    assert list(lab.volumes_dir("dom0-a").iterdir()) == [] and list(lab.by_id.iterdir()) == []

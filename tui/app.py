@@ -1,4 +1,4 @@
-"""The Textual app: three screens (Uploads, Jobs, Volumes), a background refresh, import workers.
+"""The Textual app: Uploads, Jobs, Volumes, Health and Audit screens, a background refresh, import workers.
 
 The app holds the last :class:`~backend.site.Snapshot` and the live jobs; screens render from them and
 start work through the app's workers. Host work happens only in ``backend``.
@@ -14,7 +14,9 @@ from textual.message import Message
 from backend.errors import IsoadminError
 from backend.site import ImportPlan, Site, Snapshot
 from backend.state import JobRecord
+from screens.audit import AuditScreen
 from screens.commands import IsoadminCommands
+from screens.health import HealthScreen
 from screens.jobs import JobsScreen
 from screens.modals import ErrorModal, HelpScreen
 from screens.uploads import UploadsScreen
@@ -49,13 +51,16 @@ class IsoadminApp(App[int]):
 
     CSS_PATH = "../styles/app.tcss"
     TITLE = "isoadmin"
-    MODES = {"uploads": UploadsScreen, "jobs": JobsScreen, "volumes": VolumesScreen}
+    MODES = {"uploads": UploadsScreen, "jobs": JobsScreen, "volumes": VolumesScreen, "health": HealthScreen,
+             "audit": AuditScreen}
     DEFAULT_MODE = "uploads"
     COMMANDS = App.COMMANDS | {IsoadminCommands}
     BINDINGS = [
         Binding("1", "switch_mode('uploads')", "Uploads", id="uploads"),
         Binding("2", "switch_mode('jobs')", "Jobs", id="jobs"),
         Binding("3", "switch_mode('volumes')", "Volumes", id="volumes"),
+        Binding("4", "switch_mode('health')", "Health", id="health"),
+        Binding("5", "switch_mode('audit')", "Audit", id="audit"),
         Binding("ctrl+r", "refresh_now", "Refresh", id="refresh"),
         Binding("colon", "command_palette", "Commands", show=False, id="palette"),
         Binding("question_mark", "help", "Help", id="help"),

@@ -1,0 +1,101 @@
+"""Health screen: what ``isoadmin check`` finds (leftovers the hosts show), and ``R`` to repair."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from backend import health
+from backend.errors import IsoadminError
+
+from .modals import ConfirmRepair
+
+COLUMNS = ("kind", "host", "target", "detail", "fix")
+
+
+class HealthScreen(Screen):
+    """Findings of :func:`backend.health.check`; ``c`` checks again, ``R`` repairs (after a confirmation
+    that lists every fix; absent in read-only sessions)."""
+
+    AUTO_FOCUS = "#findings"
+    BINDINGS = [Binding("c", "check", "Check", id="check"), Binding("R", "repair", "Repair", id="repair")]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.findings: list[health.Finding] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical(id="body"):
+            yield Static("checking…", id="summary", classes="hosts")
+            table = DataTable(id="findings", cursor_type="row", zebra_stripes=True)
+            for name in COLUMNS:
+                table.add_column(name.title(), key=name)
+            yield table
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.action_check()
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action == "repair" and self.app.read_only:
+            return False
+        return True
+
+    def action_check(self) -> None:
+        self.run_check()
+
+    @work(group="health", exclusive=True)
+    async def run_check(self) -> None:
+        try:
+            self.findings = await health.check(self.app.site)
+        except IsoadminError as exc:
+            self.query_one("#summary", Static).update(Text(f"check failed: {exc.message}", style="bold red"))
+            return
+        self.show()
+
+    def show(self) -> None:
+        table = self.query_one("#findings", DataTable)
+        table.clear()
+        for i, f in enumerate(self.findings):
+            table.add_row(Text(f.kind, style="bold yellow" if f.fix else "bold red"), f.host, f.target, f.detail,
+                          f.fix or Text("needs a person", style="red"), key=str(i))
+        summary = (Text("healthy: no orphan volumes, no stray disks, no unfinished jobs", style="green")
+                   if not self.findings else Text(f"{len(self.findings)} finding(s)", style="bold yellow"))
+        self.query_one("#summary", Static).update(summary)
+
+    def action_repair(self) -> None:
+        if self.app.read_only:
+            self.app.notify("read-only session: repair is not allowed", title="Read-only", severity="error")
+            return
+        fixable = [f for f in self.findings if f.fix]
+        if not fixable:
+            self.app.notify("nothing to repair", title="Health")
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.run_repair(fixable)
+
+        self.app.push_screen(ConfirmRepair(fixable), confirmed)
+
+    @work(group="health", exclusive=True)
+    async def run_repair(self, findings: list[health.Finding]) -> None:
+        try:
+            results = await health.repair(self.app.site, findings, apply=True)
+        except IsoadminError as exc:
+            self.app.show_error(exc)
+            return
+        failed = [f"{f.target}: {o}" for f, o in results if o.startswith("failed")]
+        if failed:
+            self.app.notify("\n".join(failed), title="Repair incomplete", severity="error", timeout=10)
+        else:
+            self.app.notify(f"{len(results)} fix(es) done", title="Repaired")
+        self.findings = await health.check(self.app.site)
+        self.show()
+        self.app.refresh_site()
