@@ -153,6 +153,26 @@ async def locate(host: Host, serial: str, id_dirs: tuple[str, ...], timeout: flo
     return result.stdout.decode("utf-8", "surrogateescape").strip()
 
 
+_IN_USE = r"""
+find /proc/[0-9]*/fd -maxdepth 1 -type l -lname "$1" -print -quit 2>/dev/null | cut -d/ -f3
+exit 0
+"""
+
+
+async def in_use(host: Host, path: str) -> int | None:
+    """PID of a process that holds ``path`` open on the image host (an SFTP upload still writing it),
+    or None. One ``find`` over ``/proc/*/fd``; it sees every process when the console logs in as root,
+    else the login user's own.
+
+    Raises:
+        HostError: the host is unreachable.
+    """
+    pattern = re.sub(r"([*?\[\\])", r"\\\1", path)  # find -lname takes a glob: match the path literally
+    result = await host.run(script(_IN_USE, "isoadmin-inuse", pattern), check=False)
+    text = result.stdout.decode("ascii", "replace").strip()
+    return int(text) if text.isdigit() else None
+
+
 _COPY = r"""
 src=$1 dst=$2
 printf 'pid %s\n' "$$"

@@ -334,6 +334,10 @@ class Site:
             if not allow_non_iso:
                 raise NotApprovable(f"{key} is not ISO 9660 ({what}); approve it explicitly to import it anyway")
             warnings.append(f"not ISO 9660: {what}")
+        holder = await imagehost.in_use(self.hosts[upload.host], upload.path)
+        if holder is not None:
+            raise NotApprovable(f"cannot approve {key}: it is still open (process {holder} on {upload.host}: "
+                                f"an upload in progress?)")
         storage = self.storage[dom0]
         alloc = await storage.check_capacity(upload.size)
         report = await storage.report()

@@ -207,3 +207,12 @@ async def test_progress_reaches_listeners_at_most_four_times_a_second(lab, site)
     gaps = [b - a for a, b in zip(times, times[1:])]
     assert all(g >= 0.24 for g in gaps), gaps
     assert [p for p, _ in seen][0] == "create"
+
+
+async def test_upload_held_open_by_a_writer_is_not_approvable(lab, site):
+    await site.refresh()
+    path = lab.uploads_root / "alice" / "ipxe.iso"
+    with open(path, "ab"):  # as the SFTP server holds a file it is still receiving
+        with pytest.raises(NotApprovable, match="still open"):
+            await site.plan("alice/ipxe.iso")
+    assert (await site.plan("alice/ipxe.iso")).upload.key == "alice/ipxe.iso"

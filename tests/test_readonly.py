@@ -16,6 +16,7 @@ READ_ONLY = [
     re.compile(r"(?s)^sh -c '\ndate \+%s\.%N\nexec find .*isoadmin-list "),          # uploads listing
     re.compile(r"(?s)^sh -c '\nfor p in .*isoadmin-headers "),                         # ISO headers
     re.compile(r"(?s)^sh -c '\ndir=\$1\ncd -- .*isoadmin-volumes "),                   # files storage listing
+    re.compile(r"(?s)^sh -c '\nfind /proc/.*isoadmin-inuse "),                        # is an upload open?
     re.compile(r"^find \S+ -maxdepth 1 -name 'virtio-\*' -printf '%f %l\\n'$"),    # lab hot-plug listing
 ]
 
