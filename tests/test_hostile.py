@@ -192,3 +192,27 @@ async def test_copies_per_image_host_are_bounded(tmp_path):
         await site.close()
     finally:
         await lab.stop()
+
+
+async def test_imports_on_different_dom0s_run_in_parallel(tmp_path):
+    lab = Lab(tmp_path / "lab")
+    for i in range(2):
+        await _seed_big(lab, "bob", f"big{i}.iso", 12 << 20)  # fits dom0-b's 16 MiB
+    site = Site(await lab.start())
+    try:
+        await site.refresh()
+        spans: dict[str, list[float]] = {}
+
+        async def on_phase(job) -> None:
+            spans.setdefault(job.dom0, []).append(time.monotonic())
+            if job.phase == "copy":
+                await asyncio.sleep(0.5)  # hold the copy phase open so the two must overlap if parallel
+
+        plans = [await site.plan("bob/big0.iso", "dom0-a"), await site.plan("bob/big1.iso", "dom0-b")]
+        jobs = await asyncio.gather(*(site.approve(p, on_phase=on_phase) for p in plans))
+        assert [(j.dom0, j.state) for j in jobs] == [("dom0-a", "done"), ("dom0-b", "done")]
+        a, b = spans["dom0-a"], spans["dom0-b"]
+        assert a[0] < b[-1] and b[0] < a[-1]  # the two jobs' lifetimes overlap
+    finally:
+        await site.close()
+        await lab.stop()
