@@ -137,6 +137,18 @@ class SiteConfig:
     source: Path | None = None
 
 
+def pick_driver(dom0: "Dom0Config", table: str, drivers: dict[str, Any]) -> Any:
+    """The driver class that ``[dom0s.NAME.<table>] driver`` names.
+
+    Raises:
+        ConfigError: the name is not one of ``drivers``.
+    """
+    name = getattr(dom0, table).get("driver")
+    if name not in drivers:
+        raise ConfigError(f"dom0s.{dom0.name}.{table}.driver: unknown driver {name!r} (known: {', '.join(drivers)})")
+    return drivers[name]
+
+
 def default_config_path() -> Path:
     """Return the default site file: ``<user config dir>/site.toml`` (platformdirs)."""
     return Path(platformdirs.user_config_dir(APP)) / "site.toml"

@@ -11,20 +11,18 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input
 
+from .filtering import FilterMixin
+
 COLUMNS = ("time", "who", "action", "target", "host", "outcome", "reason")
 OUTCOME_STYLE = {"done": "green", "started": "cyan", "failed": "bold red", "refused": "magenta"}
 
 
-class AuditScreen(Screen):
+class AuditScreen(FilterMixin, Screen):
     """Every audited action; ``/`` filters by any text, ``escape`` clears."""
 
     AUTO_FOCUS = "#audit"
     BINDINGS = [Binding("slash", "filter", "Filter", id="audit-filter"),
                 Binding("escape", "clear_filter", "Clear filter", show=False)]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.filter_text = ""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -53,22 +51,3 @@ class AuditScreen(Screen):
             if text and text not in " ".join(row).lower():
                 continue
             table.add_row(*row[:5], Text(e.outcome, style=OUTCOME_STYLE.get(e.outcome, "")), row[6])
-
-    def action_filter(self) -> None:
-        box = self.query_one(Input)
-        box.display = True
-        box.focus()
-
-    def on_input_changed(self, event: Input.Changed) -> None:
-        self.filter_text = event.value
-        self.update_view()
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.query_one("#audit", DataTable).focus()
-
-    def action_clear_filter(self) -> None:
-        box = self.query_one(Input)
-        if box.display:
-            box.value = ""
-            box.display = False
-            self.query_one("#audit", DataTable).focus()

@@ -16,6 +16,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 from backend.errors import IsoadminError
 from backend.models import Upload, UploadState
 
+from .filtering import FilterMixin
 from .modals import ConfirmApprove, ConfirmNonIso, Details, RejectReason
 
 COLUMNS = ("owner", "file", "size", "age", "volume id", "boot", "state")
@@ -58,7 +59,7 @@ def host_line(snapshot) -> Text:
     return line if snapshot.hosts else Text("connecting…", style="dim")
 
 
-class UploadsScreen(Screen):
+class UploadsScreen(FilterMixin, Screen):
     """All uploads of all owners. Rows are updated in place by key, so the cursor stays put."""
 
     AUTO_FOCUS = "#uploads"
@@ -73,7 +74,6 @@ class UploadsScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         self.shown: dict[str, tuple] = {}
-        self.filter_text = ""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -136,28 +136,6 @@ class UploadsScreen(Screen):
             return None
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
         return next((u for u in self.app.snapshot.uploads if row_key(u) == key), None)
-
-    # ------------------------------------------------------------------ filter
-
-    def action_filter(self) -> None:
-        box = self.query_one("#filter", Input)
-        box.display = True
-        box.focus()
-
-    def on_input_changed(self, event: Input.Changed) -> None:
-        self.filter_text = event.value
-        self.update_view()
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.query_one("#uploads", DataTable).focus()
-
-    def action_clear_filter(self) -> None:
-        box = self.query_one("#filter", Input)
-        if not box.display:
-            return
-        box.value = ""
-        box.display = False
-        self.query_one("#uploads", DataTable).focus()
 
     # ------------------------------------------------------------------ actions
 

@@ -108,49 +108,43 @@ async def test_host_down_is_reported_and_others_keep_working(tmp_path):
         await lab.stop()
 
 
-async def test_unknown_host_key_is_refused(tmp_path, lab):
-    other = tmp_path / "known_hosts"
-    other.write_text("")
+def site_with_known_hosts(lab, tmp_path, lines: list[str]) -> Site:
+    """A Site on the lab's image host and dom0-a that trusts only the known_hosts ``lines``."""
+    known = tmp_path / "known_hosts"
+    known.write_text("".join(f"{line}\n" for line in lines))
     ih = lab.config.image_hosts["imagehost"]
-    doc = {
+    ssh = {"address": "127.0.0.1", "user": "lab", "key": ih.ssh.key, "known_hosts": str(known)}
+    return Site(parse_config({
         "console": {"state_dir": str(tmp_path / "state")},
-        "image_hosts": {"imagehost": {"address": "127.0.0.1", "port": ih.ssh.port, "user": "lab",
-                                      "key": ih.ssh.key, "known_hosts": str(other),
-                                      "uploads_root": ih.uploads_root, "domains": {"dom0-a": "imagehost"}}},
-        "dom0s": {"dom0-a": {"address": "127.0.0.1", "port": lab.ports["dom0-a"], "user": "lab",
-                             "key": ih.ssh.key, "known_hosts": str(other),
+        "image_hosts": {"imagehost": {**ssh, "port": ih.ssh.port, "uploads_root": ih.uploads_root,
+                                      "domains": {"dom0-a": "imagehost"}}},
+        "dom0s": {"dom0-a": {**ssh, "port": lab.ports["dom0-a"],
                              "storage": {"driver": "files", "directory": str(lab.volumes_dir("dom0-a"))},
                              "hypervisor": {"driver": "lab", "guest_disk_dirs": {"imagehost": str(lab.by_id)}}}},
-    }
-    site = Site(parse_config(doc))
+    }))
+
+
+def pinned_key(lab, host: str) -> str:
+    return (lab.dir / "keys" / f"known_hosts-{host}").read_text().split(maxsplit=1)[1].strip()
+
+
+async def test_unknown_host_key_is_refused(tmp_path, lab):
+    site = site_with_known_hosts(lab, tmp_path, [])
     snap = await site.refresh()
     assert not any(h.up for h in snap.hosts)
     assert all("host key not trusted" in h.error for h in snap.hosts)
     # the message shows the offered key's fingerprint and the exact known_hosts line to check
-    key = (lab.dir / "keys" / "known_hosts-imagehost").read_text().split(maxsplit=1)[1].strip()
     error = {h.name: h.error for h in snap.hosts}["imagehost"]
-    assert "SHA256:" in error and f"[127.0.0.1]:{ih.ssh.port} {key}" in error, error
+    port = lab.ports["imagehost"]
+    assert "SHA256:" in error and f"[127.0.0.1]:{port} {pinned_key(lab, 'imagehost')}" in error, error
     await site.close()
 
 
 async def test_changed_host_key_is_refused(tmp_path, lab):
-    ih = lab.config.image_hosts["imagehost"]
-    dom0_key = (lab.dir / "keys" / "known_hosts-dom0-a").read_text().split(maxsplit=1)[1].strip()
-    wrong = [f"[127.0.0.1]:{ih.ssh.port} {dom0_key}",  # imagehost listed with dom0-a's key: a changed key
-             f"[127.0.0.1]:{lab.ports['dom0-a']} {dom0_key}"]
-    other = tmp_path / "known_hosts"
-    other.write_text("\n".join(wrong) + "\n")
-    doc = {
-        "console": {"state_dir": str(tmp_path / "state")},
-        "image_hosts": {"imagehost": {"address": "127.0.0.1", "port": ih.ssh.port, "user": "lab", "key": ih.ssh.key,
-                                      "known_hosts": str(other), "uploads_root": ih.uploads_root,
-                                      "domains": {"dom0-a": "imagehost"}}},
-        "dom0s": {"dom0-a": {"address": "127.0.0.1", "port": lab.ports["dom0-a"], "user": "lab",
-                             "key": ih.ssh.key, "known_hosts": str(other),
-                             "storage": {"driver": "files", "directory": str(lab.volumes_dir("dom0-a"))},
-                             "hypervisor": {"driver": "lab", "guest_disk_dirs": {"imagehost": str(lab.by_id)}}}},
-    }
-    site = Site(parse_config(doc))
+    dom0_key = pinned_key(lab, "dom0-a")
+    site = site_with_known_hosts(lab, tmp_path, [
+        f"[127.0.0.1]:{lab.ports['imagehost']} {dom0_key}",  # imagehost listed with dom0-a's key: a changed key
+        f"[127.0.0.1]:{lab.ports['dom0-a']} {dom0_key}"])
     snap = await site.refresh()
     status = {h.name: h for h in snap.hosts}
     assert not status["imagehost"].up and "host key not trusted" in status["imagehost"].error

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from ..config import Dom0Config
-from ..errors import ConfigError
+from ..config import Dom0Config, pick_driver
 from ..ssh import Host
 from .base import HypervisorDriver
 from .lab import LabHypervisor
@@ -18,11 +17,7 @@ def make_hypervisor(dom0: Dom0Config, host: Host) -> HypervisorDriver:
     Raises:
         ConfigError: unknown driver, or its settings are wrong.
     """
-    driver = dom0.hypervisor.get("driver")
-    if driver not in DRIVERS:
-        raise ConfigError(
-            f"dom0s.{dom0.name}.hypervisor.driver: unknown driver {driver!r} (known: {', '.join(DRIVERS)})")
-    return DRIVERS[driver](dom0, host)
+    return pick_driver(dom0, "hypervisor", DRIVERS)(dom0, host)
 
 
 __all__ = ["HypervisorDriver", "LabHypervisor", "LibvirtHypervisor", "make_hypervisor", "DRIVERS"]

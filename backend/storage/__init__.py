@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from ..config import Dom0Config
-from ..errors import ConfigError
+from ..config import Dom0Config, pick_driver
 from ..ssh import Host
 from .base import StorageDriver
 from .files import FilesStorage
@@ -18,10 +17,7 @@ def make_storage(dom0: Dom0Config, host: Host) -> StorageDriver:
     Raises:
         ConfigError: unknown driver, or its settings are wrong.
     """
-    driver = dom0.storage.get("driver")
-    if driver not in DRIVERS:
-        raise ConfigError(f"dom0s.{dom0.name}.storage.driver: unknown driver {driver!r} (known: {', '.join(DRIVERS)})")
-    return DRIVERS[driver](dom0, host)
+    return pick_driver(dom0, "storage", DRIVERS)(dom0, host)
 
 
 __all__ = ["StorageDriver", "FilesStorage", "LvmStorage", "make_storage", "DRIVERS"]
