@@ -55,6 +55,7 @@ class Command:
 
     @property
     def name(self) -> str:
+        """``label``, or the program name."""
         return self.label or (self.argv[0] if self.argv else "")
 
     def __str__(self) -> str:

@@ -88,6 +88,7 @@ class ImageHostConfig:
 
     @property
     def name(self) -> str:
+        """The host's name in the site."""
         return self.ssh.name
 
 
@@ -111,6 +112,7 @@ class Dom0Config:
 
     @property
     def name(self) -> str:
+        """The host's name in the site."""
         return self.ssh.name
 
 

@@ -34,6 +34,7 @@ class Finding:
     fix: str
 
     def to_json(self) -> dict:
+        """The finding as a JSON object (``check --json``)."""
         return asdict(self)
 
 

@@ -126,17 +126,21 @@ class Lab:
     # paths
     @property
     def uploads_root(self) -> Path:
+        """The image host's uploads root (one folder per owner)."""
         return self.dir / "imagehost" / "cds"
 
     @property
     def by_id(self) -> Path:
+        """The image host's ``/dev/disk/by-id``: where the lab hypervisor hot-plugs disks."""
         return self.dir / "imagehost" / "dev" / "disk" / "by-id"
 
     def volumes_dir(self, dom0: str) -> Path:
+        """The ``files`` storage folder of ``dom0``."""
         return self.dir / dom0 / "volumes"
 
     @property
     def config_path(self) -> Path:
+        """``DIR/site.toml``: the lab's site file, rewritten at each start."""
         return self.dir / "site.toml"
 
     async def start(self) -> SiteConfig:

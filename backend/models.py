@@ -55,6 +55,7 @@ class Upload:
         return f"{self.owner}/{self.name}"
 
     def to_json(self) -> dict:
+        """The ``uploads --json`` item."""
         return {
             "owner": self.owner, "name": self.name, "host": self.host, "path": self.path,
             "kind": self.kind, "size": self.size, "mtime": self.mtime, "state": self.state.value,
@@ -83,17 +84,21 @@ class Volume:
 
     @property
     def owner(self) -> str:
+        """The owner recorded with the volume ("" for foreign volumes)."""
         return str(self.meta.get("owner", ""))
 
     @property
     def upload(self) -> str:
+        """The upload's original file name recorded with the volume."""
         return str(self.meta.get("upload", ""))
 
     @property
     def sha256(self) -> str:
+        """The sha256 (hex) recorded when the volume was verified ("" while staging)."""
         return str(self.meta.get("sha256", ""))
 
     def to_json(self) -> dict:
+        """The ``volumes --json`` item."""
         return {
             "dom0": self.dom0, "name": self.name, "namespace": self.namespace, "owner": self.owner,
             "upload": self.upload, "size": self.size, "sha256": self.sha256 or None, "path": self.path,
@@ -135,6 +140,7 @@ class HostStatus:
     storage: StorageReport | None = None
 
     def to_json(self) -> dict:
+        """The ``hosts --json`` item (capacity/free in bytes for dom0s)."""
         data = {"name": self.name, "role": self.role, "up": self.up, "error": self.error,
                 "latency": round(self.latency, 4), "checked": self.checked}
         if self.storage is not None:

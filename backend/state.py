@@ -69,6 +69,7 @@ class JobRecord:
 
     @property
     def key(self) -> str:
+        """``OWNER/FILE`` of the upload."""
         return f"{self.owner}/{self.upload}"
 
     @property
@@ -79,12 +80,14 @@ class JobRecord:
         return max(0.0, (self.total_bytes - self.done_bytes) / self.rate)
 
     def to_json(self) -> dict:
+        """The record as JSON (the journal file, ``jobs --json``), with ``eta``."""
         data = asdict(self)
         data["eta"] = self.eta
         return data
 
     @classmethod
     def from_json(cls, data: dict) -> "JobRecord":
+        """Read a journaled record; unknown keys (from newer versions) are ignored."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
