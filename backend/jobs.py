@@ -54,14 +54,23 @@ class Throttle:
         if self.listener is None:
             return
         self.pending = job
+        if self.timer is not None:
+            return  # a delivery is already scheduled; it will carry this latest update
         wait = self.last + self.interval - time.monotonic()
         if wait <= 0:
             self._deliver()
-        elif self.timer is None:
-            self.timer = asyncio.get_running_loop().call_later(wait, self._deliver)
+        else:
+            self.timer = asyncio.get_running_loop().call_later(wait, self._fire)
+
+    def _fire(self) -> None:
+        self.timer = None
+        wait = self.last + self.interval - time.monotonic()
+        if wait > 0:  # woken early: wait out the interval
+            self.timer = asyncio.get_running_loop().call_later(wait, self._fire)
+        else:
+            self._deliver()
 
     def _deliver(self) -> None:
-        self.timer = None
         job, self.pending = self.pending, None
         if job is not None and self.listener is not None:
             self.last = time.monotonic()

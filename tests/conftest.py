@@ -61,3 +61,19 @@ def run_cli(*args: str, lab_dir: Path, timeout: float = 120) -> subprocess.Compl
     env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="200")
     return subprocess.run([sys.executable, "-m", "tui", "--lab", str(lab_dir), *args], capture_output=True,
                           text=True, timeout=timeout, env=env, cwd=ROOT)
+
+
+@pytest.fixture(autouse=True)
+async def no_leftover_tasks():
+    """After each test, every task it started must end within a few seconds (a hung task would
+    otherwise hang the whole run at loop teardown); name the ones that do not."""
+    import asyncio
+
+    yield
+    me = asyncio.current_task()
+    for _ in range(100):
+        left = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
+        if not left:
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail("tasks still running after the test: " + "; ".join(repr(t.get_coro()) for t in left[:5]))
