@@ -39,6 +39,8 @@ def reallab(tmp_path_factory):
             pytest.fail(f"real stack unavailable in CI: {', '.join(why)}")
         pytest.skip(f"real stack unavailable: {', '.join(why)}")
     directory = Path(os.environ.get("REALLAB_DIR", "/tmp/isoadmin-reallab"))  # one per machine: fixed ports
+    if os.environ.get("REALLAB_KEEP") != "1":  # start clean: a run that was killed may have left one up
+        subprocess.run(["bash", str(SCRIPT), "down", str(directory)], capture_output=True, timeout=120)
     up = subprocess.run(["bash", str(SCRIPT), "up", str(directory)], capture_output=True, text=True, timeout=900)
     if up.returncode != 0:
         subprocess.run(["bash", str(SCRIPT), "down", str(directory)], capture_output=True)
