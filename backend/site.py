@@ -171,9 +171,9 @@ class Site:
             try:
                 result = await host.run(script(_LIST, "isoadmin-list", ih.uploads_root))
             except IsoadminError as exc:
-                stderr = getattr(exc, "stderr", "")
-                if stderr:
-                    raise HostError(name, f"cannot list uploads root {ih.uploads_root}: {stderr.strip()}") from None
+                lines = getattr(exc, "stderr", "").strip().splitlines()
+                if lines:
+                    raise HostError(name, f"cannot list uploads root {ih.uploads_root}: {lines[0][:200]}") from None
                 raise
             head, _, body = result.stdout.partition(b"\n")
             host_now = float(head or time.time())

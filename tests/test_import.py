@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -103,31 +104,46 @@ async def test_capacity_short_is_refused_before_anything_is_created(lab, site):
     assert volume_files(lab) == before
 
 
-async def test_upload_changing_during_import_rolls_back(lab, site):
+async def test_upload_changing_after_approval_rolls_back(lab, site):
     upload = lab.uploads_root / "alice" / "memtest86+x64.iso"
     original = upload.read_bytes()
     await site.refresh()
     plan = await site.plan("alice/memtest86+x64.iso")
-    phases = []
-
-    def on_event(job):
-        phases.append(job.phase)
-
-    # The owner appends to the file after approval, before the copy starts.
-    hook = lab.by_id
-    assert not list(hook.iterdir())
-    with open(upload, "ab") as f:
+    with open(upload, "ab") as f:  # the owner appends after the approval, before the copy
         f.write(b"appended")
     with pytest.raises(JobFailed) as failure:
-        await site.approve(plan, on_event)
+        await site.approve(plan)
     assert failure.value.phase == "copy" and "not the file that was approved" in failure.value.reason
     job = site.jobs()[-1]
     assert (job.state, job.phase) == ("failed", "copy")
     assert "detached" in job.rollback and f"removed {plan.staging}" in job.rollback
-    assert volume_files(lab)["dom0-a"] == []            # no staging volume left
-    assert not list(lab.by_id.iterdir())                # nothing attached
+    assert volume_files(lab)["dom0-a"] == []              # no staging volume left
+    assert not list(lab.by_id.iterdir())                  # nothing attached
     assert upload.read_bytes() == original + b"appended"  # the upload is untouched by us
-    assert os.path.exists(upload)
+
+
+async def test_upload_changing_during_the_copy_rolls_back(lab, site):
+    big = lab.uploads_root / "carol" / "big.iso"
+    with open(big, "wb") as f:
+        f.write((lab.uploads_root / "alice" / "tools.iso").read_bytes())
+        f.truncate(400 << 20)  # long enough to be written to while it is copied
+    old = time.time() - 600
+    os.utime(big, (old, old))
+    await site.refresh()
+
+    async def on_phase(job) -> None:
+        if job.phase == "copy":
+            async def append() -> None:
+                await asyncio.sleep(0.3)
+                with open(big, "ab") as f:
+                    f.write(b"late bytes")
+            asyncio.get_running_loop().create_task(append())
+
+    with pytest.raises(JobFailed) as failure:
+        await site.approve(await site.plan("carol/big.iso"), on_phase=on_phase)
+    assert failure.value.phase in ("copy", "verify"), failure.value
+    assert volume_files(lab)["dom0-a"] == [] and not list(lab.by_id.iterdir())
+    assert big.stat().st_size == (400 << 20) + len(b"late bytes")
 
 
 async def test_upload_removed_before_copy_rolls_back(lab, site):
