@@ -127,6 +127,8 @@ class SiteConfig:
         read_only: refuse every mutating operation (also set by ``--read-only``).
         settle_seconds: an upload whose mtime is younger than this is still ``writing``.
         refresh_seconds: pause between two inventory refreshes in the TUI.
+        gc_days: uploads older than this many days are garbage-collected (``gc``; default 7).
+        gc_rejected_days: the same for rejected uploads (default: ``gc_days``).
         source: the file this was read from (for messages), or None.
     """
 
@@ -136,6 +138,8 @@ class SiteConfig:
     read_only: bool = False
     settle_seconds: float = 10.0
     refresh_seconds: float = 3.0
+    gc_days: float = 7.0
+    gc_rejected_days: float = 7.0
     source: Path | None = None
 
 
@@ -256,6 +260,8 @@ def parse_config(doc: dict[str, Any], source: Path | None = None) -> SiteConfig:
         read_only=bool(console.get("read_only", False)),
         settle_seconds=float(console.get("settle_seconds", 10.0)),
         refresh_seconds=float(console.get("refresh_seconds", 3.0)),
+        gc_days=float(console.get("gc_days", 7.0)),
+        gc_rejected_days=float(console.get("gc_rejected_days", console.get("gc_days", 7.0))),
         source=source,
     )
 

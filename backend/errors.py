@@ -124,3 +124,10 @@ class JobFailed(IsoadminError):
         self.job_id = job_id
         self.phase = phase
         self.reason = reason
+
+
+class VerifyFailed(IsoadminError):
+    """A volume's bytes no longer match the sha256 recorded with it."""
+
+    title = "Verify failed"
+    exit_code = 10

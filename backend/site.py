@@ -134,6 +134,7 @@ class Site:
         self._copies = {name: asyncio.Semaphore(ih.max_copies) for name, ih in config.image_hosts.items()}
         self._headers: dict[tuple[str, str], tuple[tuple, IsoFacts]] = {}
         self._seen: dict[tuple[str, str], tuple[int, float]] = {}
+        self.host_clock: dict[str, tuple[float, float]] = {}  # image host → (its clock, ours) at the last listing
 
     # ------------------------------------------------------------------ inventory
 
@@ -177,6 +178,7 @@ class Site:
                 raise
             head, _, body = result.stdout.partition(b"\n")
             host_now = float(head or time.time())
+            self.host_clock[name] = (host_now, time.time())
             uploads = self._uploads(name, ih.uploads_root, imagehost.parse_listing(body), host_now)
             await self._read_headers(host, uploads)
             status.up = True

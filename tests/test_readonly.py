@@ -40,7 +40,8 @@ def test_read_only_cli_surface_sends_no_mutating_command(tmp_path):
         (("uploads", "--json"), 0), (("volumes", "--json"), 0), (("jobs", "--json"), 0), (("hosts",), 0),
         (("check",), 0), (("repair",), 0), (("audit",), 0),
         (("approve", "alice/ipxe.iso", "--yes"), 4), (("reject", "alice/ipxe.iso", "--reason", "x"), 4),
-        (("repair", "--apply"), 4),
+        (("repair", "--apply"), 4), (("gc",), 0), (("gc", "--apply"), 4), (("catalog", "--csv"), 0),
+        (("verify", "dom0-a:none"), 5),
     ]
     for args, code in runs:
         r = run_cli("--read-only", *args, lab_dir=lab_dir)

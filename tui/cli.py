@@ -2,7 +2,7 @@
 
 Exit status: 0 success; otherwise the failing :class:`~backend.errors.IsoadminError`'s ``exit_code``
 (2 usage/config, 3 host, 4 read-only, 5 not found, 6 not approvable, 7 capacity short, 8 import failed),
-9 when ``check`` finds something,
+9 when ``check`` finds something, 10 when ``verify`` finds a volume that does not match,
 130 when interrupted. Expected failures print one line on stderr, never a traceback.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import json
 import sys
 import time
@@ -20,14 +21,15 @@ from pathlib import Path
 
 import humanize
 
-from backend import health
+from backend import catalog, health
 from backend.config import SiteConfig, load_config
-from backend.errors import IsoadminError, ReadOnlyError, UsageError
+from backend.errors import HostError, IsoadminError, ReadOnlyError, UsageError, VerifyFailed
 from backend.lab import Lab, default_lab_dir
 from backend.site import ImportPlan, Site
 from backend.state import JobRecord
 
-COMMANDS = ("uploads", "volumes", "jobs", "hosts", "approve", "reject", "check", "repair", "audit")
+COMMANDS = ("uploads", "volumes", "jobs", "hosts", "approve", "reject", "check", "repair", "audit", "gc", "catalog",
+            "verify")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,6 +65,17 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--json", action="store_true", help="print one JSON array")
     au = sub.add_parser("audit", help="print the audit log")
     au.add_argument("--json", action="store_true", help="print one JSON array")
+    g = sub.add_parser("gc", help="remove old uploads (older than gc_days; never importing or being written); "
+                                  "a dry run unless --apply")
+    g.add_argument("--apply", action="store_true", help="really remove them")
+    g.add_argument("--json", action="store_true", help="print one JSON array")
+    cat = sub.add_parser("catalog", help="every final volume of the site, from the hosts alone")
+    fmt = cat.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print one JSON array")
+    fmt.add_argument("--csv", action="store_true", help="print CSV with a header line")
+    v = sub.add_parser("verify", help="re-read a final volume on its dom0 and check its recorded sha256 "
+                                      "(exit 10 on a mismatch)")
+    v.add_argument("volume", metavar="[DOM0:]VOLUME")
     return p
 
 
@@ -246,9 +259,61 @@ async def cmd_audit(site: Site, args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_gc(site: Site, args: argparse.Namespace) -> int:
+    await site.refresh()
+    items = catalog.gc_plan(site)
+    if not args.apply:
+        if args.json:
+            _print_json([i.to_json() for i in items])
+        else:
+            _table(["OWNER", "FILE", "STATE", "AGE (DAYS)", "WHY"],
+                   [[i.owner, i.name, i.state, f"{i.age:.1f}", i.reason] for i in items])
+            print(f"dry run: {len(items)} upload(s) would be removed; gc --apply does it", file=sys.stderr)
+        return 0
+    results = await catalog.gc_apply(site, items)
+    if args.json:
+        _print_json([{**i.to_json(), "outcome": o} for i, o in results])
+    else:
+        _table(["OWNER", "FILE", "OUTCOME"], [[i.owner, i.name, o] for i, o in results])
+    return 1 if any(o != "removed" for _, o in results) else 0
+
+
+async def cmd_catalog(site: Site, args: argparse.Namespace) -> int:
+    snap = await site.refresh()
+    down = [h.name for h in snap.hosts if not h.up and h.role == "dom0"]
+    if down:
+        raise HostError(down[0], "dom0 down: the catalog would be incomplete")
+    rows = catalog.catalog(snap.volumes)
+    if args.json:
+        _print_json(rows)
+    elif args.csv:
+        out = csv.DictWriter(sys.stdout, fieldnames=catalog.CATALOG_FIELDS)
+        out.writeheader()
+        out.writerows(rows)
+    else:
+        _table(["OWNER", "UPLOAD", "VOLUME ID", "BOOT", "SIZE", "DOM0", "VOLUME", "SHA256"], [
+            [r["owner"], r["upload"], r["volume_id"] or "", "yes" if r["bootable"] else "no", _size(r["size"]),
+             r["dom0"], r["volume"], (r["sha256"] or "")[:16]] for r in rows])
+    return 0
+
+
+async def cmd_verify(site: Site, args: argparse.Namespace) -> int:
+    await site.refresh()
+    vol, now = await catalog.verify_volume(site, args.volume)
+    if now != vol.sha256:
+        site.audit.record("verify", f"{vol.dom0}:{vol.name}", "failed", f"sha256 now {now}, recorded {vol.sha256}",
+                          vol.dom0)
+        raise VerifyFailed(f"{vol.dom0}:{vol.name} does not match its recorded sha256 "
+                           f"(now {now[:16]}…, recorded {vol.sha256[:16]}…)")
+    site.audit.record("verify", f"{vol.dom0}:{vol.name}", "done", f"sha256 {now}", vol.dom0)
+    print(f"{vol.dom0}:{vol.name} ok sha256 {now}")
+    return 0
+
+
 HANDLERS: dict[str, Callable[[Site, argparse.Namespace], Awaitable[int]]] = {
     "uploads": cmd_list, "volumes": cmd_list, "hosts": cmd_list, "jobs": cmd_jobs,
     "approve": cmd_approve, "reject": cmd_reject, "check": cmd_check, "repair": cmd_check, "audit": cmd_audit,
+    "gc": cmd_gc, "catalog": cmd_catalog, "verify": cmd_verify,
 }
 
 

@@ -1,0 +1,103 @@
+"""Garbage collection, the catalog rebuilt from the hosts alone, and verify, through the real CLI on the lab."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import time
+
+from backend.lab import Lab
+
+from .conftest import run_cli, sha256_file
+
+
+async def started(lab_dir) -> Lab:
+    lab = Lab(lab_dir)
+    await lab.start()
+    await lab.stop()
+    lab.writer = None
+    return lab
+
+
+def age(path, days: float) -> None:
+    t = time.time() - days * 86400
+    os.utime(path, (t, t), follow_symlinks=False)
+
+
+async def test_gc_dry_run_then_apply_never_touches_young_or_importing(tmp_path):
+    lab_dir = tmp_path / "lab"
+    lab = await started(lab_dir)
+    root = lab.uploads_root
+    age(root / "alice" / "tools.iso", 8)       # pending, old: goes
+    age(root / "alice" / "passwd.iso", 30)     # refused symlink, old: the link goes, never its target
+    age(root / "bob" / "rescue-boot.iso", 3)   # young: stays
+    (root / "carol" / "subdir").mkdir()
+    age(root / "carol" / "subdir", 30)         # a directory: left to a person
+    dry = run_cli("gc", "--json", lab_dir=lab_dir)
+    assert dry.returncode == 0, dry.stderr
+    planned = sorted(f"{i['owner']}/{i['name']}" for i in json.loads(dry.stdout))
+    assert planned == ["alice/passwd.iso", "alice/tools.iso"]
+    assert (root / "alice" / "tools.iso").exists()  # a dry run changes nothing
+    applied = run_cli("gc", "--apply", "--json", lab_dir=lab_dir)
+    assert applied.returncode == 0, applied.stderr
+    assert [i["outcome"] for i in json.loads(applied.stdout)] == ["removed", "removed"]
+    assert not (root / "alice" / "tools.iso").exists() and not (root / "alice" / "passwd.iso").is_symlink()
+    assert os.path.exists("/etc/passwd") and (root / "bob" / "rescue-boot.iso").exists()
+    assert (root / "carol" / "subdir").is_dir()
+    refused = run_cli("--read-only", "gc", "--apply", lab_dir=lab_dir)
+    assert refused.returncode == 4
+    audit = json.loads(run_cli("audit", "--json", lab_dir=lab_dir).stdout)
+    assert sorted(e["target"] for e in audit if e["action"] == "gc" and e["outcome"] == "done") == \
+        ["alice/passwd.iso", "alice/tools.iso"]
+
+
+async def test_gc_keeps_an_upload_that_is_importing(lab):
+    from backend.catalog import gc_apply, gc_plan
+    from backend.site import Site
+
+    age(lab.uploads_root / "alice" / "ipxe.iso", 10)
+    site = Site(lab.config)
+    await site.refresh()
+    candidates = gc_plan(site)
+    assert [i.name for i in candidates] == ["ipxe.iso"]
+    outcomes = []
+
+    async def gc_during_copy(job) -> None:
+        if job.phase == "copy":
+            assert gc_plan(site) == []  # importing: no longer a candidate
+            outcomes.extend(o for _, o in await gc_apply(site, candidates))  # even if asked with the old plan
+
+    job = await site.approve(await site.plan("alice/ipxe.iso"), on_phase=gc_during_copy)
+    assert outcomes == ["kept: importing"]
+    assert job.state == "done" and (lab.uploads_root / "alice" / "ipxe.iso").exists()
+    await site.close()
+
+
+async def test_catalog_is_rebuilt_from_the_hosts_alone_and_verify_catches_corruption(tmp_path):
+    lab_dir = tmp_path / "lab"
+    await started(lab_dir)
+    for key in ("alice/ipxe.iso", "bob/grub-rescue-cdrom.iso"):
+        assert run_cli("approve", key, "--yes", lab_dir=lab_dir).returncode == 0
+    before = json.loads(run_cli("catalog", "--json", lab_dir=lab_dir).stdout)
+    shutil.rmtree(lab_dir / "state")  # the console's own state is gone
+    after = json.loads(run_cli("catalog", "--json", lab_dir=lab_dir).stdout)
+    assert after == before and [r["upload"] for r in after] == ["ipxe.iso", "grub-rescue-cdrom.iso"]
+    ipxe = after[0]
+    assert (ipxe["owner"], ipxe["volume_id"], ipxe["bootable"], ipxe["size"]) == ("alice", "ISOIMAGE", True, 2097152)
+    assert ipxe["sha256"] == sha256_file(lab_dir / "imagehost" / "cds" / "alice" / "ipxe.iso")
+    rows = list(csv.DictReader(io.StringIO(run_cli("catalog", "--csv", lab_dir=lab_dir).stdout)))
+    assert [r["volume"] for r in rows] == [r["volume"] for r in after]
+
+    ok = run_cli("verify", f"dom0-a:{ipxe['volume']}", lab_dir=lab_dir)
+    assert ok.returncode == 0 and ipxe["sha256"] in ok.stdout
+    image = lab_dir / "dom0-a" / "volumes" / f"{ipxe['volume']}.img"
+    with open(image, "r+b") as f:  # one flipped byte inside the ISO
+        f.seek(40000)
+        byte = f.read(1)
+        f.seek(40000)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    bad = run_cli("verify", ipxe["volume"], lab_dir=lab_dir)
+    assert bad.returncode == 10 and "does not match" in bad.stderr and "Traceback" not in bad.stderr
