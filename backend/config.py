@@ -129,6 +129,8 @@ class SiteConfig:
         refresh_seconds: pause between two inventory refreshes in the TUI.
         gc_days: uploads older than this many days are garbage-collected (``gc``; default 7).
         gc_rejected_days: the same for rejected uploads (default: ``gc_days``).
+        quota: default per-owner disk quota in bytes (``[quotas] default``; 0 = unlimited).
+        quotas: per-owner overrides in bytes (``[quotas.owners]``).
         source: the file this was read from (for messages), or None.
     """
 
@@ -140,6 +142,8 @@ class SiteConfig:
     refresh_seconds: float = 3.0
     gc_days: float = 7.0
     gc_rejected_days: float = 7.0
+    quota: int = 0
+    quotas: dict[str, int] = field(default_factory=dict)
     source: Path | None = None
 
 
@@ -262,6 +266,9 @@ def parse_config(doc: dict[str, Any], source: Path | None = None) -> SiteConfig:
         refresh_seconds=float(console.get("refresh_seconds", 3.0)),
         gc_days=float(console.get("gc_days", 7.0)),
         gc_rejected_days=float(console.get("gc_rejected_days", console.get("gc_days", 7.0))),
+        quota=parse_size(_table(doc, "quotas", where).get("default", 0), "quotas.default"),
+        quotas={str(k): parse_size(v, f"quotas.owners.{k}")
+                for k, v in _table(_table(doc, "quotas", where), "owners", where).items()},
         source=source,
     )
 

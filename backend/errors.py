@@ -131,3 +131,10 @@ class VerifyFailed(IsoadminError):
 
     title = "Verify failed"
     exit_code = 10
+
+
+class QuotaExceeded(IsoadminError):
+    """The import would put the owner over their disk quota; nothing was created (or it was rolled back)."""
+
+    title = "Quota exceeded"
+    exit_code = 11

@@ -104,6 +104,8 @@ class JobContext:
     locate_timeout: float = 15.0
     detach_timeout: float = 30.0
     copies: asyncio.Semaphore | None = None  # bounds concurrent copies on the image host
+    owner_lock: asyncio.Lock | None = None   # one quota check + create at a time per owner (this console)
+    quota: Callable[[int], Awaitable[None]] | None = None  # raises QuotaExceeded; bytes being added
 
 
 class ImportJob:
@@ -147,20 +149,8 @@ class ImportJob:
         job, ctx = self.job, self.ctx
         try:
             await self._phase("create")
-            report = await ctx.storage.report()
-            if any(v.name == job.staging for v in report.volumes):
-                raise IsoadminError(busy(report, job.staging, job.dom0))  # another console holds the lock
-            await ctx.storage.check_capacity(job.size, report)
-            meta = self._meta(state="copying")
-            try:
-                await ctx.storage.create(job.staging, job.alloc, meta)
-            except CommandFailed:
-                # The staging volume is the lock: if another console created it first, say who.
-                report = await ctx.storage.report()
-                if any(v.name == job.staging for v in report.volumes):
-                    raise IsoadminError(busy(report, job.staging, job.dom0)) from None
-                raise
-            self._update(created_volume=True)
+            async with ctx.owner_lock or contextlib.nullcontext():
+                await self._create()
 
             await self._phase("attach")
             await ctx.hypervisor.attach(job.domain, ctx.storage.device_path(job.staging), job.serial)
@@ -196,6 +186,27 @@ class ImportJob:
         finally:
             await self.events.flush()
         return job
+
+    async def _create(self) -> None:
+        """Take the lock (the staging volume), within capacity and quota."""
+        job, ctx = self.job, self.ctx
+        report = await ctx.storage.report()
+        if any(v.name == job.staging for v in report.volumes):
+            raise IsoadminError(busy(report, job.staging, job.dom0))  # another console holds the lock
+        await ctx.storage.check_capacity(job.size, report)
+        if ctx.quota is not None:
+            await ctx.quota(job.alloc)
+        try:
+            await ctx.storage.create(job.staging, job.alloc, self._meta(state="copying"))
+        except CommandFailed:
+            # The staging volume is the lock: if another console created it first, say who.
+            report = await ctx.storage.report()
+            if any(v.name == job.staging for v in report.volumes):
+                raise IsoadminError(busy(report, job.staging, job.dom0)) from None
+            raise
+        self._update(created_volume=True)
+        if ctx.quota is not None:
+            await ctx.quota(0)  # again, now that every console's staging volumes are on the dom0s
 
     async def _copy(self, device: str) -> None:
         job, ctx = self.job, self.ctx

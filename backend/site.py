@@ -13,11 +13,12 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from . import imagehost
+from . import imagehost, quota
 from .commands import Command, script
 from .audit import AuditLog
 from .config import SiteConfig
-from .errors import CapacityShort, HostError, IsoadminError, JobFailed, NotApprovable, NotFound, ReadOnlyError
+from .errors import (CapacityShort, HostError, IsoadminError, JobFailed, NotApprovable, NotFound, QuotaExceeded,
+                     ReadOnlyError)
 from .hypervisor import HypervisorDriver, make_hypervisor
 from .isoinfo import HEADER_BYTES, IsoFacts, inspect_header
 from .jobs import ImportJob, JobContext, JobListener, PhaseHook, busy
@@ -83,6 +84,7 @@ class ImportPlan:
     serial: str
     steps: list[PlanStep]
     warnings: list[str]
+    override_quota: bool = False
 
 
 def compact(command: Command) -> str:
@@ -131,6 +133,7 @@ class Site:
         self.locate_timeout = 15.0   # seconds for a hot-plugged disk to appear in the image host
         self.detach_timeout = 30.0   # seconds for the guest to let go of a disk
         self.active: dict[str, ImportJob] = {}
+        self._owner_locks: dict[str, asyncio.Lock] = {}
         self._copies = {name: asyncio.Semaphore(ih.max_copies) for name, ih in config.image_hosts.items()}
         self._headers: dict[tuple[str, str], tuple[tuple, IsoFacts]] = {}
         self._seen: dict[tuple[str, str], tuple[int, float]] = {}
@@ -296,15 +299,30 @@ class Site:
 
     # ------------------------------------------------------------------ actions
 
-    async def plan(self, key: str, dom0: str | None = None, allow_non_iso: bool = False) -> ImportPlan:
+    async def plan(self, key: str, dom0: str | None = None, allow_non_iso: bool = False,
+                   override_quota: bool = False) -> ImportPlan:
         """Work out the import of upload ``OWNER/FILE`` (see :meth:`_plan`); refusals are audited."""
         try:
-            return await self._plan(key, dom0, allow_non_iso)
-        except (NotApprovable, NotFound, CapacityShort) as exc:
+            return await self._plan(key, dom0, allow_non_iso, override_quota)
+        except (NotApprovable, NotFound, CapacityShort, QuotaExceeded) as exc:
             self.audit.record("approve", key, "refused", exc.message)
             raise
 
-    async def _plan(self, key: str, dom0: str | None, allow_non_iso: bool) -> ImportPlan:
+    async def all_volumes(self) -> list[Volume]:
+        """A fresh listing of every dom0's volumes (one command each).
+
+        Raises:
+            HostError: a dom0 cannot be listed (a quota cannot be checked on part of the site).
+        """
+        reports = await asyncio.gather(*(s.report() for s in self.storage.values()))
+        return [v for r in reports for v in r.volumes]
+
+    def _quota_checker(self, owner: str):
+        async def check(adding: int) -> None:
+            quota.check(self.config, owner, await self.all_volumes(), adding)
+        return check
+
+    async def _plan(self, key: str, dom0: str | None, allow_non_iso: bool, override_quota: bool) -> ImportPlan:
         """Work out the import of upload ``OWNER/FILE``; nothing is changed.
 
         Args:
@@ -342,6 +360,15 @@ class Site:
                                 f"an upload in progress?)")
         storage = self.storage[dom0]
         alloc = await storage.check_capacity(upload.size)
+        overridden = False
+        if quota.quota_of(self.config, upload.owner):
+            try:
+                quota.check(self.config, upload.owner, await self.all_volumes(), alloc)
+            except QuotaExceeded as exc:
+                if not override_quota:
+                    raise
+                warnings.append(f"quota override: {exc.message}")
+                overridden = True
         report = await storage.report()
         names = {v.name for v in report.volumes}
         body = volume_body(upload.owner, upload.name)
@@ -367,7 +394,7 @@ class Site:
             PlanStep("rename", dom0, compact(storage.rename_command(staging, final, {})[0])),
         ]
         return ImportPlan(upload, dom0, domain, storage.kind, staging, final, alloc, report.free,
-                          job_id, serial, steps, warnings)
+                          job_id, serial, steps, warnings, overridden)
 
     async def approve(self, plan: ImportPlan, listener: JobListener | None = None,
                       on_phase: PhaseHook | None = None) -> JobRecord:
@@ -396,7 +423,13 @@ class Site:
         )
         job.updated = job.created
         self.store.save_job(job)
-        runner = ImportJob(job, self._context(job), listener, on_phase)
+        ctx = self._context(job)
+        if quota.quota_of(self.config, u.owner) and not plan.override_quota:
+            ctx.quota = self._quota_checker(u.owner)
+        ctx.owner_lock = self._owner_locks.setdefault(u.owner, asyncio.Lock())
+        if plan.override_quota:
+            self.audit.record("quota override", u.key, "done", "; ".join(plan.warnings), u.host)
+        runner = ImportJob(job, ctx, listener, on_phase)
         self.active[job.id] = runner
         u.state, u.job = UploadState.IMPORTING, job.id
         target = f"{u.key} -> {plan.dom0}:{plan.final}"

@@ -109,6 +109,18 @@ class ConfirmNonIso(_Confirm):
         yield Static(f"{escape(why or '')}\n{kind}\nImport it anyway?")
 
 
+class ConfirmText(_Confirm):
+    """A yes/no question with a title and a paragraph (e.g. overriding a quota)."""
+
+    def __init__(self, title: str, text: str, yes_label: str) -> None:
+        super().__init__()
+        self.title_text, self.text, self.yes_label = title, text, yes_label
+
+    def body(self) -> ComposeResult:
+        yield Label(escape(self.title_text), classes="dialog-title")
+        yield Static(Text(self.text))
+
+
 class RejectReason(ModalScreen[str | None]):
     """Asks for the reason of a rejection (required); the upload itself is kept."""
 

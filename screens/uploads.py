@@ -13,11 +13,11 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from backend.errors import IsoadminError
+from backend.errors import IsoadminError, QuotaExceeded
 from backend.models import Upload, UploadState
 
 from .filtering import FilterMixin
-from .modals import ConfirmApprove, ConfirmNonIso, Details, RejectReason
+from .modals import ConfirmApprove, ConfirmNonIso, ConfirmText, Details, RejectReason
 
 COLUMNS = ("owner", "file", "size", "age", "volume id", "boot", "state")
 STATE_STYLE = {
@@ -171,9 +171,16 @@ class UploadsScreen(FilterMixin, Screen):
             self.plan(u.key, False)
 
     @work(group="plan", exclusive=True)
-    async def plan(self, key: str, allow_non_iso: bool) -> None:
+    async def plan(self, key: str, allow_non_iso: bool, override_quota: bool = False) -> None:
         try:
-            plan = await self.app.site.plan(key, allow_non_iso=allow_non_iso)
+            plan = await self.app.site.plan(key, allow_non_iso=allow_non_iso, override_quota=override_quota)
+        except QuotaExceeded as exc:
+            def override(yes: bool | None) -> None:
+                if yes:
+                    self.plan(key, allow_non_iso, True)
+            self.app.push_screen(ConfirmText("Quota exceeded", f"{exc.message}.\n\nOverride the quota for this "
+                                             "import? (audited)", "Override"), override)
+            return
         except IsoadminError as exc:
             self.app.show_error(exc)
             return

@@ -2,7 +2,7 @@
 
 Exit status: 0 success; otherwise the failing :class:`~backend.errors.IsoadminError`'s ``exit_code``
 (2 usage/config, 3 host, 4 read-only, 5 not found, 6 not approvable, 7 capacity short, 8 import failed),
-9 when ``check`` finds something, 10 when ``verify`` finds a volume that does not match,
+9 when ``check`` finds something, 10 when ``verify`` finds a volume that does not match, 11 quota exceeded,
 130 when interrupted. Expected failures print one line on stderr, never a traceback.
 """
 
@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--dom0", metavar="NAME", help="target dom0 (default: the image host's first)")
     a.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     a.add_argument("--allow-non-iso", action="store_true", help="confirm importing a file that is not ISO 9660")
+    a.add_argument("--override-quota", action="store_true", help="import even over the owner's quota (audited)")
     r = sub.add_parser("reject", help="reject an upload (the file is kept)")
     r.add_argument("upload", metavar="OWNER/FILE")
     r.add_argument("--reason", required=True, help="why (shown to admins)")
@@ -200,7 +201,7 @@ async def cmd_approve(site: Site, args: argparse.Namespace) -> int:
     if site.read_only:
         raise ReadOnlyError(f"read-only session: approving {args.upload} is not allowed")
     await site.refresh()
-    plan = await site.plan(args.upload, args.dom0, args.allow_non_iso)
+    plan = await site.plan(args.upload, args.dom0, args.allow_non_iso, args.override_quota)
     _show_plan(plan)
     if not args.yes:
         if not sys.stdin.isatty():

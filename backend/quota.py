@@ -1,0 +1,71 @@
+"""Per-owner disk quotas: usage = the owner's VM disks + final CD volumes + staging volumes in flight.
+
+Quotas come from the site config (``[quotas] default`` and ``[quotas.owners]``, bytes or ``"20 GiB"``;
+0 or absent = unlimited). The check runs when an import is planned (before anything is created, numbers in
+the message) and again right after its staging volume is created, against a fresh listing of every dom0,
+so approvals from several consoles at once cannot together exceed the quota: the import that finds the
+owner over quota removes its own staging volume and fails.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import humanize
+
+from .errors import QuotaExceeded
+from .models import Volume
+
+COUNTED = ("vmdisk", "final", "staging")
+
+
+@dataclass
+class Usage:
+    """An owner's usage in bytes: ``vm_disks``, ``cds`` (final volumes), ``staging``; ``quota`` (0 = none)."""
+
+    owner: str
+    vm_disks: int = 0
+    cds: int = 0
+    staging: int = 0
+    quota: int = 0
+
+    @property
+    def used(self) -> int:
+        """Bytes counted against the quota."""
+        return self.vm_disks + self.cds + self.staging
+
+
+def quota_of(config, owner: str) -> int:
+    """The owner's quota in bytes (0 = unlimited)."""
+    return config.quotas.get(owner, config.quota)
+
+
+def usage(config, owner: str, volumes: list[Volume]) -> Usage:
+    """Sum the owner's volumes (see module docstring)."""
+    u = Usage(owner, quota=quota_of(config, owner))
+    for v in volumes:
+        if v.owner != owner or v.namespace not in COUNTED:
+            continue
+        if v.namespace == "vmdisk":
+            u.vm_disks += v.size
+        elif v.namespace == "final":
+            u.cds += v.size
+        else:
+            u.staging += v.size
+    return u
+
+
+def check(config, owner: str, volumes: list[Volume], adding: int) -> Usage:
+    """Raise :class:`QuotaExceeded` when ``adding`` bytes would put ``owner`` over quota.
+
+    Returns:
+        the usage before adding.
+    """
+    u = usage(config, owner, volumes)
+    if u.quota and u.used + adding > u.quota:
+        size = lambda n: humanize.naturalsize(n, binary=True)  # noqa: E731
+        raise QuotaExceeded(
+            f"{owner} would use {size(u.used + adding)} of a {size(u.quota)} quota "
+            f"(VM disks {size(u.vm_disks)}, CDs {size(u.cds)}, in flight {size(u.staging)}, "
+            f"this import {size(adding)}); an admin can override the quota explicitly")
+    return u
