@@ -131,6 +131,8 @@ class SiteConfig:
         gc_rejected_days: the same for rejected uploads (default: ``gc_days``).
         quota: default per-owner disk quota in bytes (``[quotas] default``; 0 = unlimited).
         quotas: per-owner overrides in bytes (``[quotas.owners]``).
+        owners: extra people who may act for an owner (``[owners] alice = ["helpdesk1"]``), beyond the
+            members of the owner folder's group on the image host.
         source: the file this was read from (for messages), or None.
     """
 
@@ -144,6 +146,7 @@ class SiteConfig:
     gc_rejected_days: float = 7.0
     quota: int = 0
     quotas: dict[str, int] = field(default_factory=dict)
+    owners: dict[str, tuple[str, ...]] = field(default_factory=dict)
     source: Path | None = None
 
 
@@ -269,6 +272,8 @@ def parse_config(doc: dict[str, Any], source: Path | None = None) -> SiteConfig:
         quota=parse_size(_table(doc, "quotas", where).get("default", 0), "quotas.default"),
         quotas={str(k): parse_size(v, f"quotas.owners.{k}")
                 for k, v in _table(_table(doc, "quotas", where), "owners", where).items()},
+        owners={str(k): tuple(str(m) for m in (v if isinstance(v, list) else [v]))
+                for k, v in _table(doc, "owners", where).items()},
         source=source,
     )
 

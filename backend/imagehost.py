@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import asyncssh
 
-from .commands import Command, cmd, script
+from .commands import Command, script
 from .errors import CommandFailed, HostError
 from .ssh import Host
 
@@ -30,6 +31,7 @@ class Entry:
         kind: see :data:`KINDS`. size: bytes. mtime: epoch seconds. inode, nlink: from ``stat``.
         depth: 1 for an owner folder (or a stray entry in the root), 2 for an upload.
         rel: path relative to the uploads root, decoded as UTF-8 with ``surrogateescape``.
+        group: the entry's group name on the image host.
     """
 
     kind: str
@@ -39,41 +41,64 @@ class Entry:
     nlink: int
     depth: int
     rel: str
+    group: str = ""
 
 
-def list_command(root: str):
-    """The single listing command: ``find ROOT -mindepth 1 -maxdepth 2 -printf ...``, NUL-terminated."""
-    return cmd("find", root, "-mindepth", "1", "-maxdepth", "2",
-               "-printf", "%y %s %T@ %i %n %d %P\\0", label="find")
+LIST_SCRIPT = r"""
+date +%s.%N
+{ getent group 2>/dev/null || cat /etc/group; } | sed 's/^/group /'
+echo --
+exec find "$1" -mindepth 1 -maxdepth 2 -printf '%y %s %T@ %i %n %d %g %P\0'
+"""
 
 
-def parse_listing(data: bytes) -> list[Entry]:
+def list_command(root: str) -> Command:
+    """The single inventory command of an image host: its clock, its groups (``getent group``), and a
+    NUL-terminated ``find -printf`` listing of the uploads root (type, size, mtime, inode, links, depth,
+    group, path)."""
+    return script(LIST_SCRIPT, "isoadmin-list", root)
+
+
+@dataclass
+class Listing:
+    """:func:`list_command`'s output, parsed.
+
+    Attributes:
+        now: the image host's clock (epoch seconds). groups: group name → member user names.
+        entries: the uploads root's entries.
+    """
+
+    now: float
+    groups: dict[str, set[str]]
+    entries: list[Entry]
+
+
+def parse_listing(data: bytes) -> Listing:
     """Parse :func:`list_command` output. Malformed records are skipped (never raise)."""
+    head, _, body = data.partition(b"\n--\n")
+    lines = head.decode("utf-8", "replace").splitlines()
+    try:
+        now = float(lines[0])
+    except (IndexError, ValueError):
+        now = time.time()
+    groups: dict[str, set[str]] = {}
+    for line in lines[1:]:
+        fields = line[len("group "):].split(":")
+        if line.startswith("group ") and len(fields) >= 4:
+            groups[fields[0]] = {m for m in fields[3].split(",") if m}
     entries = []
-    for record in data.split(b"\0"):
-        parts = record.split(b" ", 6)
-        if len(parts) != 7:
+    for record in body.split(b"\0"):
+        parts = record.split(b" ", 7)
+        if len(parts) != 8:
             continue
         try:
             entries.append(Entry(
                 KINDS.get(parts[0].decode(), "other"), int(parts[1]), float(parts[2]), int(parts[3]),
-                int(parts[4]), int(parts[5]), parts[6].decode("utf-8", "surrogateescape")))
+                int(parts[4]), int(parts[5]), parts[7].decode("utf-8", "surrogateescape"),
+                parts[6].decode("utf-8", "replace")))
         except ValueError:
             continue
-    return entries
-
-
-async def list_uploads(host: Host, root: str) -> list[Entry]:
-    """List the uploads root with one command.
-
-    Raises:
-        HostError: host unreachable, or the root is missing / unreadable (message says which).
-    """
-    try:
-        result = await host.run(list_command(root))
-    except CommandFailed as exc:
-        raise HostError(host.name, f"cannot list uploads root {root}: {exc.stderr.strip() or exc}") from None
-    return parse_listing(result.stdout)
+    return Listing(now, groups, entries)
 
 
 _HEADERS = r"""

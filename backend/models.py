@@ -147,3 +147,23 @@ class HostStatus:
             data["capacity"] = self.storage.capacity
             data["free"] = self.storage.free
         return data
+
+
+@dataclass
+class Owner:
+    """An owner: a folder in an image host's uploads root.
+
+    Attributes:
+        name: the folder's name. host: the image host. group: the folder's group there.
+        members: who may act for this owner ("has bits on" it): the owner itself, the members of the
+            folder's group on the image host, and the site config's ``[owners]`` mapping.
+    """
+
+    name: str
+    host: str
+    group: str = ""
+    members: set[str] = field(default_factory=set)
+
+    def to_json(self) -> dict:
+        """The ``owners --json`` item."""
+        return {"name": self.name, "host": self.host, "group": self.group, "members": sorted(self.members)}

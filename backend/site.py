@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from . import imagehost, quota
-from .commands import Command, script
+from .commands import Command
 from .audit import AuditLog
 from .config import SiteConfig
 from .errors import (CapacityShort, HostError, IsoadminError, JobFailed, NotApprovable, NotFound, QuotaExceeded,
@@ -22,16 +22,12 @@ from .errors import (CapacityShort, HostError, IsoadminError, JobFailed, NotAppr
 from .hypervisor import HypervisorDriver, make_hypervisor
 from .isoinfo import HEADER_BYTES, IsoFacts, inspect_header
 from .jobs import ImportJob, JobContext, JobListener, PhaseHook, busy
-from .models import APPROVABLE, HostStatus, Upload, UploadState, Volume
+from .models import APPROVABLE, HostStatus, Owner, Upload, UploadState, Volume
 from .naming import volume_body
 from .ssh import CommandListener, Host
 from .state import JobRecord, StateStore
 from .storage import StorageDriver, make_storage
 
-_LIST = r"""
-date +%s.%N
-exec find "$1" -mindepth 1 -maxdepth 2 -printf '%y %s %T@ %i %n %d %P\0'
-"""
 
 
 @dataclass
@@ -41,6 +37,7 @@ class Snapshot:
     Attributes:
         uploads: every entry of every owner folder. volumes: every volume of every dom0.
         hosts: status of each host (down ones carry the reason). jobs: the journal, oldest first.
+        owners: the owners shown (all, or those ``as_user`` may act for).
         time: when the refresh finished (epoch seconds).
     """
 
@@ -48,6 +45,7 @@ class Snapshot:
     volumes: list[Volume] = field(default_factory=list)
     hosts: list[HostStatus] = field(default_factory=list)
     jobs: list[JobRecord] = field(default_factory=list)
+    owners: dict[str, Owner] = field(default_factory=dict)
     time: float = 0.0
 
 
@@ -109,11 +107,14 @@ class Site:
         config: the site. read_only: refuse every mutating operation (also ``config.read_only``).
         approver: recorded with volumes and jobs (default ``user@host``).
         listeners: told about every host command (command log, tests).
+        as_user: show only the owners this user may act for (``--as USER``), else every owner.
     """
 
     def __init__(self, config: SiteConfig, *, read_only: bool = False, approver: str | None = None,
-                 listeners: list[CommandListener] | None = None) -> None:
+                 listeners: list[CommandListener] | None = None, as_user: str | None = None) -> None:
         self.config = config
+        self.as_user = as_user
+        self.owners: dict[str, Owner] = {}
         self.read_only = read_only or config.read_only
         self.approver = approver or default_approver()
         self.listeners = listeners if listeners is not None else []
@@ -163,6 +164,11 @@ class Site:
                 snap.volumes.extend(status.storage.volumes)
         snap.jobs = self.store.jobs()
         self._assign_states(snap)
+        if self.as_user is not None:
+            snap.uploads = [u for u in snap.uploads if u.owner and self.may_act_for(u.owner)]
+            snap.volumes = [v for v in snap.volumes if v.owner and self.may_act_for(v.owner)]
+            snap.jobs = [j for j in snap.jobs if self.may_act_for(j.owner)]
+        snap.owners = {k: o for k, o in self.owners.items() if self.may_act_for(k)}
         self.snapshot = snap
         return snap
 
@@ -173,16 +179,16 @@ class Site:
         started = time.monotonic()
         try:
             try:
-                result = await host.run(script(_LIST, "isoadmin-list", ih.uploads_root))
+                result = await host.run(imagehost.list_command(ih.uploads_root))
             except IsoadminError as exc:
                 lines = getattr(exc, "stderr", "").strip().splitlines()
                 if lines:
                     raise HostError(name, f"cannot list uploads root {ih.uploads_root}: {lines[0][:200]}") from None
                 raise
-            head, _, body = result.stdout.partition(b"\n")
-            host_now = float(head or time.time())
-            self.host_clock[name] = (host_now, time.time())
-            uploads = self._uploads(name, ih.uploads_root, imagehost.parse_listing(body), host_now)
+            listing = imagehost.parse_listing(result.stdout)
+            self.host_clock[name] = (listing.now, time.time())
+            self._owners(name, listing)
+            uploads = self._uploads(name, ih.uploads_root, listing.entries, listing.now)
             await self._read_headers(host, uploads)
             status.up = True
         except IsoadminError as exc:
@@ -191,6 +197,22 @@ class Site:
         status.latency = time.monotonic() - started
         status.checked = time.time()
         return status, uploads
+
+    def _owners(self, host: str, listing: imagehost.Listing) -> None:
+        for owner in [k for k, o in self.owners.items() if o.host == host]:
+            del self.owners[owner]
+        for e in listing.entries:
+            if e.depth == 1 and e.kind == "directory":
+                members = {e.rel} | listing.groups.get(e.group, set()) | set(self.config.owners.get(e.rel, ()))
+                self.owners[e.rel] = Owner(e.rel, host, e.group, members)
+
+    def may_act_for(self, owner: str) -> bool:
+        """True when this session's ``as_user`` (if any) may act for ``owner``."""
+        if self.as_user is None:
+            return True
+        known = self.owners.get(owner)
+        members = known.members if known else {owner} | set(self.config.owners.get(owner, ()))
+        return self.as_user in members
 
     def _uploads(self, host: str, root: str, entries: list[imagehost.Entry], host_now: float) -> list[Upload]:
         settle = self.config.settle_seconds

@@ -13,7 +13,7 @@ from .conftest import run_cli
 
 # What a host may receive from a read-only console: listings and header reads, nothing else.
 READ_ONLY = [
-    re.compile(r"(?s)^sh -c '\ndate \+%s\.%N\nexec find .*isoadmin-list "),          # uploads listing
+    re.compile(r"(?s)^sh -c '\ndate \+%s\.%N\n.*\nexec find .*isoadmin-list "),     # uploads listing
     re.compile(r"(?s)^sh -c '\nfor p in .*isoadmin-headers "),                         # ISO headers
     re.compile(r"(?s)^sh -c '\ndir=\$1\ncd -- .*isoadmin-volumes "),                   # files storage listing
     re.compile(r"(?s)^sh -c '\nfind /proc/.*isoadmin-inuse "),                        # is an upload open?

@@ -21,14 +21,14 @@ from pathlib import Path
 
 import humanize
 
-from backend import catalog, health
+from backend import catalog, health, quota
 from backend.config import SiteConfig, load_config
 from backend.errors import HostError, IsoadminError, ReadOnlyError, UsageError, VerifyFailed
 from backend.lab import Lab, default_lab_dir
 from backend.site import ImportPlan, Site
 from backend.state import JobRecord
 
-COMMANDS = ("uploads", "volumes", "jobs", "hosts", "approve", "reject", "check", "repair", "audit", "gc", "catalog",
+COMMANDS = ("uploads", "volumes", "jobs", "hosts", "owners", "approve", "reject", "check", "repair", "audit", "gc", "catalog",
             "verify")
 
 
@@ -43,8 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"run on the embedded lab site in DIR (default {default_lab_dir()})")
     where.add_argument("--config", metavar="FILE", type=Path, help="site file (default: user config dir/site.toml)")
     p.add_argument("--read-only", action="store_true", help="refuse every change; for auditors")
+    p.add_argument("--as", dest="as_user", metavar="USER",
+                   help="show only the owners USER may act for (the owner, its folder's group, [owners] in the config)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name, text in (("uploads", "list uploads"), ("volumes", "list volumes"),
+                       ("owners", "list owners: who may act for them, quota use, uploads, CDs, VM disks"),
                        ("jobs", "list import jobs"), ("hosts", "list hosts and their status")):
         s = sub.add_parser(name, help=text, description=text)
         s.add_argument("--json", action="store_true", help="print one JSON array")
@@ -100,7 +103,7 @@ async def open_site(args: argparse.Namespace, recover_jobs: bool = True):
             config: SiteConfig = await lab.start()
         else:
             config = load_config(args.config)
-        site = Site(config, read_only=args.read_only)
+        site = Site(config, read_only=args.read_only, as_user=args.as_user)
         try:
             if recover_jobs:
                 await recover(site)
@@ -161,6 +164,15 @@ async def cmd_list(site: Site, args: argparse.Namespace) -> int:
             _table(["DOM0", "NAMESPACE", "NAME", "OWNER", "UPLOAD", "SIZE", "SHA256"], [
                 [v.dom0, v.namespace, v.name, v.owner, v.upload, _size(v.size), v.sha256[:16]]
                 for v in sorted(snap.volumes, key=lambda v: (v.dom0, v.namespace, v.name))])
+    elif args.command == "owners":
+        rows = owner_rows(site, snap)
+        if args.json:
+            _print_json(rows)
+        else:
+            _table(["OWNER", "GROUP", "MAY ACT", "USED", "QUOTA", "PENDING", "CDS", "VM DISKS"], [
+                [r["name"], r["group"], ",".join(r["members"]), _size(r["used"]),
+                 _size(r["quota"]) if r["quota"] else "none", str(r["pending"]), str(r["cds"]), str(r["vm_disks"])]
+                for r in rows])
     elif args.command == "hosts":
         if args.json:
             _print_json([h.to_json() for h in snap.hosts])
@@ -172,8 +184,20 @@ async def cmd_list(site: Site, args: argparse.Namespace) -> int:
     return 0 if all(h.up for h in snap.hosts) else 3
 
 
+def owner_rows(site: Site, snap) -> list[dict]:
+    """One row per owner shown: who may act, quota use (bytes), pending uploads, CD volumes, VM disks."""
+    rows = []
+    for name, owner in sorted(snap.owners.items()):
+        use = quota.usage(site.config, name, snap.volumes)
+        rows.append({**owner.to_json(), "used": use.used, "quota": use.quota,
+                     "pending": sum(1 for u in snap.uploads if u.owner == name and u.state.value == "pending"),
+                     "cds": sum(1 for v in snap.volumes if v.owner == name and v.namespace == "final"),
+                     "vm_disks": sum(1 for v in snap.volumes if v.owner == name and v.namespace == "vmdisk")})
+    return rows
+
+
 async def cmd_jobs(site: Site, args: argparse.Namespace) -> int:
-    jobs = site.jobs()
+    jobs = [j for j in site.jobs() if site.may_act_for(j.owner)]
     if args.json:
         _print_json([j.to_json() for j in jobs])
     else:
@@ -312,7 +336,7 @@ async def cmd_verify(site: Site, args: argparse.Namespace) -> int:
 
 
 HANDLERS: dict[str, Callable[[Site, argparse.Namespace], Awaitable[int]]] = {
-    "uploads": cmd_list, "volumes": cmd_list, "hosts": cmd_list, "jobs": cmd_jobs,
+    "uploads": cmd_list, "volumes": cmd_list, "hosts": cmd_list, "owners": cmd_list, "jobs": cmd_jobs,
     "approve": cmd_approve, "reject": cmd_reject, "check": cmd_check, "repair": cmd_check, "audit": cmd_audit,
     "gc": cmd_gc, "catalog": cmd_catalog, "verify": cmd_verify,
 }
