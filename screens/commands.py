@@ -8,7 +8,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 
 class IsoadminCommands(Provider):
-    """Screens (Uploads, Jobs, Volumes, Health, Audit), Refresh, Approve / Reject selected upload, Help."""
+    """Screens (Uploads, Jobs, Volumes, Health, Audit, Owners, Hosts), Refresh, Approve / Reject selected upload, Help."""
 
     def _commands(self) -> list[tuple[str, str, object]]:
         app = self.app
@@ -18,6 +18,8 @@ class IsoadminCommands(Provider):
             ("Volumes", "dom0 volumes and capacity", partial(app.switch_mode, "volumes")),
             ("Health", "leftovers: orphan volumes, stray disks, unfinished jobs", partial(app.switch_mode, "health")),
             ("Audit", "the audit log", partial(app.switch_mode, "audit")),
+            ("Owners", "owners, quota use, uploads, CDs, VM disks", partial(app.switch_mode, "owners")),
+            ("Hosts", "hosts, up/down, latency, capacity", partial(app.switch_mode, "hosts")),
             ("Refresh now", "refresh the inventory from every host", app.action_refresh_now),
             ("Help", "keys", app.action_help),
         ]

@@ -206,7 +206,8 @@ class ErrorModal(ModalScreen[None]):
 
 
 HELP = [
-    ("1 / 2 / 3 / 4 / 5", "Uploads / Jobs / Volumes / Health / Audit"),
+    ("1 … 7", "Uploads / Jobs / Volumes / Health / Audit / Owners / Hosts"),
+    ("enter (Owners)", "that owner's uploads"),
     ("a", "approve the selected upload (shows the plan first)"),
     ("r", "reject the selected upload (asks for a reason; the file is kept)"),
     ("/", "filter uploads by owner, file or state; escape clears"),

@@ -107,6 +107,13 @@ class UploadsScreen(FilterMixin, Screen):
             uploads = [u for u in uploads if text in f"{u.owner}/{u.name} {u.state.value}".lower()]
         return uploads
 
+    async def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """``enter`` on a row (the table takes the key itself, so its message is the trigger)."""
+        event.stop()
+        result = self.action_details()
+        if result is not None:
+            await result
+
     def update_view(self) -> None:
         """Bring the table in line with the app's snapshot: add, update and remove rows by key."""
         self.query_one("#hosts", Static).update(host_line(self.app.snapshot))

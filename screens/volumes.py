@@ -72,6 +72,13 @@ class VolumesScreen(Screen):
     def on_screen_resume(self) -> None:
         self.update_view()
 
+    async def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """``enter`` on a row (the table takes the key itself, so its message is the trigger)."""
+        event.stop()
+        result = self.action_details()
+        if result is not None:
+            await result
+
     def update_view(self) -> None:
         snapshot = self.app.snapshot
         self.query_one("#capacity", Static).update(capacity_line(snapshot))

@@ -190,3 +190,31 @@ async def test_health_repairs_and_audit_shows_it(tmp_path):
     await site.close()
     await lab.stop()
     assert list(lab.volumes_dir("dom0-a").iterdir()) == [] and list(lab.by_id.iterdir()) == []
+
+
+async def test_owners_and_hosts_screens(lab):
+    import dataclasses
+
+    from screens.owners import OwnersScreen
+    from screens.uploads import UploadsScreen
+
+    site = Site(dataclasses.replace(lab.config, quota=64 << 20))
+    app = IsoadminApp(site, lab=lab)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.refreshes > 0)
+        await pilot.press("7")
+        hosts = app.screen.query_one("#hosts-table", DataTable)
+        assert hosts.row_count == 3 and str(hosts.get_cell("dom0-a", "state")) == "up"
+        await pilot.press("6")
+        assert isinstance(app.screen, OwnersScreen)
+        table = app.screen.query_one("#owners", DataTable)
+        assert [table.get_row_at(i)[0] for i in range(table.row_count)] == ["alice", "bob", "carol"]
+        assert "0 Bytes / 64.0 MiB" in str(table.get_cell("bob", "quota"))
+        await pilot.press("down", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, UploadsScreen) and
+                       {r[0] for r in map(app.screen.query_one("#uploads", DataTable).get_row_at,
+                                          range(app.screen.query_one("#uploads", DataTable).row_count))} == {"bob"})
+        await pilot.press("enter")  # details of the selected upload
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "Details")
+        assert app.screen.title_text.startswith("Upload bob/")
+    await site.close()

@@ -1,4 +1,5 @@
-"""The Textual app: Uploads, Jobs, Volumes, Health and Audit screens, a background refresh, import workers.
+"""The Textual app: Uploads, Jobs, Volumes, Health, Audit, Owners and Hosts screens, a background refresh,
+import workers.
 
 The app holds the last :class:`~backend.site.Snapshot` and the live jobs; screens render from them and
 start work through the app's workers. Host work happens only in ``backend``.
@@ -17,8 +18,10 @@ from backend.state import JobRecord
 from screens.audit import AuditScreen
 from screens.commands import IsoadminCommands
 from screens.health import HealthScreen
+from screens.hosts import HostsScreen
 from screens.jobs import JobsScreen
 from screens.modals import ErrorModal, HelpScreen
+from screens.owners import OwnersScreen
 from screens.uploads import UploadsScreen
 from screens.volumes import VolumesScreen
 
@@ -52,7 +55,7 @@ class IsoadminApp(App[int]):
     CSS_PATH = "../styles/app.tcss"
     TITLE = "isoadmin"
     MODES = {"uploads": UploadsScreen, "jobs": JobsScreen, "volumes": VolumesScreen, "health": HealthScreen,
-             "audit": AuditScreen}
+             "audit": AuditScreen, "owners": OwnersScreen, "hosts": HostsScreen}
     DEFAULT_MODE = "uploads"
     COMMANDS = App.COMMANDS | {IsoadminCommands}
     BINDINGS = [
@@ -61,6 +64,8 @@ class IsoadminApp(App[int]):
         Binding("3", "switch_mode('volumes')", "Volumes", id="volumes"),
         Binding("4", "switch_mode('health')", "Health", id="health"),
         Binding("5", "switch_mode('audit')", "Audit", id="audit"),
+        Binding("6", "switch_mode('owners')", "Owners", id="owners"),
+        Binding("7", "switch_mode('hosts')", "Hosts", id="hosts"),
         Binding("ctrl+r", "refresh_now", "Refresh", id="refresh"),
         Binding("colon", "command_palette", "Commands", show=False, id="palette"),
         Binding("question_mark", "help", "Help", id="help"),
@@ -78,6 +83,8 @@ class IsoadminApp(App[int]):
         self.jobs: dict[str, JobRecord] = {j.id: j for j in site.jobs()}
         self.refreshes = 0
         where = "lab" if lab is not None else str(site.config.source or "")
+        if site.as_user:
+            where += f" · as {site.as_user}"
         self.sub_title = f"READ-ONLY · {where}" if self.read_only else where
 
     def on_mount(self) -> None:

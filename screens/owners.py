@@ -1,0 +1,88 @@
+"""Owners screen: one row per owner with a quota bar, pending uploads, CD volumes and VM disks;
+``enter`` shows that owner's uploads."""
+
+from __future__ import annotations
+
+import humanize
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Static
+
+from backend import quota
+from backend.models import UploadState
+
+COLUMNS = ("owner", "group", "may act", "quota", "pending", "cds", "vm disks")
+
+
+def quota_bar(used: int, limit: int, width: int = 20) -> Text:
+    """``██████░░░░ 3.0 GiB / 5.0 GiB``; red when over, no bar without a quota."""
+    size = lambda n: humanize.naturalsize(n, binary=True)  # noqa: E731
+    if not limit:
+        return Text(f"{size(used)} (no quota)", style="dim")
+    fill = min(width, int(width * used / limit))
+    style = "red" if used > limit else "yellow" if used > 0.8 * limit else "green"
+    bar = Text("█" * fill, style=style)
+    bar.append("░" * (width - fill), style="dim")
+    bar.append(f" {size(used)} / {size(limit)}")
+    return bar
+
+
+class OwnersScreen(Screen):
+    """Every owner shown (all, or those ``--as USER`` may act for)."""
+
+    AUTO_FOCUS = "#owners"
+    BINDINGS = [Binding("enter", "uploads", "Their uploads", id="owner-uploads")]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical(id="body"):
+            yield Static(id="owners-note", classes="hosts")
+            table = DataTable(id="owners", cursor_type="row", zebra_stripes=True)
+            for name in COLUMNS:
+                table.add_column(name.title(), key=name)
+            yield table
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.update_view()
+
+    def on_screen_resume(self) -> None:
+        self.update_view()
+
+    async def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """``enter`` on a row (the table takes the key itself, so its message is the trigger)."""
+        event.stop()
+        result = self.action_uploads()
+        if result is not None:
+            await result
+
+    def update_view(self) -> None:
+        snap, site = self.app.snapshot, self.app.site
+        who = f"as {site.as_user}: " if site.as_user else ""
+        self.query_one("#owners-note", Static).update(f"{who}{len(snap.owners)} owner(s)")
+        table = self.query_one("#owners", DataTable)
+        row = table.cursor_row
+        table.clear()
+        for name, owner in sorted(snap.owners.items()):
+            use = quota.usage(site.config, name, snap.volumes)
+            table.add_row(
+                name, owner.group, ", ".join(sorted(owner.members - {name})) or "—", quota_bar(use.used, use.quota),
+                str(sum(1 for u in snap.uploads if u.owner == name and u.state == UploadState.PENDING)),
+                str(sum(1 for v in snap.volumes if v.owner == name and v.namespace == "final")),
+                str(sum(1 for v in snap.volumes if v.owner == name and v.namespace == "vmdisk")), key=name)
+        if table.row_count:
+            table.move_cursor(row=min(row, table.row_count - 1))
+
+    async def action_uploads(self) -> None:
+        table = self.query_one("#owners", DataTable)
+        if not table.row_count:
+            return
+        owner = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        await self.app.switch_mode("uploads")
+        screen = self.app.screen
+        box = screen.query_one(Input)
+        box.display = True
+        box.value = f"{owner}/"  # the Uploads filter matches OWNER/FILE
