@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 
 from . import imagehost
 from .commands import script
-from .errors import IsoadminError, NotFound, ReadOnlyError
+from .errors import IsoadminError, NotFound, ReadOnlyError, VerifyFailed
 from .models import UploadState, Volume
 
 DAY = 86400.0
@@ -123,13 +123,15 @@ def catalog(volumes: list[Volume]) -> list[dict]:
     return rows
 
 
-async def verify_volume(site, ref: str) -> tuple[Volume, str]:
-    """Re-read volume ``ref`` (``DOM0:NAME`` or a unique ``NAME``) on its dom0.
+async def verify_volume(site, ref: str) -> Volume:
+    """Re-read volume ``ref`` (``DOM0:NAME`` or a unique ``NAME``) on its dom0 and compare the sha256 of
+    its first ``size`` bytes with the one recorded with it; audited either way.
 
     Returns:
-        (volume, sha256 of its first ``size`` bytes as read now).
+        the volume (it matches).
     Raises:
-        NotFound: no such final volume, or no recorded sha256 to compare with.
+        VerifyFailed: it does not match (numbers in the message).
+        NotFound: no such volume, or nothing recorded to verify against.
         HostError: the dom0 is down or the read failed.
     """
     dom0, _, name = ref.rpartition(":")
@@ -141,4 +143,11 @@ async def verify_volume(site, ref: str) -> tuple[Volume, str]:
     if not vol.sha256 or not isinstance(size, int):
         raise NotFound(f"{ref}: no recorded sha256 and size to verify against")
     result = await site.hosts[vol.dom0].run(script(_SHA, "isoadmin-sha", vol.path, str(size)), timeout=None)
-    return vol, result.stdout.decode("ascii", "replace").split()[0] if result.stdout.strip() else ""
+    now = result.stdout.decode("ascii", "replace").split()[0] if result.stdout.strip() else ""
+    target = f"{vol.dom0}:{vol.name}"
+    if now != vol.sha256:
+        site.audit.record("verify", target, "failed", f"sha256 now {now}, recorded {vol.sha256}", vol.dom0)
+        raise VerifyFailed(f"{target} does not match its recorded sha256 "
+                           f"(now {now[:16]}…, recorded {vol.sha256[:16]}…)")
+    site.audit.record("verify", target, "done", f"sha256 {now}", vol.dom0)
+    return vol

@@ -526,6 +526,38 @@ class Site:
             done.append(result)
         return done
 
+    async def delete_volume(self, ref: str) -> Volume:
+        """Delete final CD volume ``ref`` (``DOM0:NAME`` or a unique ``NAME``): explicit and audited,
+        refused while any VM has it as a disk, and only for volumes isoadmin made.
+
+        Returns:
+            the deleted volume.
+        Raises:
+            ReadOnlyError, NotFound, NotApprovable (not a final isoadmin volume, or in use), HostError.
+        """
+        if self.read_only:
+            self.audit.record("delete volume", ref, "refused", "read-only session")
+            raise ReadOnlyError(f"read-only session: deleting {ref} is not allowed")
+        dom0, _, name = ref.rpartition(":")
+        matches = [v for v in await self.all_volumes() if v.name == name and (not dom0 or v.dom0 == dom0)]
+        if len(matches) != 1:
+            raise NotFound(f"no single volume {ref!r}; `isoadmin volumes` lists them")
+        vol = matches[0]
+        storage = self.storage[vol.dom0]
+        try:
+            if vol.namespace != "final" or not storage.owns(vol):
+                raise NotApprovable(f"{vol.dom0}:{vol.name} is not a CD volume isoadmin made; not deleted")
+            users = await self.hypervisors[vol.dom0].users(vol.path)
+            if users:
+                raise NotApprovable(f"{vol.dom0}:{vol.name} is attached to {', '.join(users)}; detach it first")
+        except NotApprovable as exc:
+            self.audit.record("delete volume", f"{vol.dom0}:{vol.name}", "refused", exc.message, vol.dom0)
+            raise
+        await storage.remove(vol.name)
+        self.audit.record("delete volume", f"{vol.dom0}:{vol.name}", "done",
+                          f"{vol.owner}/{vol.upload} sha256 {vol.sha256}", vol.dom0)
+        return vol
+
     def jobs(self) -> list[JobRecord]:
         """The job journal (oldest first), with live progress for jobs running in this process."""
         jobs = {j.id: j for j in self.store.jobs()}

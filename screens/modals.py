@@ -211,6 +211,8 @@ HELP = [
     ("a", "approve the selected upload (shows the plan first)"),
     ("r", "reject the selected upload (asks for a reason; the file is kept)"),
     ("/", "filter uploads by owner, file or state; escape clears"),
+    ("g", "garbage-collect old uploads (shows the list first)"),
+    ("v / D", "Volumes: verify the sha256 / delete a CD volume (asks first)"),
     ("enter", "details of the selected upload or volume"),
     ("c / R", "Health: check again / repair what it found (asks first)"),
     (": or ctrl+p", "command palette"),

@@ -13,6 +13,7 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
+from backend import catalog
 from backend.errors import IsoadminError, QuotaExceeded
 from backend.models import Upload, UploadState
 
@@ -67,6 +68,7 @@ class UploadsScreen(FilterMixin, Screen):
         Binding("a", "approve", "Approve", id="approve"),
         Binding("r", "reject", "Reject", id="reject"),
         Binding("slash", "filter", "Filter", id="filter"),
+        Binding("g", "gc", "GC", id="gc"),
         Binding("enter", "details", "Details", id="details"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
@@ -94,7 +96,7 @@ class UploadsScreen(FilterMixin, Screen):
         self.update_view()
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action in ("approve", "reject") and self.app.read_only:
+        if action in ("approve", "reject", "gc") and self.app.read_only:
             return False
         return True
 
@@ -222,4 +224,33 @@ class UploadsScreen(FilterMixin, Screen):
             return
         self.app.notify(f"{key} rejected: {reason}", title="Rejected")
         self.update_view()
+        self.app.refresh_site()
+
+    def action_gc(self) -> None:
+        """Show what garbage collection would remove, and remove it on confirmation."""
+        if self.app.read_only:
+            self.app.notify("read-only session: gc is not allowed", title="Read-only", severity="error")
+            return
+        items = catalog.gc_plan(self.app.site)
+        if not items:
+            self.app.notify("nothing is old enough to collect", title="GC")
+            return
+        lines = "\n".join(f"{i.owner}/{i.name}: {i.reason} ({i.age:.1f} days)" for i in items)
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.gc(items)
+
+        self.app.push_screen(ConfirmText(f"Remove {len(items)} old upload(s)?", lines, "Remove"), confirmed)
+
+    @work(group="gc", exclusive=True)
+    async def gc(self, items: list) -> None:
+        try:
+            results = await catalog.gc_apply(self.app.site, items)
+        except IsoadminError as exc:
+            self.app.show_error(exc)
+            return
+        kept = [f"{i.owner}/{i.name}: {o}" for i, o in results if o != "removed"]
+        self.app.notify("\n".join(kept) or f"{len(results)} upload(s) removed", title="GC",
+                        severity="warning" if kept else "information")
         self.app.refresh_site()

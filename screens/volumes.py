@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import humanize
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
+from backend import catalog
+from backend.errors import IsoadminError
 from backend.models import Volume
 
-from .modals import Details
+from .modals import ConfirmText, Details
 
 COLUMNS = ("dom0", "namespace", "name", "owner", "upload", "size", "sha256")
 ORDER = {"staging": 0, "final": 1, "vmdisk": 2, "other": 3}
@@ -50,7 +53,57 @@ class VolumesScreen(Screen):
     """Volumes of every dom0 (staging first, then final, then the rest), updated in place by key."""
 
     AUTO_FOCUS = "#volumes"
-    BINDINGS = [Binding("enter", "details", "Details", id="volume-details")]
+    BINDINGS = [Binding("enter", "details", "Details", id="volume-details"),
+                Binding("v", "verify", "Verify", id="verify"),
+                Binding("D", "delete", "Delete", id="delete-volume")]
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action == "delete" and self.app.read_only:
+            return False
+        return True
+
+    def _selected(self) -> Volume | None:
+        key = self._cursor_key(self.query_one("#volumes", DataTable))
+        return next((v for v in self.app.snapshot.volumes if f"{v.dom0}\0{v.name}" == key), None)
+
+    def action_verify(self) -> None:
+        vol = self._selected()
+        if vol is not None and vol.namespace == "final":
+            self.app.notify(f"verifying {vol.dom0}:{vol.name} ({humanize.naturalsize(vol.size, binary=True)})…",
+                            title="Verify")
+            self.verify(f"{vol.dom0}:{vol.name}")
+
+    @work(group="verify")
+    async def verify(self, ref: str) -> None:
+        try:
+            vol = await catalog.verify_volume(self.app.site, ref)
+        except IsoadminError as exc:
+            self.app.show_error(exc, modal=True)
+            return
+        self.app.notify(f"{ref}: sha256 matches ({vol.sha256[:16]}…)", title="Verified")
+
+    def action_delete(self) -> None:
+        vol = self._selected()
+        if vol is None or self.app.read_only:
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.delete(f"{vol.dom0}:{vol.name}")
+
+        self.app.push_screen(ConfirmText(f"Delete {vol.dom0}:{vol.name}?",
+                                         f"{vol.owner}/{vol.upload}, {humanize.naturalsize(vol.size, binary=True)}. "
+                                         "This cannot be undone.", "Delete"), confirmed)
+
+    @work(group="delete")
+    async def delete(self, ref: str) -> None:
+        try:
+            vol = await self.app.site.delete_volume(ref)
+        except IsoadminError as exc:
+            self.app.show_error(exc)
+            return
+        self.app.notify(f"deleted {ref} ({vol.owner}/{vol.upload})", title="Deleted")
+        self.app.refresh_site()
 
     def __init__(self) -> None:
         super().__init__()
@@ -107,8 +160,7 @@ class VolumesScreen(Screen):
         return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
 
     def action_details(self) -> None:
-        key = self._cursor_key(self.query_one("#volumes", DataTable))
-        v = next((v for v in self.app.snapshot.volumes if f"{v.dom0}\0{v.name}" == key), None)
+        v = self._selected()
         if v is None:
             return
         rows = [("dom0", v.dom0), ("name", v.name), ("namespace", v.namespace), ("path", v.path),

@@ -9,6 +9,8 @@ import os
 import shutil
 import time
 
+import pytest
+
 from backend.lab import Lab
 
 from .conftest import run_cli, sha256_file
@@ -101,3 +103,28 @@ async def test_catalog_is_rebuilt_from_the_hosts_alone_and_verify_catches_corrup
         f.write(bytes([byte[0] ^ 0xFF]))
     bad = run_cli("verify", ipxe["volume"], lab_dir=lab_dir)
     assert bad.returncode == 10 and "does not match" in bad.stderr and "Traceback" not in bad.stderr
+
+
+async def test_delete_volume_is_explicit_refused_while_attached_and_audited(lab):
+    from backend.errors import NotApprovable, ReadOnlyError
+    from backend.site import Site
+
+    site = Site(lab.config)
+    await site.refresh()
+    job = await site.approve(await site.plan("alice/ipxe.iso"))
+    image = lab.volumes_dir("dom0-a") / f"{job.final}.img"
+    link = lab.by_id / "virtio-someguest"
+    link.symlink_to(image)  # a VM uses the CD
+    try:
+        with pytest.raises(NotApprovable, match="attached to imagehost"):
+            await site.delete_volume(f"dom0-a:{job.final}")
+        with pytest.raises(ReadOnlyError):
+            await Site(lab.config, read_only=True).delete_volume(job.final)
+    finally:
+        link.unlink()
+    assert image.exists()
+    deleted = await site.delete_volume(job.final)
+    assert deleted.name == job.final and not image.exists()
+    outcomes = [e.outcome for e in site.audit.entries() if e.action == "delete volume"]
+    assert outcomes == ["refused", "refused", "done"]
+    await site.close()

@@ -18,6 +18,8 @@ READ_ONLY = [
     re.compile(r"(?s)^sh -c '\ndir=\$1\ncd -- .*isoadmin-volumes "),                   # files storage listing
     re.compile(r"(?s)^sh -c '\nfind /proc/.*isoadmin-inuse "),                        # is an upload open?
     re.compile(r"^find \S+ -maxdepth 1 -name 'virtio-\*' -printf '%f %l\\n'$"),    # lab hot-plug listing
+    re.compile(r"^find \S+ -maxdepth 1 -name 'virtio-\*' -printf '%l\\n'$"),       # lab: who uses a volume
+    re.compile(r"(?s)^sh -c '\npath=\$1 size=\$2\nhead .*isoadmin-sha "),               # verify reads a volume
 ]
 
 

@@ -218,3 +218,50 @@ async def test_owners_and_hosts_screens(lab):
         await wait_for(pilot, lambda: type(app.screen).__name__ == "Details")
         assert app.screen.title_text.startswith("Upload bob/")
     await site.close()
+
+
+async def test_volumes_verify_and_delete(lab):
+    from screens.modals import ConfirmText, ErrorModal
+
+    site = Site(lab.config)
+    await site.refresh()
+    job = await site.approve(await site.plan("alice/ipxe.iso"))
+    app = IsoadminApp(site, lab=lab)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.refreshes > 0)
+        await pilot.press("3", "v")
+        await wait_for(pilot, lambda: any("sha256 matches" in n.message for n in app._notifications))
+        image = lab.volumes_dir("dom0-a") / f"{job.final}.img"
+        with open(image, "r+b") as f:
+            f.write(b"X")  # corrupt the first byte
+        await pilot.press("v")
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal))
+        assert "does not match" in app.screen.message
+        await pilot.press("escape", "D")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmText))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not image.exists())
+    await site.close()
+    assert [e.outcome for e in site.audit.entries() if e.action in ("verify", "delete volume")] == \
+        ["done", "failed", "done"]
+
+
+async def test_gc_from_the_uploads_screen(lab):
+    import os
+    import time
+
+    from screens.modals import ConfirmText
+
+    old = time.time() - 9 * 86400
+    os.utime(lab.uploads_root / "alice" / "tools.iso", (old, old))
+    site = Site(lab.config)
+    app = IsoadminApp(site, lab=lab)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.refreshes > 0)
+        await pilot.press("g")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmText))
+        assert "alice/tools.iso" in app.screen.text and "ipxe" not in app.screen.text
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not (lab.uploads_root / "alice" / "tools.iso").exists())
+    await site.close()
+    assert (lab.uploads_root / "alice" / "ipxe.iso").exists()

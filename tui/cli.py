@@ -23,13 +23,13 @@ import humanize
 
 from backend import catalog, health, quota
 from backend.config import SiteConfig, load_config
-from backend.errors import HostError, IsoadminError, ReadOnlyError, UsageError, VerifyFailed
+from backend.errors import HostError, IsoadminError, ReadOnlyError, UsageError
 from backend.lab import Lab, default_lab_dir
 from backend.site import ImportPlan, Site
 from backend.state import JobRecord
 
 COMMANDS = ("uploads", "volumes", "jobs", "hosts", "owners", "approve", "reject", "check", "repair", "audit", "gc", "catalog",
-            "verify")
+            "verify", "delete-volume")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="re-read a final volume on its dom0 and check its recorded sha256 "
                                       "(exit 10 on a mismatch)")
     v.add_argument("volume", metavar="[DOM0:]VOLUME")
+    d = sub.add_parser("delete-volume", help="delete a final CD volume (refused while a VM has it; audited)")
+    d.add_argument("volume", metavar="[DOM0:]VOLUME")
+    d.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     return p
 
 
@@ -324,21 +327,27 @@ async def cmd_catalog(site: Site, args: argparse.Namespace) -> int:
 
 async def cmd_verify(site: Site, args: argparse.Namespace) -> int:
     await site.refresh()
-    vol, now = await catalog.verify_volume(site, args.volume)
-    if now != vol.sha256:
-        site.audit.record("verify", f"{vol.dom0}:{vol.name}", "failed", f"sha256 now {now}, recorded {vol.sha256}",
-                          vol.dom0)
-        raise VerifyFailed(f"{vol.dom0}:{vol.name} does not match its recorded sha256 "
-                           f"(now {now[:16]}…, recorded {vol.sha256[:16]}…)")
-    site.audit.record("verify", f"{vol.dom0}:{vol.name}", "done", f"sha256 {now}", vol.dom0)
-    print(f"{vol.dom0}:{vol.name} ok sha256 {now}")
+    vol = await catalog.verify_volume(site, args.volume)
+    print(f"{vol.dom0}:{vol.name} ok sha256 {vol.sha256}")
+    return 0
+
+
+async def cmd_delete_volume(site: Site, args: argparse.Namespace) -> int:
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError("not confirmed: pass --yes to delete without a terminal")
+        if input(f"Delete {args.volume}? This cannot be undone. [y/N] ").strip().lower() not in ("y", "yes"):
+            print("not deleted", file=sys.stderr)
+            return 1
+    vol = await site.delete_volume(args.volume)
+    print(f"deleted {vol.dom0}:{vol.name} ({vol.owner}/{vol.upload})")
     return 0
 
 
 HANDLERS: dict[str, Callable[[Site, argparse.Namespace], Awaitable[int]]] = {
     "uploads": cmd_list, "volumes": cmd_list, "hosts": cmd_list, "owners": cmd_list, "jobs": cmd_jobs,
     "approve": cmd_approve, "reject": cmd_reject, "check": cmd_check, "repair": cmd_check, "audit": cmd_audit,
-    "gc": cmd_gc, "catalog": cmd_catalog, "verify": cmd_verify,
+    "gc": cmd_gc, "catalog": cmd_catalog, "verify": cmd_verify, "delete-volume": cmd_delete_volume,
 }
 
 

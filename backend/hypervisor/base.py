@@ -46,5 +46,9 @@ class HypervisorDriver(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def users(self, device: str) -> list[str]:
+        """Names of the domains (any VM, running or defined) that have ``device`` as a disk."""
+
+    @abc.abstractmethod
     async def attached(self, domain: str) -> list[str]:
         """Serials of the disks currently hot-plugged into ``domain`` by this driver's conventions."""

@@ -69,3 +69,13 @@ class LabHypervisor(HypervisorDriver):
             if target.startswith(mine):
                 serials.append(name[len("virtio-"):])
         return serials
+
+    async def users(self, device: str) -> list[str]:
+        """Lab domains with a by-id link to ``device``."""
+        found = []
+        for domain, folder in self.dirs.items():
+            result = await self.host.run(cmd("find", folder, "-maxdepth", "1", "-name", "virtio-*",
+                                             "-printf", "%l\\n"), check=False)
+            if device in result.stdout.decode("utf-8", "replace").splitlines():
+                found.append(domain)
+        return found

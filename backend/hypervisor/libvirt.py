@@ -131,3 +131,21 @@ class LibvirtHypervisor(HypervisorDriver):
     async def attached(self, domain: str) -> list[str]:
         xml = await asyncio.to_thread(lambda: self._domain(domain).XMLDesc(0))
         return list(disks_by_serial(xml))
+
+    async def users(self, device: str) -> list[str]:
+        """Domains (running or defined) whose XML has a disk with ``device`` as its source."""
+        def scan() -> list[str]:
+            import libvirt
+
+            found = []
+            for dom in self._connection().listAllDomains(0):
+                try:
+                    xml = dom.XMLDesc(0)
+                except libvirt.libvirtError:
+                    continue
+                for source in ET.fromstring(xml).iter("source"):
+                    if device in (source.get("dev"), source.get("file")):
+                        found.append(dom.name())
+                        break
+            return found
+        return await asyncio.to_thread(scan)
