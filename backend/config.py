@@ -15,6 +15,7 @@ from typing import Any
 import platformdirs
 
 from .errors import ConfigError
+from .naming import DEFAULT_TEMPLATE, check_template
 
 APP = "isoadmin"
 
@@ -133,6 +134,7 @@ class SiteConfig:
         quotas: per-owner overrides in bytes (``[quotas.owners]``).
         owners: extra people who may act for an owner (``[owners] alice = ["helpdesk1"]``), beyond the
             members of the owner folder's group on the image host.
+        naming: the template of final volume names (``[naming] template``; see :mod:`backend.naming`).
         source: the file this was read from (for messages), or None.
     """
 
@@ -147,6 +149,7 @@ class SiteConfig:
     quota: int = 0
     quotas: dict[str, int] = field(default_factory=dict)
     owners: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    naming: str = DEFAULT_TEMPLATE
     source: Path | None = None
 
 
@@ -260,6 +263,10 @@ def parse_config(doc: dict[str, Any], source: Path | None = None) -> SiteConfig:
             if dom0 not in dom0s:
                 raise ConfigError(f"{where}: image_hosts.{ih.name}.domains names unknown dom0 {dom0!r}")
     state_dir = console.get("state_dir")
+    try:
+        naming = check_template(str(_table(doc, "naming", where).get("template", DEFAULT_TEMPLATE)))
+    except ValueError as exc:
+        raise ConfigError(f"{where}: naming.template: {exc}") from None
     return SiteConfig(
         image_hosts=image_hosts,
         dom0s=dom0s,
@@ -274,6 +281,7 @@ def parse_config(doc: dict[str, Any], source: Path | None = None) -> SiteConfig:
                 for k, v in _table(_table(doc, "quotas", where), "owners", where).items()},
         owners={str(k): tuple(str(m) for m in (v if isinstance(v, list) else [v]))
                 for k, v in _table(doc, "owners", where).items()},
+        naming=naming,
         source=source,
     )
 

@@ -393,10 +393,11 @@ class Site:
                 overridden = True
         report = await storage.report()
         names = {v.name for v in report.volumes}
-        body = volume_body(upload.owner, upload.name)
-        staging = storage.dom0.staging_prefix + body
+        staging = storage.dom0.staging_prefix + volume_body(upload.owner, upload.name)
         if staging in names:
             raise NotApprovable(f"cannot approve {key}: {busy(report, staging, dom0)}")
+        body = volume_body(upload.owner, upload.name, self.config.naming,
+                           upload.iso.volume_id if upload.iso else None, upload.size)
         final, n = storage.dom0.final_prefix + body, 2
         while final in names:
             final, n = f"{storage.dom0.final_prefix}{body}.{n}", n + 1

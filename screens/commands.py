@@ -8,7 +8,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 
 class IsoadminCommands(Provider):
-    """Screens (Uploads, Jobs, Volumes, Health, Audit, Owners, Hosts), Refresh, Approve / Reject selected upload, Help."""
+    """Screens (Uploads, Jobs, Volumes, Health, Audit, Owners, Hosts), Refresh, View as user, Approve / Reject selected upload, Help."""
 
     def _commands(self) -> list[tuple[str, str, object]]:
         app = self.app
@@ -21,6 +21,7 @@ class IsoadminCommands(Provider):
             ("Owners", "owners, quota use, uploads, CDs, VM disks", partial(app.switch_mode, "owners")),
             ("Hosts", "hosts, up/down, latency, capacity", partial(app.switch_mode, "hosts")),
             ("Refresh now", "refresh the inventory from every host", app.action_refresh_now),
+            ("View as user", "show only the owners a user may act for (empty: all)", app.action_view_as),
             ("Help", "keys", app.action_help),
         ]
         if not app.read_only:

@@ -121,6 +121,41 @@ class ConfirmText(_Confirm):
         yield Static(Text(self.text))
 
 
+class ViewAs(ModalScreen[str | None]):
+    """Asks whose view to show: a user name (only the owners that user may act for), or empty for all.
+
+    Dismisses with the name, ``""`` for every owner, or None when cancelled (nothing changes).
+    """
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, current: str | None) -> None:
+        super().__init__()
+        self.current = current or ""
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label("View as user", classes="dialog-title")
+            yield Static("Only the owners this user may act for are shown: the owner, the members of its "
+                         "folder's group on the image host, [owners] in the config. Empty: every owner.")
+            yield Input(value=self.current, placeholder="user (empty: every owner)", id="as-user")
+            with Horizontal(classes="buttons"):
+                yield Button("View", variant="primary", id="yes")
+                yield Button("Cancel", id="no")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip())
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "yes":
+            self.dismiss(self.query_one("#as-user", Input).value.strip())
+        else:
+            self.dismiss(None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
 class RejectReason(ModalScreen[str | None]):
     """Asks for the reason of a rejection (required); the upload itself is kept."""
 
@@ -217,6 +252,7 @@ HELP = [
     ("c / R", "Health: check again / repair what it found (asks first)"),
     (": or ctrl+p", "command palette"),
     ("ctrl+r", "refresh now (it also refreshes by itself every few seconds)"),
+    ("u", "view as a user: only the owners that user may act for (empty: all)"),
     ("?", "this help"),
     ("q", "quit"),
 ]

@@ -14,7 +14,8 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 from backend import quota
 from backend.models import UploadState
 
-COLUMNS = ("owner", "group", "may act", "quota", "pending", "cds", "vm disks")
+COLUMNS = {"owner": "Owner", "group": "Group", "may act": "May act", "quota": "Quota", "pending": "Pending",
+           "cds": "CD volumes", "vm disks": "VM disks"}
 
 
 def quota_bar(used: int, limit: int, width: int = 20) -> Text:
@@ -41,8 +42,8 @@ class OwnersScreen(Screen):
         with Vertical(id="body"):
             yield Static(id="owners-note", classes="hosts")
             table = DataTable(id="owners", cursor_type="row", zebra_stripes=True)
-            for name in COLUMNS:
-                table.add_column(name.title(), key=name)
+            for key, label in COLUMNS.items():
+                table.add_column(label, key=key)
             yield table
         yield Footer()
 

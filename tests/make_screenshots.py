@@ -6,6 +6,7 @@ Not a test; it drives the real console on a throwaway lab with Textual's Pilot.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import tempfile
 from pathlib import Path
 
@@ -20,6 +21,8 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         lab = Lab(Path(tmp) / "lab")
         config = await lab.start()
+        # quotas so the Owners screen has bars to show
+        config = dataclasses.replace(config, quota=16 << 20, quotas={"alice": 32 << 20})
         site = Site(config, approver="admin@console")
         app = IsoadminApp(site, lab=lab)
         async with app.run_test(size=(120, 30)) as pilot:
@@ -36,6 +39,12 @@ async def main() -> None:
             await pilot.press("2")
             await pilot.pause(0.3)
             app.save_screenshot("screenshot-jobs.svg", str(DOCS))
+            await pilot.press("6")
+            await pilot.pause(0.3)
+            app.save_screenshot("screenshot-owners.svg", str(DOCS))
+            await pilot.press("7")
+            await pilot.pause(0.3)
+            app.save_screenshot("screenshot-hosts.svg", str(DOCS))
         await site.close()
         await lab.stop()
 

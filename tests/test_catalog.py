@@ -128,3 +128,24 @@ async def test_delete_volume_is_explicit_refused_while_attached_and_audited(lab)
     outcomes = [e.outcome for e in site.audit.entries() if e.action == "delete volume"]
     assert outcomes == ["refused", "refused", "done"]
     await site.close()
+
+
+async def test_naming_template_names_final_volumes_and_the_upload_stays_known(lab):
+    import dataclasses
+
+    from backend.catalog import catalog
+    from backend.models import UploadState
+    from backend.site import Site
+
+    site = Site(dataclasses.replace(lab.config, naming="{owner}_{label}_{size}"))
+    await site.refresh()
+    plan = await site.plan("bob/rescue-boot.iso")
+    assert plan.staging.startswith("cdtmp_bob_rescue-boot_")  # the lock's name never follows the template
+    assert (await site.approve(plan)).state == "done"
+    inventory = await site.refresh()
+    (row,) = [r for r in catalog(inventory.volumes) if r["upload"] == "rescue-boot.iso"]
+    size = (lab.uploads_root / "bob" / "rescue-boot.iso").stat().st_size
+    assert row["volume"] == f"cd_bob_RESCUE_BOOT_{round(size / 1024)}K_{plan.staging[-8:]}"
+    assert row["owner"] == "bob" and row["volume_id"] == "RESCUE_BOOT"
+    assert [u.state for u in inventory.uploads if u.key == "bob/rescue-boot.iso"] == [UploadState.AVAILABLE]
+    await site.close()

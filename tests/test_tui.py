@@ -217,6 +217,17 @@ async def test_owners_and_hosts_screens(lab):
         await pilot.press("enter")  # details of the selected upload
         await wait_for(pilot, lambda: type(app.screen).__name__ == "Details")
         assert app.screen.title_text.startswith("Upload bob/")
+        await pilot.press("escape", "6", "u")  # view as carol: only carol's folder
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "ViewAs")
+        await pilot.press(*"carol", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, OwnersScreen) and table.row_count == 1)
+        assert table.get_row_at(0)[0] == "carol" and "as carol" in app.sub_title
+        assert {u.owner for u in app.snapshot.uploads} == {"carol"}
+        await pilot.press("u")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "ViewAs")
+        await pilot.press(*["backspace"] * 5, "enter")  # empty: every owner again
+        await wait_for(pilot, lambda: isinstance(app.screen, OwnersScreen) and table.row_count == 3)
+        assert site.as_user is None and "as " not in app.sub_title
     await site.close()
 
 

@@ -71,6 +71,28 @@ def test_volume_names_do_not_collide():
     assert is_valid_lvm_name("cd_" + volume_body("c", "_mlog.iso"))
 
 
+@pytest.mark.parametrize("name", HOSTILE)
+def test_naming_templates_stay_valid_for_any_label(name):
+    template = "{owner}-{label}.{size}_{date}+{stem}"
+    body = volume_body("owner", name, template, label=name, size=4_400_000_000, when=0)
+    assert is_valid_lvm_name("cd_" + body) and len("x" * 32 + body) <= MAX_NAME
+    assert body.startswith("owner-") and "4G_19700101" in body
+    assert volume_body("owner", name, template, label=name, size=4_400_000_000, when=0) == body
+
+
+def test_naming_template_fields_and_errors():
+    assert volume_body("alice", "debian 12.iso", "{owner}_{label}_{size}", "DEBIAN 12.5 amd64", 650 * 2**20) \
+        == "alice_DEBIAN_12.5_amd64_650M_" + volume_body("alice", "debian 12.iso")[-8:]
+    # without a volume id the label is the file's stem; the default template is owner + stem
+    assert volume_body("a", "x.iso", "{label}").startswith("x_")
+    assert volume_body("a", "x.iso").startswith("a_x_")
+    for bad, text in [("{owner}/{stem}", "only"), ("{nope}", "unknown field"), ("{size:>9}", "unknown field"),
+                      ("fixed", "at least one field"), ("{owner", "naming template")]:
+        with pytest.raises(ConfigError, match=text):
+            parse_config({**minimal(), "naming": {"template": bad}})
+    assert parse_config({**minimal(), "naming": {"template": "{owner}.{label}"}}).naming == "{owner}.{label}"
+
+
 @pytest.mark.parametrize("arg", HOSTILE)
 def test_rendered_commands_pass_every_argument_verbatim(arg, tmp_path):
     command = cmd("printf", "%s", arg)

@@ -20,7 +20,7 @@ from screens.commands import IsoadminCommands
 from screens.health import HealthScreen
 from screens.hosts import HostsScreen
 from screens.jobs import JobsScreen
-from screens.modals import ErrorModal, HelpScreen
+from screens.modals import ErrorModal, HelpScreen, ViewAs
 from screens.owners import OwnersScreen
 from screens.uploads import UploadsScreen
 from screens.volumes import VolumesScreen
@@ -67,6 +67,7 @@ class IsoadminApp(App[int]):
         Binding("6", "switch_mode('owners')", "Owners", id="owners"),
         Binding("7", "switch_mode('hosts')", "Hosts", id="hosts"),
         Binding("ctrl+r", "refresh_now", "Refresh", id="refresh"),
+        Binding("u", "view_as", "View as", id="view-as"),
         Binding("colon", "command_palette", "Commands", show=False, id="palette"),
         Binding("question_mark", "help", "Help", id="help"),
         Binding("q", "quit", "Quit", id="quit"),
@@ -82,9 +83,12 @@ class IsoadminApp(App[int]):
         self.snapshot = Snapshot()
         self.jobs: dict[str, JobRecord] = {j.id: j for j in site.jobs()}
         self.refreshes = 0
-        where = "lab" if lab is not None else str(site.config.source or "")
-        if site.as_user:
-            where += f" · as {site.as_user}"
+        self._set_sub_title()
+
+    def _set_sub_title(self) -> None:
+        where = "lab" if self.lab is not None else str(self.site.config.source or "")
+        if self.site.as_user:
+            where += f" · as {self.site.as_user}"
         self.sub_title = f"READ-ONLY · {where}" if self.read_only else where
 
     def on_mount(self) -> None:
@@ -125,6 +129,17 @@ class IsoadminApp(App[int]):
         update = getattr(self.screen, "update_view", None)
         if update is not None:
             update()
+
+    def action_view_as(self) -> None:
+        """Ask whose view to show (as ``--as USER``); empty shows every owner again."""
+        def chosen(user: str | None) -> None:
+            if user is None:
+                return
+            self.site.as_user = user or None
+            self._set_sub_title()
+            self.action_refresh_now()
+
+        self.push_screen(ViewAs(self.site.as_user), chosen)
 
     # ------------------------------------------------------------------ jobs
 
