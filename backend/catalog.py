@@ -28,9 +28,9 @@ now=$(stat -c '%i %s %Y' -- "$path" 2>/dev/null) || { echo "gone" >&2; exit 3; }
 rm -f -- "$path"
 """
 
-_SHA = r"""
+_SHA = imagehost.SHA256_SH + r"""
 path=$1 size=$2
-head -c "$size" -- "$path" | sha256sum
+head -c "$size" -- "$path" | sha256
 """
 
 

@@ -2,8 +2,8 @@
 
 ``Lab(DIR).start()`` creates (on first use) and serves a site under DIR:
 
-* three in-process asyncssh SSH servers on 127.0.0.1 with ephemeral ports — an image host
-  (``imagehost``) and two dom0s (``dom0-a``, ``dom0-b``) — each with its own generated host key; a
+* in-process asyncssh SSH servers on 127.0.0.1 with ephemeral ports — an image host
+  (``imagehost``) and dom0s (by default ``dom0-a`` and ``dom0-b``) — each with its own generated host key; a
   generated client key and per-host ``known_hosts`` files pin them. Each runs the commands it receives with
   ``/bin/sh -c`` on this machine, as sshd runs them with the login shell; host paths are real paths
   under DIR.
@@ -44,7 +44,6 @@ DEBIAN_ISOS = {
     "carol": [("/usr/lib/memtest86+/memtest86+ia32.iso", "memtest86+ia32.iso")],
 }
 WRITING_NAME = ("carol", "incoming.iso")
-HOSTS = ("imagehost", "dom0-a", "dom0-b")
 DOM0_CAPACITY = {"dom0-a": "512 MiB", "dom0-b": "16 MiB"}
 
 
@@ -109,11 +108,18 @@ class Lab:
         directory: the lab folder (created). writer_chunk, writer_interval: the writing upload grows by
             ``writer_chunk`` bytes every ``writer_interval`` seconds until complete.
         settle_seconds: the site's settle time (an upload younger than this is ``writing``).
+        dom0s: dom0 name → ``files`` capacity (default ``dom0-a`` 512 MiB, ``dom0-b`` 16 MiB).
+        seeded: create the owners' demo uploads and run the writer (default); False leaves the uploads
+            root empty for the caller to fill (the benchmarks do).
     """
 
     def __init__(self, directory: Path | None = None, *, writer_chunk: int = 64 * 1024,
-                 writer_interval: float = 1.0, settle_seconds: float = 5.0) -> None:
+                 writer_interval: float = 1.0, settle_seconds: float = 5.0,
+                 dom0s: dict[str, str] | None = None, seeded: bool = True) -> None:
         self.dir = Path(directory or default_lab_dir()).absolute()
+        self.dom0s = dict(dom0s or DOM0_CAPACITY)
+        self.hosts = ("imagehost", *self.dom0s)
+        self.seeded = seeded
         self.writer_chunk = writer_chunk
         self.writer_interval = writer_interval
         self.settle_seconds = settle_seconds
@@ -153,11 +159,11 @@ class Lab:
         """
         keys = self.dir / "keys"
         keys.mkdir(parents=True, exist_ok=True)
-        for d in (self.uploads_root, self.by_id, *(self.volumes_dir(h) for h in HOSTS[1:]), self.dir / "state"):
+        for d in (self.uploads_root, self.by_id, *map(self.volumes_dir, self.dom0s), self.dir / "state"):
             d.mkdir(parents=True, exist_ok=True)
         client = self._key(keys / "client")
         self._write(keys / "authorized_keys", client.export_public_key().decode())
-        for name in HOSTS:
+        for name in self.hosts:
             host_key = self._key(keys / f"host-{name}")
             # pinned per host, whatever its (ephemeral) port: consoles sharing this lab never race on it
             self._write(keys / f"known_hosts-{name}",
@@ -170,11 +176,12 @@ class Lab:
                 allow_scp=False, keepalive_interval=30, encoding=None)
             self.servers[name] = acceptor
             self.ports[name] = acceptor.get_port()
-        if not (self.dir / ".seeded").exists():
+        if self.seeded and not (self.dir / ".seeded").exists():
             self.seed()
         text = self._site_toml()
         self._write(self.config_path, text)  # for people; this process uses its own text
-        self.writer = asyncio.create_task(self._write_upload())
+        if self.seeded:
+            self.writer = asyncio.create_task(self._write_upload())
         return parse_config(tomllib.loads(text), self.config_path)
 
     @staticmethod
@@ -283,13 +290,13 @@ class Lab:
             f"refresh_seconds = 2\n",
             f"\n[image_hosts.imagehost]\n{ssh('imagehost')}"
             f"uploads_root = {q(self.uploads_root)}\ndisk_id_dirs = [{q(self.by_id)}]\n"
-            f"domains = {{ \"dom0-a\" = \"imagehost\", \"dom0-b\" = \"imagehost\" }}\n",
+            "domains = { " + ", ".join(f"{q(d)} = \"imagehost\"" for d in self.dom0s) + " }\n",
         ]
-        for dom0 in HOSTS[1:]:
+        for dom0 in self.dom0s:
             out.append(
                 f"\n[dom0s.{dom0}]\n{ssh(dom0)}"
                 f"[dom0s.{dom0}.storage]\ndriver = \"files\"\ndirectory = {q(self.volumes_dir(dom0))}\n"
-                f"capacity = {q(DOM0_CAPACITY[dom0])}\n"
+                f"capacity = {q(self.dom0s[dom0])}\n"
                 f"[dom0s.{dom0}.hypervisor]\ndriver = \"lab\"\n"
                 f"guest_disk_dirs = {{ imagehost = {q(self.by_id)} }}\n")
         return "".join(out)

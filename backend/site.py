@@ -138,6 +138,7 @@ class Site:
         self._copies = {name: asyncio.Semaphore(ih.max_copies) for name, ih in config.image_hosts.items()}
         self._headers: dict[tuple[str, str], tuple[tuple, IsoFacts]] = {}
         self._seen: dict[tuple[str, str], tuple[int, float]] = {}
+        self._listings: dict[str, imagehost.ListingCache] = {}  # image host → entries parsed before
         self.host_clock: dict[str, tuple[float, float]] = {}  # image host → (its clock, ours) at the last listing
 
     # ------------------------------------------------------------------ inventory
@@ -185,7 +186,7 @@ class Site:
                 if lines:
                     raise HostError(name, f"cannot list uploads root {ih.uploads_root}: {lines[0][:200]}") from None
                 raise
-            listing = imagehost.parse_listing(result.stdout)
+            listing = imagehost.parse_listing(result.stdout, self._listings.setdefault(name, imagehost.ListingCache()))
             self.host_clock[name] = (listing.now, time.time())
             self._owners(name, listing)
             uploads = self._uploads(name, ih.uploads_root, listing.entries, listing.now)
@@ -251,7 +252,7 @@ class Site:
             return
         headers = await imagehost.read_headers(host, [u.path for u in need], HEADER_BYTES)
         for u in need:
-            u.iso = inspect_header(headers.get(u.path, b""), u.size)
+            u.iso = inspect_header(headers.get(u.path, b"")[:u.size], u.size)  # a short file comes padded
             self._headers[(u.host, u.path)] = ((u.size, u.mtime, u.inode), u.iso)
 
     async def _refresh_dom0(self, name: str) -> HostStatus:
@@ -275,20 +276,23 @@ class Site:
         for j in snap.jobs:
             last_job[(j.host, j.path)] = j
         rejections = self.store.rejections()
+        active = {(j.job.host, j.job.path): j for j in self.active.values()}
         for u in snap.uploads:
             if u.state == UploadState.REFUSED:
                 continue
             vols = [v for v in by_source.get((u.host, u.path), [])
                     if v.meta.get("size") == u.size and v.meta.get("source_mtime") == u.mtime]
             job = last_job.get((u.host, u.path))
-            running = next((j for j in self.active.values() if (j.job.host, j.job.path) == (u.host, u.path)), None)
+            running = active.get((u.host, u.path))
             staging = [v for v in vols if v.namespace == "staging"]
             final = [v for v in vols if v.namespace == "final" and v.sha256]
             rejected = rejections.get(f"{u.host}\0{u.path}")
             if running or staging:
                 u.state = UploadState.IMPORTING
                 u.job = running.job.id if running else str(staging[0].meta.get("job", ""))
-                u.reason = f"staging volume {staging[0].name} on {staging[0].dom0}" if staging and not running else ""
+                who = running.job.approver if running else staging[0].meta.get("approver", "someone")
+                u.reason = f"by {who}" + (f", staging volume {staging[0].name} on {staging[0].dom0}"
+                                          if staging and not running else "")
             elif final:
                 u.state = UploadState.AVAILABLE
                 u.reason = f"{final[0].dom0}:{final[0].name}"
@@ -358,7 +362,7 @@ class Site:
         if upload.state not in APPROVABLE:
             why = {
                 UploadState.WRITING: "it is still being written",
-                UploadState.IMPORTING: f"it is already importing ({upload.job or upload.reason})",
+                UploadState.IMPORTING: f"it is already importing {upload.reason} (job {upload.job})",
                 UploadState.AVAILABLE: f"it is already imported as {upload.reason}",
                 UploadState.REFUSED: f"it is refused: {upload.reason}",
             }.get(upload.state, upload.state.value)
@@ -381,7 +385,17 @@ class Site:
             raise NotApprovable(f"cannot approve {key}: it is still open (process {holder} on {upload.host}: "
                                 f"an upload in progress?)")
         storage = self.storage[dom0]
-        alloc = await storage.check_capacity(upload.size)
+        report = await storage.report()
+        names = {v.name for v in report.volumes}
+        staging = storage.dom0.staging_prefix + volume_body(upload.owner, upload.name)
+        if staging in names:  # the lock first: another console's import also takes capacity
+            raise NotApprovable(f"cannot approve {key}: {busy(report, staging, dom0)}")
+        done = [v for v in report.volumes if v.namespace == "final" and v.sha256
+                and (v.meta.get("source_host"), v.meta.get("source_path")) == (upload.host, upload.path)
+                and (v.meta.get("size"), v.meta.get("source_mtime")) == (upload.size, upload.mtime)]
+        if done:  # imported since the last refresh (by another console)
+            raise NotApprovable(f"cannot approve {key}: it is already imported as {dom0}:{done[0].name}")
+        alloc = await storage.check_capacity(upload.size, report)
         overridden = False
         if quota.quota_of(self.config, upload.owner):
             try:
@@ -391,11 +405,6 @@ class Site:
                     raise
                 warnings.append(f"quota override: {exc.message}")
                 overridden = True
-        report = await storage.report()
-        names = {v.name for v in report.volumes}
-        staging = storage.dom0.staging_prefix + volume_body(upload.owner, upload.name)
-        if staging in names:
-            raise NotApprovable(f"cannot approve {key}: {busy(report, staging, dom0)}")
         body = volume_body(upload.owner, upload.name, self.config.naming,
                            upload.iso.volume_id if upload.iso else None, upload.size)
         final, n = storage.dom0.final_prefix + body, 2

@@ -84,7 +84,7 @@ async def test_one_command_per_host_per_refresh_and_headers_cached(lab, site):
     snap = await site.refresh()
     image_cmds = [r for r in site.log if r.host == "imagehost"]
     assert len(image_cmds) == 2  # the listing + one header read for the new file only
-    assert image_cmds[1].argv[-1].endswith("/alice/later.iso") and len(image_cmds[1].argv) == 5
+    assert image_cmds[1].argv[-1].endswith("/alice/later.iso") and len(image_cmds[1].argv) == 6
     assert by_key(snap)["alice/later.iso"].iso.volume_id == "TOOLS"
 
 
@@ -150,3 +150,28 @@ async def test_changed_host_key_is_refused(tmp_path, lab):
     assert not status["imagehost"].up and "host key not trusted" in status["imagehost"].error
     assert status["dom0-a"].up
     await site.close()
+
+
+async def test_header_reads_stay_aligned_whatever_the_files_are(lab, site):
+    """One command reads many headers as one unencoded stream; short, vanished, fifo, symlink and
+    hostile-named entries must not shift the headers of the files after them."""
+    from backend import imagehost
+
+    root = lab.uploads_root / "alice"
+    short = root / "short.iso"
+    short.write_bytes(b"S" * 1000)
+    big = root / "big.iso"
+    big.write_bytes(bytes(range(256)) * 1024)  # 256 KiB
+    tricky = root / "records\n1+0 records out\nF\n.iso"
+    tricky.write_bytes(b"T" * 70000)
+    fifo = root / "pipe.iso"
+    os.mkfifo(fifo)
+    link = root / "link.iso"
+    link.symlink_to(big)
+    paths = [short, root / "gone.iso", fifo, big, link, tricky, root / "ipxe.iso"]
+    headers = await imagehost.read_headers(site.hosts["imagehost"], [str(p) for p in paths])
+    assert headers[str(short)] == b"S" * 1000 + bytes(65536 - 1000)  # padded: callers cut to the size
+    assert headers[str(root / "gone.iso")] == b"" and headers[str(fifo)] == b"" and headers[str(link)] == b""
+    assert headers[str(big)] == (bytes(range(256)) * 1024)[:65536]
+    assert headers[str(tricky)] == b"T" * 65536
+    assert headers[str(root / "ipxe.iso")] == (root / "ipxe.iso").read_bytes()[:65536]

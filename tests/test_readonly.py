@@ -14,12 +14,12 @@ from .conftest import run_cli
 # What a host may receive from a read-only console: listings and header reads, nothing else.
 READ_ONLY = [
     re.compile(r"(?s)^sh -c '\ndate \+%s\.%N\n.*\nexec find .*isoadmin-list "),     # uploads listing
-    re.compile(r"(?s)^sh -c '\nfor p in .*isoadmin-headers "),                         # ISO headers
+    re.compile(r"(?s)^sh -c '\nexport LC_ALL=C\nmark=\$1; shift\nfor p in .*isoadmin-headers "),  # ISO headers
     re.compile(r"(?s)^sh -c '\ndir=\$1\ncd -- .*isoadmin-volumes "),                   # files storage listing
     re.compile(r"(?s)^sh -c '\nfind /proc/.*isoadmin-inuse "),                        # is an upload open?
     re.compile(r"^find \S+ -maxdepth 1 -name 'virtio-\*' -printf '%f %l\\n'$"),    # lab hot-plug listing
     re.compile(r"^find \S+ -maxdepth 1 -name 'virtio-\*' -printf '%l\\n'$"),       # lab: who uses a volume
-    re.compile(r"(?s)^sh -c '\npath=\$1 size=\$2\nhead .*isoadmin-sha "),               # verify reads a volume
+    re.compile(r"(?s)^sh -c '\nsha256\(\) \{[^}]*\}\n\npath=\$1 size=\$2\nhead .*isoadmin-sha "),  # verify reads a volume
 ]
 
 

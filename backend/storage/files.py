@@ -57,9 +57,26 @@ class FilesStorage(StorageDriver):
         self.directory = directory.rstrip("/")
         self.capacity = parse_size(settings.get("capacity", 0), f"dom0s.{dom0.name}.storage.capacity")
         self.unit = parse_size(settings.get("unit", 4 << 20), f"dom0s.{dom0.name}.storage.unit") or 1
+        self._metas: dict[str, dict] = {}
 
     def device_path(self, name: str) -> str:
         return f"{self.directory}/{name}.img"
+
+    def _decoded(self, text: str) -> dict:
+        """The metadata dict of one ``.meta`` line, parsed once per distinct text (a big dom0 lists
+        thousands at every refresh). The dict is shared between snapshots: treat it as read-only."""
+        meta = self._metas.get(text)
+        if meta is None:
+            try:
+                meta = json.loads(text)
+            except ValueError:
+                meta = None
+            if not isinstance(meta, dict):
+                meta = {"broken": text[:200]}
+            if len(self._metas) > 100_000:
+                self._metas.clear()
+            self._metas[text] = meta
+        return meta
 
     async def report(self) -> StorageReport:
         result = await self.host.run(script(_LIST, "isoadmin-volumes", self.directory))
@@ -75,11 +92,7 @@ class FilesStorage(StorageDriver):
                 sizes[fname[:-4]] = int(size)
             elif kind == "meta" and rest.startswith("./"):
                 fname, _, text = rest[2:].partition(":")
-                try:
-                    meta = json.loads(text)
-                except ValueError:
-                    meta = {"broken": text[:200]}
-                metas[fname[:-5]] = meta if isinstance(meta, dict) else {"broken": text[:200]}
+                metas[fname[:-5]] = self._decoded(text)
         if not fs_size and not sizes:
             raise HostError(self.host.name, f"cannot list {self.directory}")
         volumes = [
