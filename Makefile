@@ -14,13 +14,18 @@ APT_PACKAGES := python3-venv python3-dev libvirt-dev pkg-config gcc ipxe grub-re
 	openssh-server openssh-client openssh-sftp-server lvm2 libvirt-daemon libvirt-daemon-driver-qemu \
 	libvirt-clients qemu-system-x86 busybox-static cpio binutils procps util-linux dash
 
-.PHONY: run test system venv clean
+.PHONY: run test bench system venv clean
 
 run: venv
 	$(VENV)/bin/isoadmin --lab
 
 test: venv
 	$(PY) -m pytest -ra
+
+# Benchmarks (not part of `make test`): one line per figure; the figures also go to build/bench.json.
+bench: venv
+	mkdir -p build
+	$(PY) -m bench --json build/bench.json
 
 system:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \

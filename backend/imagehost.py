@@ -164,7 +164,7 @@ def _batches(paths: list[str]) -> list[list[str]]:
 
 async def read_headers(host: Host, paths: list[str], limit: int = 65536) -> dict[str, bytes]:
     """Read the first 64 KiB of each regular file in ``paths``: one command, or one per
-    :data:`HEADER_COMMAND_BYTES` of paths (two at a time) when there are thousands.
+    :data:`HEADER_COMMAND_BYTES` of paths (two at a time) when the paths are long or many.
 
     Files are opened without following symlinks and without blocking on fifos; an entry that is not a
     regular file (or cannot be read) gives ``b""``. A file shorter than 64 KiB comes back padded with NULs:

@@ -55,6 +55,30 @@ def usage(config, owner: str, volumes: list[Volume]) -> Usage:
     return u
 
 
+def owner_summary(config, owners: dict, uploads: list, volumes: list[Volume]) -> list[dict]:
+    """One row per owner in ``owners`` (name → :class:`~backend.models.Owner`), sorted by name: the owner's
+    JSON fields plus ``used`` and ``quota`` (bytes), ``pending`` uploads, ``cds`` (final volumes) and
+    ``vm_disks`` (counts). One pass over the uploads and the volumes, whatever the number of owners."""
+    use = {name: Usage(name, quota=quota_of(config, name)) for name in owners}
+    counts = {name: {"pending": 0, "cds": 0, "vm_disks": 0} for name in owners}
+    for u in uploads:
+        if u.owner in counts and u.state.value == "pending":
+            counts[u.owner]["pending"] += 1
+    for v in volumes:
+        if v.owner not in use:
+            continue
+        if v.namespace == "vmdisk":
+            use[v.owner].vm_disks += v.size
+            counts[v.owner]["vm_disks"] += 1
+        elif v.namespace == "final":
+            use[v.owner].cds += v.size
+            counts[v.owner]["cds"] += 1
+        elif v.namespace == "staging":
+            use[v.owner].staging += v.size
+    return [{**owners[name].to_json(), "used": use[name].used, "quota": use[name].quota, **counts[name]}
+            for name in sorted(owners)]
+
+
 def check(config, owner: str, volumes: list[Volume], adding: int) -> Usage:
     """Raise :class:`QuotaExceeded` when ``adding`` bytes would put ``owner`` over quota.
 

@@ -26,6 +26,8 @@ from .models import APPROVABLE, HostStatus, Owner, Upload, UploadState, Volume
 from .naming import volume_body
 from .ssh import CommandListener, Host
 from .state import JobRecord, StateStore
+
+HEADER_BATCH = 256  # at most this many headers per read command (16 MiB of output), two commands at a time
 from .storage import StorageDriver, make_storage
 
 
@@ -144,8 +146,8 @@ class Site:
     # ------------------------------------------------------------------ inventory
 
     async def refresh(self) -> Snapshot:
-        """Refresh every host concurrently: one listing command per host (plus one header read on an
-        image host when files are new or changed).
+        """Refresh every host concurrently: one listing command per host (plus, on an image host with new
+        or changed files, one header read per :data:`HEADER_BATCH` of them).
 
         Returns:
             the new :class:`Snapshot` (also kept as ``self.snapshot``). A host that fails is marked
@@ -250,10 +252,17 @@ class Site:
                 need.append(u)
         if not need:
             return
-        headers = await imagehost.read_headers(host, [u.path for u in need], HEADER_BYTES)
-        for u in need:
-            u.iso = inspect_header(headers.get(u.path, b"")[:u.size], u.size)  # a short file comes padded
-            self._headers[(u.host, u.path)] = ((u.size, u.mtime, u.inode), u.iso)
+        running = asyncio.Semaphore(2)
+
+        async def batch(part: list[Upload]) -> None:
+            async with running:
+                headers = await imagehost.read_headers(host, [u.path for u in part], HEADER_BYTES)
+            for u in part:
+                u.iso = inspect_header(headers.get(u.path, b"")[:u.size], u.size)  # a short file comes padded
+                self._headers[(u.host, u.path)] = ((u.size, u.mtime, u.inode), u.iso)
+
+        # in parts, each parsed as soon as it arrives: 10,000 new files are 640 MiB of headers
+        await asyncio.gather(*(batch(need[i:i + HEADER_BATCH]) for i in range(0, len(need), HEADER_BATCH)))
 
     async def _refresh_dom0(self, name: str) -> HostStatus:
         status = HostStatus(name, "dom0")

@@ -15,7 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import p1_import
+from . import p1_import, p2_inventory, p3_tui, p4_concurrency
+from .common import workdir
+from .labserver import LabProcess
 
 MiB = 1 << 20
 
@@ -25,11 +27,27 @@ async def main(args: argparse.Namespace) -> int:
     figures = []
     with tempfile.TemporaryDirectory(prefix="isoadmin-bench-", dir=args.dir) as tmp:
         base = Path(tmp)
-        if "P1" in only:
-            size = 4 * MiB if args.smoke else args.p1_size * MiB
-            for figure in await p1_import.run(base, size, 1 if args.smoke else args.rounds):
+        rounds = 1 if args.smoke else args.rounds
+
+        def show(new: list) -> None:
+            for figure in new:
                 print(figure.line(), flush=True)
                 figures.append(figure)
+
+        if "P1" in only:
+            show(await p1_import.run(base, 4 * MiB if args.smoke else args.p1_size * MiB, rounds))
+        if only & {"P2", "P3", "P4"}:
+            owners, uploads, volumes = (10, 200, 100) if args.smoke else (500, 10_000, 5_000)
+            dom0s = {f"dom0-{c}": "4 PiB" for c in "abcd"}
+            with LabProcess(workdir(base, "site") / "lab", dom0s) as server:
+                paths = p2_inventory.populate(server.layout, owners, uploads, volumes)
+                if "P2" in only:
+                    show(await p2_inventory.measure(server.config, paths, list(dom0s), owners, volumes, rounds))
+                if "P3" in only:
+                    show(await p3_tui.run(server.config, paths, uploads))
+                if "P4" in only:
+                    show(await p4_concurrency.run(server.config, server.layout.uploads_root,
+                                                  4 * MiB if args.smoke else args.p4_size * MiB, list(dom0s)))
     if args.json:
         Path(args.json).write_text(json.dumps({
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": platform.node(),
@@ -45,6 +63,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--smoke", action="store_true", help="tiny sizes, to check the suite runs")
     p.add_argument("--rounds", type=int, default=3, help="rounds per figure (default 3)")
     p.add_argument("--p1-size", type=int, default=1024, metavar="MIB", help="P1 upload size (default 1024)")
+    p.add_argument("--p4-size", type=int, default=256, metavar="MIB", help="P4 size of each upload (default 256)")
     p.add_argument("--dir", help="scratch folder (default: the system's temp dir; P1 needs 4 × the size)")
     return p.parse_args(argv)
 

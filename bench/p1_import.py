@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pycdlib
 
-from backend.lab import Lab
 from backend.site import Site
 
 from .common import Figure, ratio_figure, timed, workdir
+from .labserver import LabProcess
 
 MiB = 1 << 20
 
@@ -71,35 +71,33 @@ async def run(base: Path, size: int, rounds: int) -> list[Figure]:
         AssertionError: an import did not land the upload's bytes.
     """
     here = workdir(base, "p1")
-    lab = Lab(here / "lab", dom0s={"dom0-a": "64 GiB"}, seeded=False, settle_seconds=0)
-    config = await lab.start()
-    (lab.uploads_root / "alice").mkdir()
-    upload = lab.uploads_root / "alice" / "big.iso"
-    expected = make_big_iso(upload, size)
-    size = upload.stat().st_size
-    volumes = lab.volumes_dir("dom0-a")
-    site = Site(config, approver="bench")
-    raw, naive, ours = [], [], []
-    try:
-        for _ in range(rounds):
-            target = volumes / "baseline.img"
-            raw.append(timed(["dd", f"if={upload}", f"of={target}", "bs=4M", "conv=fsync", "status=none"]))
-            target.unlink()
-            naive.append(timed(["dd", f"if={upload}", f"of={target}", "bs=4M", "conv=fsync", "status=none"])
-                         + timed(["sha256sum", str(upload)]) + timed(["sha256sum", str(target)]))
-            target.unlink()
-            await site.refresh()
-            plan = await site.plan("alice/big.iso")
-            t = time.perf_counter()
-            job = await site.approve(plan)
-            ours.append(time.perf_counter() - t)
-            assert job.state == "done" and job.sha256 == expected, f"import landed {job.sha256}"
-            assert sha256_of(volumes / f"{job.final}.img", size) == expected
-            await site.refresh()
-            await site.delete_volume(f"dom0-a:{job.final}")
-    finally:
-        await site.close()
-        await lab.stop()
+    with LabProcess(here / "lab", {"dom0-a": "64 GiB"}) as server:
+        (server.layout.uploads_root / "alice").mkdir()
+        upload = server.layout.uploads_root / "alice" / "big.iso"
+        expected = make_big_iso(upload, size)
+        size = upload.stat().st_size
+        volumes = server.layout.volumes_dir("dom0-a")
+        site = Site(server.config, approver="bench")
+        raw, naive, ours = [], [], []
+        try:
+            for _ in range(rounds):
+                target = volumes / "baseline.img"
+                raw.append(timed(["dd", f"if={upload}", f"of={target}", "bs=4M", "conv=fsync", "status=none"]))
+                target.unlink()
+                naive.append(timed(["dd", f"if={upload}", f"of={target}", "bs=4M", "conv=fsync", "status=none"])
+                             + timed(["sha256sum", str(upload)]) + timed(["sha256sum", str(target)]))
+                target.unlink()
+                await site.refresh()
+                plan = await site.plan("alice/big.iso")
+                t = time.perf_counter()
+                job = await site.approve(plan)
+                ours.append(time.perf_counter() - t)
+                assert job.state == "done" and job.sha256 == expected, f"import landed {job.sha256}"
+                assert sha256_of(volumes / f"{job.final}.img", size) == expected
+                await site.refresh()
+                await site.delete_volume(f"dom0-a:{job.final}")
+        finally:
+            await site.close()
     detail = f"{size / MiB:.0f} MiB ISO, {rounds} rounds, medians"
     return [
         ratio_figure("P1 import vs raw dd", ours, raw, "s", 1.25, detail=detail + "; dd bs=4M conv=fsync"),

@@ -1,4 +1,4 @@
-"""P2: the inventory of a big site — 10,000 uploads under 500 owners, 5,000 volumes on 4 dom0s.
+"""P2: the inventory of a big site — 10,000 uploads under 500 owners, 5,000 volumes on 4 dom0s (``make bench``).
 
 Figures:
 
@@ -27,8 +27,7 @@ from backend.lab import Lab, make_iso
 from backend.site import Site
 from backend.storage.base import encode_meta
 
-from .common import Figure, ratio_figure, workdir
-from .labserver import LabProcess
+from .common import Figure, ratio_figure
 
 MiB = 1 << 20
 
@@ -87,18 +86,11 @@ async def sftp_walk(site: Site, root: str, headers: bool) -> float:
     return time.perf_counter() - t
 
 
-async def run(base: Path, owners: int = 500, uploads: int = 10_000, volumes: int = 5_000,
-              rounds: int = 3) -> tuple[list[Figure], Path, dict]:
-    """Measure P2 against a lab served by another process. Returns the figures, the lab folder (kept
-    for P3) and the lab's dom0 capacities."""
-    here = workdir(base, "p2")
-    dom0s = {f"dom0-{c}": "4 PiB" for c in "abcd"}
-    with LabProcess(here / "lab", dom0s) as server:
-        paths = populate(server.layout, owners, uploads, volumes)
-        return await _measure(server.config, paths, dom0s, owners, uploads, volumes, rounds), here / "lab", dom0s
-
-
-async def _measure(config, paths, dom0s, owners, uploads, volumes, rounds) -> list[Figure]:
+async def measure(config, paths: list[Path], dom0s: list[str], owners: int, volumes: int,
+                  rounds: int) -> list[Figure]:
+    """Measure P2 on a site whose lab serves the :func:`populate`d uploads ``paths`` from another
+    process (:class:`~bench.labserver.LabProcess`)."""
+    uploads = len(paths)
     sent: list = []
     site = Site(config, listeners=[sent.append])
     root = config.image_hosts["imagehost"].uploads_root

@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-from textual.widgets import DataTable, Input
+from textual.widgets import Input
 
 
 class FilterMixin:
-    """For a screen with one hidden ``Input`` (the filter box) and one ``DataTable``.
+    """For a screen with one hidden ``Input`` (the filter box) and one table, the screen's ``AUTO_FOCUS``.
 
     The screen sets ``filter_text`` from the box and redraws with ``update_view()``.
     """
@@ -24,11 +24,11 @@ class FilterMixin:
         self.update_view()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.query_one(DataTable).focus()
+        self.query_one(self.AUTO_FOCUS).focus()
 
     def action_clear_filter(self) -> None:
         box = self.query_one(Input)
         if box.display:
             box.value = ""
             box.display = False
-            self.query_one(DataTable).focus()
+            self.query_one(self.AUTO_FOCUS).focus()

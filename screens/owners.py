@@ -12,7 +12,6 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from backend import quota
-from backend.models import UploadState
 
 COLUMNS = {"owner": "Owner", "group": "Group", "may act": "May act", "quota": "Quota", "pending": "Pending",
            "cds": "CD volumes", "vm disks": "VM disks"}
@@ -60,20 +59,24 @@ class OwnersScreen(Screen):
         if result is not None:
             await result
 
+    _shown_for = None  # (snapshot, as_user) the table shows
+
     def update_view(self) -> None:
+        """Rebuild the rows when the snapshot (or the user viewed as) changed since the last time."""
         snap, site = self.app.snapshot, self.app.site
+        if self._shown_for is not None and self._shown_for[0] is snap and self._shown_for[1] == site.as_user:
+            return
+        self._shown_for = (snap, site.as_user)
         who = f"as {site.as_user}: " if site.as_user else ""
         self.query_one("#owners-note", Static).update(f"{who}{len(snap.owners)} owner(s)")
         table = self.query_one("#owners", DataTable)
         row = table.cursor_row
         table.clear()
-        for name, owner in sorted(snap.owners.items()):
-            use = quota.usage(site.config, name, snap.volumes)
+        for r in quota.owner_summary(site.config, snap.owners, snap.uploads, snap.volumes):
+            name = r["name"]
             table.add_row(
-                name, owner.group, ", ".join(sorted(owner.members - {name})) or "—", quota_bar(use.used, use.quota),
-                str(sum(1 for u in snap.uploads if u.owner == name and u.state == UploadState.PENDING)),
-                str(sum(1 for v in snap.volumes if v.owner == name and v.namespace == "final")),
-                str(sum(1 for v in snap.volumes if v.owner == name and v.namespace == "vmdisk")), key=name)
+                name, r["group"], ", ".join(sorted(set(r["members"]) - {name})) or "—",
+                quota_bar(r["used"], r["quota"]), str(r["pending"]), str(r["cds"]), str(r["vm_disks"]), key=name)
         if table.row_count:
             table.move_cursor(row=min(row, table.row_count - 1))
 

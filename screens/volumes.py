@@ -1,4 +1,5 @@
-"""Volumes screen: each dom0's capacity and free space, and its volumes grouped by namespace."""
+"""Volumes screen: each dom0's capacity and free space, and its volumes grouped by namespace; ``/``
+filters them."""
 
 from __future__ import annotations
 
@@ -9,15 +10,18 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import Footer, Header, Input, Static
 
 from backend import catalog
 from backend.errors import IsoadminError
 from backend.models import Volume
 
+from .filtering import FilterMixin
 from .modals import ConfirmText, Details
+from .vtable import VirtualTable
 
-COLUMNS = ("dom0", "namespace", "name", "owner", "upload", "size", "sha256")
+COLUMNS = (("dom0", "Dom0"), ("namespace", "Namespace"), ("name", "Name"), ("owner", "Owner"),
+           ("upload", "Upload"), ("size", "Size"), ("sha256", "sha256"))
 ORDER = {"staging": 0, "final": 1, "vmdisk": 2, "other": 3}
 NS_STYLE = {"staging": "bold cyan", "final": "green", "vmdisk": "", "other": "dim"}
 
@@ -49,13 +53,16 @@ def volume_cells(v: Volume) -> tuple:
             humanize.naturalsize(v.size, binary=True), (v.sha256[:12] + "…") if v.sha256 else "")
 
 
-class VolumesScreen(Screen):
-    """Volumes of every dom0 (staging first, then final, then the rest), updated in place by key."""
+class VolumesScreen(FilterMixin, Screen):
+    """Volumes of every dom0 (staging first, then final, then the rest) in a :class:`VirtualTable`; the
+    cursor stays on its volume across refreshes."""
 
     AUTO_FOCUS = "#volumes"
     BINDINGS = [Binding("enter", "details", "Details", id="volume-details"),
                 Binding("v", "verify", "Verify", id="verify"),
-                Binding("D", "delete", "Delete", id="delete-volume")]
+                Binding("D", "delete", "Delete", id="delete-volume"),
+                Binding("slash", "filter", "Filter", id="volume-filter"),
+                Binding("escape", "clear_filter", "Clear filter", show=False)]
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         if action == "delete" and self.app.read_only:
@@ -63,7 +70,7 @@ class VolumesScreen(Screen):
         return True
 
     def _selected(self) -> Volume | None:
-        key = self._cursor_key(self.query_one("#volumes", DataTable))
+        key = self.query_one("#volumes", VirtualTable).cursor_key
         return next((v for v in self.app.snapshot.volumes if f"{v.dom0}\0{v.name}" == key), None)
 
     def action_verify(self) -> None:
@@ -107,57 +114,48 @@ class VolumesScreen(Screen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.shown: dict[str, tuple] = {}
+        self._rows: list[tuple[str, tuple, str]] = []  # (key, cells, filter text), in table order
+        self._rows_of = None  # the snapshot _rows were computed from
+        self._shown_for = None  # (snapshot, filter) the table shows
 
     def compose(self) -> ComposeResult:
         yield Header()
         with Vertical(id="body"):
             yield Static(id="capacity", classes="hosts")
-            table = DataTable(id="volumes", cursor_type="row", zebra_stripes=True)
-            for name in COLUMNS:
-                table.add_column(name.title() if name != "sha256" else "sha256", key=name)
-            yield table
+            yield Input(placeholder="filter: dom0, namespace, name, owner or upload", id="volume-filter")
+            yield VirtualTable(COLUMNS, id="volumes")
         yield Footer()
 
     def on_mount(self) -> None:
+        self.query_one("#volume-filter", Input).display = False
         self.update_view()
 
     def on_screen_resume(self) -> None:
         self.update_view()
 
-    async def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        """``enter`` on a row (the table takes the key itself, so its message is the trigger)."""
+    async def on_virtual_table_row_selected(self, event: VirtualTable.RowSelected) -> None:
+        """``enter`` on a row."""
         event.stop()
         result = self.action_details()
         if result is not None:
             await result
 
     def update_view(self) -> None:
+        """Bring the table in line with the snapshot and the filter (nothing to do when neither changed)."""
         snapshot = self.app.snapshot
-        self.query_one("#capacity", Static).update(capacity_line(snapshot))
-        table = self.query_one("#volumes", DataTable)
-        volumes = sorted(snapshot.volumes, key=lambda v: (ORDER.get(v.namespace, 9), v.dom0, v.name))
-        wanted = {f"{v.dom0}\0{v.name}": volume_cells(v) for v in volumes}
-        if list(wanted) != list(self.shown):
-            # membership or order changed: rebuild, keeping the cursor on the same volume
-            current = self._cursor_key(table)
-            table.clear()
-            for key, cells in wanted.items():
-                table.add_row(*cells, key=key)
-            if current in wanted:
-                table.move_cursor(row=list(wanted).index(current))
-        else:
-            for key, cells in wanted.items():
-                for column, (before, after) in zip(COLUMNS, zip(self.shown[key], cells)):
-                    if before != after:
-                        table.update_cell(key, column, after)
-        self.shown = wanted
-
-    @staticmethod
-    def _cursor_key(table: DataTable) -> str | None:
-        if not table.row_count:
-            return None
-        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        if self._shown_for is not None and self._shown_for[0] is snapshot and self._shown_for[1] == self.filter_text:
+            return
+        if self._rows_of is not snapshot:
+            self.query_one("#capacity", Static).update(capacity_line(snapshot))
+            volumes = sorted(snapshot.volumes, key=lambda v: (ORDER.get(v.namespace, 9), v.dom0, v.name))
+            self._rows = [(f"{v.dom0}\0{v.name}", volume_cells(v),
+                           f"{v.dom0} {v.namespace} {v.name} {v.owner} {v.upload}".lower()) for v in volumes]
+            self._rows_of = snapshot
+            self._widths = self.query_one("#volumes", VirtualTable).column_widths([(k, c) for k, c, _ in self._rows])
+        text = self.filter_text.lower()
+        self.query_one("#volumes", VirtualTable).set_rows(
+            [(key, cells) for key, cells, hay in self._rows if not text or text in hay], self._widths)
+        self._shown_for = (snapshot, self.filter_text)
 
     def action_details(self) -> None:
         v = self._selected()

@@ -8,6 +8,7 @@ from backend.site import Site
 from screens.modals import ConfirmApprove, ConfirmNonIso, RejectReason
 from screens.uploads import UploadsScreen
 from screens.volumes import VolumesScreen
+from screens.vtable import VirtualTable
 from textual.widgets import DataTable
 from tui.app import IsoadminApp
 
@@ -28,7 +29,7 @@ async def wait_for(pilot, predicate, timeout: float = 20.0) -> None:
 async def select(pilot, app: IsoadminApp, key: str) -> None:
     """Move the Uploads cursor to the row of upload ``OWNER/FILE`` with the arrow keys."""
     await wait_for(pilot, lambda: app.refreshes > 0)
-    table = app.screen.query_one("#uploads", DataTable)
+    table = app.screen.query_one("#uploads", VirtualTable)
     rows = [tuple(table.get_row_at(i)[:2]) for i in range(table.row_count)]
     target = rows.index(tuple(key.split("/", 1)))
     await pilot.press(*(["up"] * table.row_count), *(["down"] * target))
@@ -57,8 +58,8 @@ async def test_approve_from_the_keyboard_end_to_end(lab):
         assert len(job_views) == 1 and "done" in str(app.screen.query_one(".job-status").render())
         await pilot.press("3")
         await wait_for(pilot, lambda: isinstance(app.screen, VolumesScreen) and
-                       app.screen.query_one("#volumes", DataTable).row_count == 1)
-        row = app.screen.query_one("#volumes", DataTable).get_row_at(0)
+                       app.screen.query_one("#volumes", VirtualTable).row_count == 1)
+        row = app.screen.query_one("#volumes", VirtualTable).get_row_at(0)
         assert (row[0], str(row[1]), row[3], row[4]) == ("dom0-a", "final", "alice", "ipxe.iso")
         assert row[2] == plan.final
     await site.close()
@@ -98,7 +99,7 @@ async def test_reject_with_a_reason_keeps_the_file(lab):
         assert isinstance(app.screen, RejectReason)
         await pilot.press(*"not bootable", "enter")
         await wait_for(pilot, lambda: state_cell(app, "alice/tools.iso") == "rejected")
-        table = app.screen.query_one("#uploads", DataTable)
+        table = app.screen.query_one("#uploads", VirtualTable)
         assert str(table.get_cell(f"imagehost\0{lab.uploads_root}/alice/tools.iso", "state")) == "rejected"
     await site.close()
     assert (lab.uploads_root / "alice" / "tools.iso").stat().st_size == 51200
@@ -127,7 +128,7 @@ async def test_filter_and_host_down(lab):
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.refreshes > 0)
         await pilot.press("slash", *"carol")
-        table = app.screen.query_one("#uploads", DataTable)
+        table = app.screen.query_one("#uploads", VirtualTable)
         await wait_for(pilot, lambda: table.row_count == 2)
         await pilot.press("escape")
         await wait_for(pilot, lambda: table.row_count > 2)
@@ -212,8 +213,8 @@ async def test_owners_and_hosts_screens(lab):
         assert "0 Bytes / 64.0 MiB" in str(table.get_cell("bob", "quota"))
         await pilot.press("down", "enter")
         await wait_for(pilot, lambda: isinstance(app.screen, UploadsScreen) and
-                       {r[0] for r in map(app.screen.query_one("#uploads", DataTable).get_row_at,
-                                          range(app.screen.query_one("#uploads", DataTable).row_count))} == {"bob"})
+                       {r[0] for r in map(app.screen.query_one("#uploads", VirtualTable).get_row_at,
+                                          range(app.screen.query_one("#uploads", VirtualTable).row_count))} == {"bob"})
         await pilot.press("enter")  # details of the selected upload
         await wait_for(pilot, lambda: type(app.screen).__name__ == "Details")
         assert app.screen.title_text.startswith("Upload bob/")
@@ -237,10 +238,15 @@ async def test_volumes_verify_and_delete(lab):
     site = Site(lab.config)
     await site.refresh()
     job = await site.approve(await site.plan("alice/ipxe.iso"))
+    await site.approve(await site.plan("bob/rescue-boot.iso"))
     app = IsoadminApp(site, lab=lab)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.refreshes > 0)
-        await pilot.press("3", "v")
+        await pilot.press("3", "slash", *"ipxe", "enter")  # the filter leaves alice's volume only
+        table = app.screen.query_one("#volumes", VirtualTable)
+        await wait_for(pilot, lambda: table.row_count == 1)
+        assert table.get_row_at(0)[2] == job.final
+        await pilot.press("v")
         await wait_for(pilot, lambda: any("sha256 matches" in n.message for n in app._notifications))
         image = lab.volumes_dir("dom0-a") / f"{job.final}.img"
         with open(image, "r+b") as f:

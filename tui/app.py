@@ -10,6 +10,7 @@ from __future__ import annotations
 from textual import work
 from textual.app import App
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.message import Message
 
 from backend.errors import IsoadminError
@@ -128,7 +129,10 @@ class IsoadminApp(App[int]):
     def _update_screen(self) -> None:
         update = getattr(self.screen, "update_view", None)
         if update is not None:
-            update()
+            try:
+                update()
+            except NoMatches:
+                pass  # the screen is being taken down (the console is quitting): nothing to show
 
     def action_view_as(self) -> None:
         """Ask whose view to show (as ``--as USER``); empty shows every owner again."""

@@ -168,7 +168,7 @@ async def cmd_list(site: Site, args: argparse.Namespace) -> int:
                 [v.dom0, v.namespace, v.name, v.owner, v.upload, _size(v.size), v.sha256[:16]]
                 for v in sorted(snap.volumes, key=lambda v: (v.dom0, v.namespace, v.name))])
     elif args.command == "owners":
-        rows = owner_rows(site, snap)
+        rows = quota.owner_summary(site.config, snap.owners, snap.uploads, snap.volumes)
         if args.json:
             _print_json(rows)
         else:
@@ -185,18 +185,6 @@ async def cmd_list(site: Site, args: argparse.Namespace) -> int:
                  _size(h.storage.free) if h.storage else "", _size(h.storage.capacity) if h.storage else ""]
                 for h in snap.hosts])
     return 0 if all(h.up for h in snap.hosts) else 3
-
-
-def owner_rows(site: Site, snap) -> list[dict]:
-    """One row per owner shown: who may act, quota use (bytes), pending uploads, CD volumes, VM disks."""
-    rows = []
-    for name, owner in sorted(snap.owners.items()):
-        use = quota.usage(site.config, name, snap.volumes)
-        rows.append({**owner.to_json(), "used": use.used, "quota": use.quota,
-                     "pending": sum(1 for u in snap.uploads if u.owner == name and u.state.value == "pending"),
-                     "cds": sum(1 for v in snap.volumes if v.owner == name and v.namespace == "final"),
-                     "vm_disks": sum(1 for v in snap.volumes if v.owner == name and v.namespace == "vmdisk")})
-    return rows
 
 
 async def cmd_jobs(site: Site, args: argparse.Namespace) -> int:

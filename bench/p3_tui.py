@@ -1,0 +1,138 @@
+"""P3: the console with the P2 inventory loaded (10,000 uploads, 5,000 volumes), driven by Textual's Pilot.
+
+Figures: first paint (app start → the Uploads table holds every upload, rendered); key press → repaint at
+the 95th percentile for cursor moves, filter keystrokes and screen switches; rows touched by a refresh
+where 1 % of the uploads changed; the console's peak RSS. A repaint is timed from the key press to the end
+of the screen's next compositor update (what Pilot's ``pause`` also triggers).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import time
+from pathlib import Path
+
+from textual import events
+from textual.app import App
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header
+
+from backend.site import Site
+from tui.app import IsoadminApp
+
+from .common import Figure, percentile
+
+SIZE = (160, 50)
+
+
+async def timed_keys(pilot, app, keys: list[str]) -> list[float]:
+    """Send each key as the terminal driver would, wait until every widget has handled what it caused,
+    force the repaint; return seconds per key.
+
+    Pilot's own ``press`` sleeps until the process looks idle (tens of ms on purpose), so it is not used
+    for timing. Three rounds of "every widget has processed its queue" cover key → binding → message →
+    handler chains.
+    """
+    out = []
+    for key in keys:
+        char = key if len(key) == 1 else None
+        t = time.perf_counter()
+        app._driver.send_message(events.Key(key, char))
+        for _ in range(3):
+            await pilot._wait_for_screen()
+        app.screen._on_timer_update()
+        out.append(time.perf_counter() - t)
+        if os.environ.get("BENCH_DEBUG"):
+            print(f"{key!r} {out[-1] * 1000:.1f} ms", flush=True)
+    return out
+
+
+class _BaselineScreen(Screen):
+    BINDINGS = [Binding(k, "noop", k.upper()) for k in "abcdef"]
+
+    def compose(self):
+        yield Header()
+        table = DataTable(cursor_type="row", zebra_stripes=True)
+        table.add_columns(*"abcdefg")
+        table.add_rows([(f"r{i}",) * 7 for i in range(50)])
+        yield table
+        yield Footer()
+
+
+class BaselineApp(App):
+    """The baseline of P3: Textual alone at the same size — two modes, each a Header, a 50-row DataTable
+    and a Footer, switched by ``1`` and ``2``; what any Textual app pays on this machine."""
+
+    MODES = {"one": _BaselineScreen, "two": _BaselineScreen}
+    DEFAULT_MODE = "one"
+    BINDINGS = [Binding("1", "switch_mode('one')", "One"), Binding("2", "switch_mode('two')", "Two")]
+
+
+async def baseline() -> tuple[float, list[float], list[float]]:
+    """First paint, cursor-move and screen-switch times of :class:`BaselineApp` (seconds)."""
+    app = BaselineApp()
+    t = time.perf_counter()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0)
+        app.screen._on_timer_update()
+        first = time.perf_counter() - t
+        await pilot.press("2", "1")
+        moves = await timed_keys(pilot, app, ["down"] * 40)
+        switches = await timed_keys(pilot, app, ["2", "1"] * 8)
+    return first, moves, switches
+
+
+async def run(config, paths: list[Path], uploads: int) -> list[Figure]:
+    """Measure P3 on a site whose lab is already serving (see :mod:`bench.p2_inventory`)."""
+    site = Site(config)
+    await site.refresh()  # the inventory is loaded: headers read, as in a running console
+    app = IsoadminApp(site, refresh_seconds=3600)
+    t = time.perf_counter()
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one("#uploads")
+        while table.row_count < uploads:
+            await pilot.pause(0.01)
+        app.screen._on_timer_update()
+        first_paint = time.perf_counter() - t
+        moves = await timed_keys(pilot, app, ["down"] * 40 + ["pagedown"] * 10 + ["up"] * 40 + ["end", "home"])
+        await pilot.press("slash")
+        filtering = await timed_keys(pilot, app, list("owner0042") + ["backspace"] * 9)
+        await pilot.press("escape")
+        switches = await timed_keys(pilot, app, ["2", "1", "3", "1", "6", "1", "7", "1"] * 2)
+        for path in paths[::100]:
+            os.utime(path)
+        before = app.refreshes
+        await pilot.press("ctrl+r")
+        while app.refreshes == before:
+            await pilot.pause(0.01)
+        touched = app.screen.last_update
+    await site.close()
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    base_first, base_moves, base_switches = await baseline()
+    changed = len(paths[::100])
+
+    def keys_figure(name: str, ours: list[float], base: list[float] | None) -> Figure:
+        p95 = percentile(ours, 95) * 1000
+        figure = Figure(f"P3 key → repaint p95 ({name})", p95, "ms", "≤ 50 ms", p95 <= 50,
+                        detail=f"median {statistics.median(ours) * 1000:.1f} ms over {len(ours)} keys")
+        if base:
+            figure.baseline = percentile(base, 95) * 1000
+            figure.ratio = p95 / figure.baseline
+            figure.detail += "; baseline: the same keys in a bare Textual app"
+        return figure
+
+    return [
+        Figure(f"P3 first paint ({uploads:,} rows)", first_paint, "s", "≤ 1 s", first_paint <= 1, base_first,
+               first_paint / base_first, "app start → every upload in the table (one refresh included); "
+               "baseline: a bare Textual app's first paint"),
+        keys_figure("cursor", moves, base_moves),
+        keys_figure("filter", filtering, None),
+        keys_figure("switch", switches, base_switches),
+        keys_figure("all keys", moves + filtering + switches, None),
+        Figure("P3 rows updated by a 1 % refresh", touched[1], "", f"≈ {changed}", touched[1] <= changed * 1.1,
+               detail=f"added {touched[0]}, updated {touched[1]}, removed {touched[2]}"),
+        Figure("P3 peak RSS", rss, "MB", "≤ 200 MB", rss <= 200, detail="the console process; hosts elsewhere"),
+    ]
