@@ -28,11 +28,6 @@ now=$(stat -c '%i %s %Y' -- "$path" 2>/dev/null) || { echo "gone" >&2; exit 3; }
 rm -f -- "$path"
 """
 
-_SHA = imagehost.SHA256_SH + r"""
-path=$1 size=$2
-head -c "$size" -- "$path" | sha256
-"""
-
 
 @dataclass
 class GcItem:
@@ -142,7 +137,9 @@ async def verify_volume(site, ref: str) -> Volume:
     size = vol.meta.get("size")
     if not vol.sha256 or not isinstance(size, int):
         raise NotFound(f"{ref}: no recorded sha256 and size to verify against")
-    result = await site.hosts[vol.dom0].run(script(_SHA, "isoadmin-sha", vol.path, str(size)), timeout=None)
+    # the same read as an import's verify (from the disk, not the page cache), run on the dom0
+    result = await site.hosts[vol.dom0].run(script(imagehost.VERIFY_SCRIPT, "isoadmin-sha", vol.path, str(size)),
+                                            timeout=None)
     now = result.stdout.decode("ascii", "replace").split()[0] if result.stdout.strip() else ""
     target = f"{vol.dom0}:{vol.name}"
     if now != vol.sha256:

@@ -25,7 +25,7 @@ from .ssh import Host
 KINDS = {"f": "file", "d": "directory", "l": "symlink", "p": "fifo", "s": "socket", "b": "block", "c": "char"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """One line of the uploads listing.
 
@@ -282,13 +282,13 @@ exec 3>&1
 printf 'after %s\n' "$(stat -c '%F %s %i %h %Y' -- "$src")"
 """
 
-# Whole 4 MiB blocks are read (O_DIRECT reads must be aligned; a volume is allocated in 4 MiB units or
-# LVM extents) and ``head -c`` keeps the upload's bytes.
-_VERIFY = SHA256_SH + r"""
-dst=$1 size=$2 blocks=$3
-flag=
-if dd if="$dst" of=/dev/null bs=4096 count=1 iflag=direct 2>/dev/null; then flag=iflag=direct; fi
-dd if="$dst" bs=4M count="$blocks" $flag 2>/dev/null | head -c "$size" | sha256
+# The verify must read what the disk holds, not what the page cache remembers: ``iflag=nocache count=0``
+# drops the device's cached pages first (GNU dd, posix_fadvise DONTNEED; they are clean after the copy's
+# fsync), then a plain read with the kernel's readahead takes exactly the upload's bytes (``count_bytes``).
+VERIFY_SCRIPT = SHA256_SH + r"""
+dst=$1 size=$2
+dd if="$dst" iflag=nocache count=0 status=none 2>/dev/null
+dd if="$dst" bs=4M count="$size" iflag=count_bytes status=none | sha256
 """
 
 _PROGRESS = re.compile(rb"(\d+) bytes")
@@ -392,15 +392,15 @@ async def copy(host: Host, src: str, dst: str, on_progress: ProgressCallback,
 
 
 async def verify(host: Host, dst: str, size: int) -> str:
-    """Re-read the first ``size`` bytes of ``dst`` inside the image host (O_DIRECT where supported).
+    """Re-read the first ``size`` bytes of ``dst`` inside the image host, from the disk (its cached pages
+    dropped first).
 
     Returns:
         their sha256 (hex).
     Raises:
         HostError, CommandFailed.
     """
-    blocks = max(1, -(-size // (4 << 20)))
-    result = await host.run(script(_VERIFY, "isoadmin-verify", dst, str(size), str(blocks)), timeout=None)
+    result = await host.run(script(VERIFY_SCRIPT, "isoadmin-verify", dst, str(size)), timeout=None)
     m = _SHA.match(result.stdout)
     if not m:
         raise HostError(host.name, f"verify of {dst} printed no checksum")

@@ -23,7 +23,7 @@ class UploadState(str, enum.Enum):
 APPROVABLE = {UploadState.PENDING, UploadState.FAILED, UploadState.REJECTED}
 
 
-@dataclass
+@dataclass(slots=True)
 class Upload:
     """One entry of an owner's upload folder on an image host.
 
@@ -64,7 +64,7 @@ class Upload:
         }
 
 
-@dataclass
+@dataclass(slots=True)
 class Volume:
     """A volume on a dom0's storage (a sparse file for ``files``, an LV for ``lvm``).
 

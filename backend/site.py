@@ -6,6 +6,7 @@ This is the backend's front door; the TUI and the CLI use nothing else for host 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import getpass
 import os
 import socket
@@ -141,6 +142,7 @@ class Site:
         self._headers: dict[tuple[str, str], tuple[tuple, IsoFacts]] = {}
         self._seen: dict[tuple[str, str], tuple[int, float]] = {}
         self._listings: dict[str, imagehost.ListingCache] = {}  # image host → entries parsed before
+        self._parser = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="isoadmin-parse")
         self.host_clock: dict[str, tuple[float, float]] = {}  # image host → (its clock, ours) at the last listing
 
     # ------------------------------------------------------------------ inventory
@@ -166,14 +168,23 @@ class Site:
             if status.storage:
                 snap.volumes.extend(status.storage.volumes)
         snap.jobs = self.store.jobs()
+        await self._off_loop(self._finish, snap)
+        self.snapshot = snap
+        return snap
+
+    async def _off_loop(self, fn, *args):
+        """Run ``fn(*args)`` in the site's one parsing thread: a big site's listings take a few hundred
+        milliseconds of Python, which must not stall the caller's event loop (the console's keys). One
+        thread, so two refreshes never parse at once."""
+        return await asyncio.get_running_loop().run_in_executor(self._parser, fn, *args)
+
+    def _finish(self, snap: Snapshot) -> None:
         self._assign_states(snap)
         if self.as_user is not None:
             snap.uploads = [u for u in snap.uploads if u.owner and self.may_act_for(u.owner)]
             snap.volumes = [v for v in snap.volumes if v.owner and self.may_act_for(v.owner)]
             snap.jobs = [j for j in snap.jobs if self.may_act_for(j.owner)]
         snap.owners = {k: o for k, o in self.owners.items() if self.may_act_for(k)}
-        self.snapshot = snap
-        return snap
 
     async def _refresh_image_host(self, name: str) -> tuple[HostStatus, list[Upload]]:
         ih = self.config.image_hosts[name]
@@ -188,10 +199,7 @@ class Site:
                 if lines:
                     raise HostError(name, f"cannot list uploads root {ih.uploads_root}: {lines[0][:200]}") from None
                 raise
-            listing = imagehost.parse_listing(result.stdout, self._listings.setdefault(name, imagehost.ListingCache()))
-            self.host_clock[name] = (listing.now, time.time())
-            self._owners(name, listing)
-            uploads = self._uploads(name, ih.uploads_root, listing.entries, listing.now)
+            uploads = await self._off_loop(self._parse_listing, name, ih.uploads_root, result.stdout)
             await self._read_headers(host, uploads)
             status.up = True
         except IsoadminError as exc:
@@ -200,6 +208,12 @@ class Site:
         status.latency = time.monotonic() - started
         status.checked = time.time()
         return status, uploads
+
+    def _parse_listing(self, name: str, root: str, stdout: bytes) -> list[Upload]:
+        listing = imagehost.parse_listing(stdout, self._listings.setdefault(name, imagehost.ListingCache()))
+        self.host_clock[name] = (listing.now, time.time())
+        self._owners(name, listing)
+        return self._uploads(name, root, listing.entries, listing.now)
 
     def _owners(self, host: str, listing: imagehost.Listing) -> None:
         for owner in [k for k, o in self.owners.items() if o.host == host]:
@@ -585,8 +599,9 @@ class Site:
         return sorted(jobs.values(), key=lambda j: j.created)
 
     async def close(self) -> None:
-        """Close every SSH connection."""
+        """Close every SSH connection (and the parsing thread)."""
         await asyncio.gather(*(h.close() for h in self.hosts.values()), return_exceptions=True)
+        self._parser.shutdown(wait=False)
 
 
 def _process_alive(pid: int) -> bool:

@@ -83,6 +83,7 @@ class UploadsScreen(FilterMixin, Screen):
         self._rows: list[tuple[str, tuple, str]] = []  # (key, cells, filter text), sorted
         self._rows_of = None  # the snapshot _rows were computed from
         self._shown_for = None  # (snapshot, filter) the table shows
+        self._cell_cache: dict[str, tuple] = {}  # row key → (what the cells show, when computed, cells)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -127,9 +128,11 @@ class UploadsScreen(FilterMixin, Screen):
         if self._rows_of is snapshot:
             return
         now = time.time()
-        rows = [(row_key(u), upload_cells(u, now), f"{u.owner}/{u.name} {u.state.value}".lower())
+        rows = [(row_key(u), self._cells(u, now), f"{u.owner}/{u.name} {u.state.value}".lower())
                 for u in sorted(snapshot.uploads, key=lambda u: (u.owner, u.name, u.host))]
         cells = {key: c for key, c, _ in rows}
+        for key in [k for k in self._cell_cache if k not in cells]:
+            del self._cell_cache[key]  # gone from the image host
         added = sum(1 for key in cells if key not in self.shown)
         updated = sum(1 for key, c in cells.items() if key in self.shown and self.shown[key] != c)
         removed = sum(1 for key in self.shown if key not in cells)
@@ -137,6 +140,17 @@ class UploadsScreen(FilterMixin, Screen):
             self.last_update = (added, updated, removed)
         self.shown, self._rows, self._rows_of = cells, rows, snapshot
         self._widths = self.query_one("#uploads", VirtualTable).column_widths([(k, c) for k, c, _ in rows])
+
+    def _cells(self, u: Upload, now: float) -> tuple:
+        """The upload's cells, reused from the last snapshot when nothing shown changed; the age is
+        recomputed once it may read differently (after a twentieth of it, at least every 10 s)."""
+        inputs = (u.size, u.mtime, u.state, u.reason, u.iso)
+        cached = self._cell_cache.get(row_key(u))
+        if cached and cached[0] == inputs and now - cached[1] < max(10.0, (now - u.mtime) / 20):
+            return cached[2]
+        cells = upload_cells(u, now)
+        self._cell_cache[row_key(u)] = (inputs, now, cells)
+        return cells
 
     def update_view(self) -> None:
         """Bring the table in line with the app's snapshot and the filter (nothing to do when neither

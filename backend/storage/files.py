@@ -7,6 +7,7 @@ Volume ``N`` is ``DIR/N.img``; its metadata is one line of JSON in ``DIR/N.meta`
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from ..commands import Command, cmd, script
@@ -80,10 +81,13 @@ class FilesStorage(StorageDriver):
 
     async def report(self) -> StorageReport:
         result = await self.host.run(script(_LIST, "isoadmin-volumes", self.directory))
+        return await asyncio.to_thread(self._parse, result.stdout)  # thousands of volumes: off the event loop
+
+    def _parse(self, stdout: bytes) -> StorageReport:
         fs_size = fs_avail = 0
         sizes: dict[str, int] = {}
         metas: dict[str, dict] = {}
-        for raw in result.stdout.decode("utf-8", "replace").splitlines():
+        for raw in stdout.decode("utf-8", "replace").splitlines():
             kind, _, rest = raw.partition(" ")
             if kind == "df":
                 fs_size, fs_avail = (int(x) for x in rest.split())

@@ -19,6 +19,7 @@ Settings (``[dom0s.NAME.storage]``):
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -142,6 +143,9 @@ class LvmStorage(StorageDriver):
 
     async def report(self) -> StorageReport:
         result = await self.host.run(script(_REPORT, "isoadmin-lvs", self.vg), check=False)
+        return await asyncio.to_thread(self._parse, result)  # thousands of LVs: off the event loop
+
+    def _parse(self, result) -> StorageReport:
         text = result.stdout.decode("utf-8", "replace")
         docs, pos, decoder = [], 0, json.JSONDecoder()
         while True:
