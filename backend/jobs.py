@@ -225,7 +225,7 @@ class ImportJob:
         self.copy_pid = None
         self._update(copy_pid=0)
         bad = {k: v for k, v in result.statuses.items() if v != 0}
-        if bad or set(result.statuses) != {"read", "tee", "write"}:
+        if bad or set(result.statuses) != {"read", "write"}:
             raise IsoadminError(f"copy failed ({', '.join(f'{k} exit {v}' for k, v in bad.items()) or 'incomplete'})")
         if result.before != result.after:
             raise IsoadminError("the upload changed during the copy")

@@ -7,6 +7,8 @@ start work through the app's workers. Host work happens only in ``backend``.
 
 from __future__ import annotations
 
+import gc
+
 from textual import work
 from textual.app import App
 from textual.binding import Binding
@@ -84,6 +86,7 @@ class IsoadminApp(App[int]):
         self.snapshot = Snapshot()
         self.jobs: dict[str, JobRecord] = {j.id: j for j in site.jobs()}
         self.refreshes = 0
+        self._frozen_at = 0  # site size (uploads + volumes) at the last gc.freeze
         self._set_sub_title()
 
     def _set_sub_title(self) -> None:
@@ -124,7 +127,22 @@ class IsoadminApp(App[int]):
             if job.id not in self.site.active:
                 self.jobs[job.id] = job
         self._update_screen()
+        self._freeze_long_lived(len(message.snapshot.uploads) + len(message.snapshot.volumes))
         self.set_timer(self.refresh_seconds, self.refresh_site, name="refresh")
+
+    def _freeze_long_lived(self, items: int) -> None:
+        """Keep Python's full garbage collections short with a big site loaded.
+
+        A full collection walks every object the console holds: with 10,000 uploads that is a pause of
+        0.2–0.5 s, often, in the middle of key presses. After the first snapshot (and whenever the site
+        has grown by half since), collect once and freeze what survives (``gc.freeze``): the screens and
+        their widgets stay, later collections skip them. Snapshots themselves hold no reference cycles, so
+        an old one is freed as soon as it is replaced, frozen or not.
+        """
+        if items > 1.5 * self._frozen_at:
+            gc.collect()
+            gc.freeze()
+            self._frozen_at = max(items, 1)
 
     def _update_screen(self) -> None:
         update = getattr(self.screen, "update_view", None)
