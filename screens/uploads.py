@@ -84,6 +84,7 @@ class UploadsScreen(FilterMixin, Screen):
         self._rows_of = None  # the snapshot _rows were computed from
         self._shown_for = None  # (snapshot, filter) the table shows
         self._cell_cache: dict[str, tuple] = {}  # row key → (what the cells show, when computed, cells)
+        self._widths: list[int] = []  # column widths fitting every upload (filtering does not move them)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -106,14 +107,6 @@ class UploadsScreen(FilterMixin, Screen):
         return True
 
     # ------------------------------------------------------------------ view
-
-    def visible(self) -> list[Upload]:
-        """The uploads the table shows (filtered), in table order."""
-        text = self.filter_text.lower()
-        uploads = sorted(self.app.snapshot.uploads, key=lambda u: (u.owner, u.name, u.host))
-        if text:
-            uploads = [u for u in uploads if text in f"{u.owner}/{u.name} {u.state.value}".lower()]
-        return uploads
 
     async def on_virtual_table_row_selected(self, event: VirtualTable.RowSelected) -> None:
         """``enter`` on a row."""

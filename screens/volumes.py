@@ -117,6 +117,7 @@ class VolumesScreen(FilterMixin, Screen):
         self._rows: list[tuple[str, tuple, str]] = []  # (key, cells, filter text), in table order
         self._rows_of = None  # the snapshot _rows were computed from
         self._shown_for = None  # (snapshot, filter) the table shows
+        self._widths: list[int] = []  # column widths fitting every volume (filtering does not move them)
 
     def compose(self) -> ComposeResult:
         yield Header()
