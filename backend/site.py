@@ -27,9 +27,9 @@ from .models import APPROVABLE, HostStatus, Owner, Upload, UploadState, Volume
 from .naming import volume_body
 from .ssh import CommandListener, Host
 from .state import JobRecord, StateStore
+from .storage import StorageDriver, make_storage
 
 HEADER_BATCH = 256  # at most this many headers per read command (16 MiB of output), two commands at a time
-from .storage import StorageDriver, make_storage
 
 
 
@@ -210,10 +210,16 @@ class Site:
         return status, uploads
 
     def _parse_listing(self, name: str, root: str, stdout: bytes) -> list[Upload]:
+        """Parse image host ``name``'s listing into uploads (in the parsing thread: only this thread
+        touches ``_seen``, ``_listings`` and ``owners`` while a refresh runs)."""
         listing = imagehost.parse_listing(stdout, self._listings.setdefault(name, imagehost.ListingCache()))
         self.host_clock[name] = (listing.now, time.time())
         self._owners(name, listing)
-        return self._uploads(name, root, listing.entries, listing.now)
+        uploads = self._uploads(name, root, listing.entries, listing.now)
+        listed = {u.path for u in uploads}
+        for key in [k for k in self._seen if k[0] == name and k[1] not in listed]:
+            del self._seen[key]  # the file is gone: forget it
+        return uploads
 
     def _owners(self, host: str, listing: imagehost.Listing) -> None:
         for owner in [k for k, o in self.owners.items() if o.host == host]:
@@ -252,9 +258,8 @@ class Site:
 
     async def _read_headers(self, host: Host, uploads: list[Upload]) -> None:
         listed = {(u.host, u.path) for u in uploads}
-        for cache in (self._headers, self._seen):
-            for key in [k for k in cache if k[0] == host.name and k not in listed]:
-                del cache[key]  # the file is gone: forget it
+        for key in [k for k in self._headers if k[0] == host.name and k not in listed]:
+            del self._headers[key]  # the file is gone: forget it (``_seen`` is pruned by _parse_listing)
         need = []
         for u in uploads:
             if u.kind != "file" or u.state == UploadState.REFUSED:
