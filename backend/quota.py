@@ -16,8 +16,6 @@ import humanize
 from .errors import QuotaExceeded
 from .models import Volume
 
-COUNTED = ("vmdisk", "final", "staging")
-
 
 @dataclass
 class Usage:
@@ -34,6 +32,15 @@ class Usage:
         """Bytes counted against the quota."""
         return self.vm_disks + self.cds + self.staging
 
+    def add(self, v: Volume) -> None:
+        """Count volume ``v`` (of this owner) by its namespace; other namespaces do not count."""
+        if v.namespace == "vmdisk":
+            self.vm_disks += v.size
+        elif v.namespace == "final":
+            self.cds += v.size
+        elif v.namespace == "staging":
+            self.staging += v.size
+
 
 def quota_of(config, owner: str) -> int:
     """The owner's quota in bytes (0 = unlimited)."""
@@ -44,14 +51,8 @@ def usage(config, owner: str, volumes: list[Volume]) -> Usage:
     """Sum the owner's volumes (see module docstring)."""
     u = Usage(owner, quota=quota_of(config, owner))
     for v in volumes:
-        if v.owner != owner or v.namespace not in COUNTED:
-            continue
-        if v.namespace == "vmdisk":
-            u.vm_disks += v.size
-        elif v.namespace == "final":
-            u.cds += v.size
-        else:
-            u.staging += v.size
+        if v.owner == owner:
+            u.add(v)
     return u
 
 
@@ -67,14 +68,11 @@ def owner_summary(config, owners: dict, uploads: list, volumes: list[Volume]) ->
     for v in volumes:
         if v.owner not in use:
             continue
+        use[v.owner].add(v)
         if v.namespace == "vmdisk":
-            use[v.owner].vm_disks += v.size
             counts[v.owner]["vm_disks"] += 1
         elif v.namespace == "final":
-            use[v.owner].cds += v.size
             counts[v.owner]["cds"] += 1
-        elif v.namespace == "staging":
-            use[v.owner].staging += v.size
     return [{**owners[name].to_json(), "used": use[name].used, "quota": use[name].quota, **counts[name]}
             for name in sorted(owners)]
 
