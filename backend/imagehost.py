@@ -148,13 +148,16 @@ _RECORDS_OUT = re.compile(r"^(\d+)\+(\d+) records out$")
 #: Longest command line a header read is given (sshd runs it as one ``sh -c`` argument, and Linux caps one
 #: argument at 128 KiB); more paths are read in several commands.
 HEADER_COMMAND_BYTES = 100_000
+#: Most headers one command reads (16 MiB of output): a cold start with 10,000 new files is 640 MiB of
+#: headers, which must not all be in memory at once.
+HEADER_BATCH = 256
 
 
 def _batches(paths: list[str]) -> list[list[str]]:
     batches, batch, size = [], [], 0
     for path in paths:
         cost = len(path.encode("utf-8", "surrogateescape")) * 4 + 3  # worst case once quoted
-        if batch and size + cost > HEADER_COMMAND_BYTES:
+        if batch and (size + cost > HEADER_COMMAND_BYTES or len(batch) >= HEADER_BATCH):
             batches.append(batch)
             batch, size = [], 0
         batch.append(path)
@@ -162,16 +165,21 @@ def _batches(paths: list[str]) -> list[list[str]]:
     return batches + [batch] if batch else batches
 
 
-async def read_headers(host: Host, paths: list[str], limit: int = 65536) -> dict[str, bytes]:
-    """Read the first 64 KiB of each regular file in ``paths``: one command, or one per
-    :data:`HEADER_COMMAND_BYTES` of paths (two at a time) when the paths are long or many.
+async def read_headers(host: Host, paths: list[str], limit: int = 65536,
+                       on_batch: Callable[[dict[str, bytes]], None] | None = None) -> dict[str, bytes]:
+    """Read the first 64 KiB of each regular file in ``paths``: one command, or, for many or long paths,
+    one per :data:`HEADER_BATCH` paths or :data:`HEADER_COMMAND_BYTES` of command line, two at a time.
 
     Files are opened without following symlinks and without blocking on fifos; an entry that is not a
     regular file (or cannot be read) gives ``b""``. A file shorter than 64 KiB comes back padded with NULs:
     callers cut it to the listed size.
 
+    Args:
+        on_batch: if given, called with each command's path → header bytes as soon as it arrives, and
+            nothing is kept (the return value is then empty): a caller that parses headers at once never
+            holds more than two commands' output.
     Returns:
-        path → header bytes (up to ``limit``).
+        path → header bytes (up to ``limit``), or ``{}`` with ``on_batch``.
     Raises:
         HostError: the host is unreachable.
     """
@@ -183,7 +191,7 @@ async def read_headers(host: Host, paths: list[str], limit: int = 65536) -> dict
         async with running:
             result = await host.run(script(_HEADERS, "isoadmin-headers", mark, *batch), check=False)
         blocks = result.stderr.split(mark + "\n")[1:]
-        offset = 0
+        offset, got = 0, {}
         for i, path in enumerate(batch):
             written = 0
             for line in (blocks[i] if i < len(blocks) else "").splitlines():
@@ -192,7 +200,11 @@ async def read_headers(host: Host, paths: list[str], limit: int = 65536) -> dict
                     written = int(m.group(1)) + int(m.group(2))
             chunk = result.stdout[offset:offset + 65536] if written else b""
             offset += len(chunk)
-            out[path] = chunk[:limit]
+            got[path] = chunk[:limit]
+        if on_batch is not None:
+            on_batch(got)
+        else:
+            out.update(got)
 
     await asyncio.gather(*(one(b) for b in _batches(paths)))
     return out

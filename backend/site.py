@@ -29,8 +29,6 @@ from .ssh import CommandListener, Host
 from .state import JobRecord, StateStore
 from .storage import StorageDriver, make_storage
 
-HEADER_BATCH = 256  # at most this many headers per read command (16 MiB of output), two commands at a time
-
 
 
 @dataclass
@@ -149,7 +147,7 @@ class Site:
 
     async def refresh(self) -> Snapshot:
         """Refresh every host concurrently: one listing command per host (plus, on an image host with new
-        or changed files, one header read per :data:`HEADER_BATCH` of them).
+        or changed files, one header read per :data:`~backend.imagehost.HEADER_BATCH` of them).
 
         Returns:
             the new :class:`Snapshot` (also kept as ``self.snapshot``). A host that fails is marked
@@ -271,17 +269,15 @@ class Site:
                 need.append(u)
         if not need:
             return
-        running = asyncio.Semaphore(2)
+        by_path = {u.path: u for u in need}
 
-        async def batch(part: list[Upload]) -> None:
-            async with running:
-                headers = await imagehost.read_headers(host, [u.path for u in part], HEADER_BYTES)
-            for u in part:
-                u.iso = inspect_header(headers.get(u.path, b"")[:u.size], u.size)  # a short file comes padded
+        def parse(headers: dict[str, bytes]) -> None:  # each command's headers, as soon as they arrive
+            for path, header in headers.items():
+                u = by_path[path]
+                u.iso = inspect_header(header[:u.size], u.size)  # a short file comes padded
                 self._headers[(u.host, u.path)] = ((u.size, u.mtime, u.inode), u.iso)
 
-        # in parts, each parsed as soon as it arrives: 10,000 new files are 640 MiB of headers
-        await asyncio.gather(*(batch(need[i:i + HEADER_BATCH]) for i in range(0, len(need), HEADER_BATCH)))
+        await imagehost.read_headers(host, list(by_path), HEADER_BYTES, on_batch=parse)
 
     async def _refresh_dom0(self, name: str) -> HostStatus:
         status = HostStatus(name, "dom0")

@@ -175,3 +175,23 @@ async def test_header_reads_stay_aligned_whatever_the_files_are(lab, site):
     assert headers[str(big)] == (bytes(range(256)) * 1024)[:65536]
     assert headers[str(tricky)] == b"T" * 65536
     assert headers[str(root / "ipxe.iso")] == (root / "ipxe.iso").read_bytes()[:65536]
+
+
+async def test_many_headers_are_read_in_bounded_commands(lab, site):
+    """A cold start with thousands of new files reads their headers HEADER_BATCH at a time, and hands
+    each command's headers over as it arrives (never all of them in memory at once)."""
+    from backend import imagehost
+
+    root = lab.uploads_root / "bob"
+    paths = []
+    for i in range(imagehost.HEADER_BATCH + 44):
+        path = root / f"many-{i:03d}.iso"
+        path.write_bytes(i.to_bytes(2, "big") * 10)
+        paths.append(str(path))
+    batches: list[dict] = []
+    site.log.clear()
+    kept = await imagehost.read_headers(site.hosts["imagehost"], paths, on_batch=batches.append)
+    assert kept == {} and sorted(len(b) for b in batches) == [44, imagehost.HEADER_BATCH]
+    assert len([r for r in site.log if "isoadmin-headers" in r.argv]) == 2
+    got = {path: header for b in batches for path, header in b.items()}
+    assert all(got[p][:20] == i.to_bytes(2, "big") * 10 for i, p in enumerate(paths))
