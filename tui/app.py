@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 
 from textual import work
-from textual.app import App
+from textual.app import App, ScreenStackError, UnknownModeError
 from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.message import Message
@@ -145,12 +145,14 @@ class IsoadminApp(App[int]):
             self._frozen_at = max(items, 1)
 
     def _update_screen(self) -> None:
-        update = getattr(self.screen, "update_view", None)
-        if update is not None:
-            try:
+        """Redraw the current screen from the snapshot. A last refresh can land while the console quits,
+        after its screens (or their widgets) are gone: then there is nothing to show."""
+        try:
+            update = getattr(self.screen, "update_view", None)
+            if update is not None:
                 update()
-            except NoMatches:
-                pass  # the screen is being taken down (the console is quitting): nothing to show
+        except (ScreenStackError, UnknownModeError, NoMatches):
+            pass
 
     def action_view_as(self) -> None:
         """Ask whose view to show (as ``--as USER``); empty shows every owner again."""
