@@ -1,23 +1,30 @@
-"""The audit log: every action, refusal and failure, one JSON object per line, fsynced.
+"""The audit log: every action, refusal and failure of every console of the site, on the ledger.
 
-It lives in the console's state dir (``audit.jsonl``). Each entry: ``time`` (epoch seconds), ``who``,
-``action`` (approve, reject, repair, recover ...), ``target`` (``OWNER/FILE``, a volume, a disk),
-``host``, ``outcome`` (``started``, ``done``, ``failed``, ``refused``) and ``reason``. Read-only sessions
-are audited too: their refused attempts appear with outcome ``refused``.
+It lives on the site's ledger (``audit.jsonl``, see :mod:`backend.ledger`), so an auditor's console on
+another workstation reads what every admin did. It is append-only and hash-chained: each line records the
+sha256 of the line before it (``prev``), and ``audit.head`` the count and the hash of the last line, so
+``isoadmin audit --verify`` names the first torn, edited, reordered or removed entry.
+
+Each entry: ``time`` (epoch seconds, the console's clock), ``who`` (``user@workstation``), ``key`` (the
+fingerprint of the SSH key that authenticated to the ledger host), ``action`` (approve, reject, repair,
+recover ...), ``target`` (``OWNER/FILE``, a volume, a disk), ``host``, ``outcome`` (``started``,
+``done``, ``failed``, ``refused``), ``reason`` and ``read_only``. Read-only sessions append their refused
+attempts too.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+
+from .ledger import AuditProblem, Ledger, verify_chain
 
 
 @dataclass(frozen=True)
 class AuditEntry:
-    """One line of the audit log (see module docstring)."""
+    """One line of the audit log (see module docstring). ``prev`` is the sha256 of the line before it."""
 
     time: float
     who: str
@@ -27,50 +34,70 @@ class AuditEntry:
     outcome: str
     reason: str = ""
     read_only: bool = False
+    key: str = ""
+    prev: str = ""
+
+    def to_json(self) -> dict:
+        """The entry as a JSON object (``audit --json``)."""
+        return asdict(self)
+
+
+_FIELDS = {f.name for f in fields(AuditEntry)}
 
 
 class AuditLog:
-    """Append-only audit log at ``state_dir/audit.jsonl``.
+    """The site's audit log on ``ledger``.
 
     Args:
-        state_dir: the console's state folder (created on first write).
-        who: the person recorded with every entry (``user@host``).
-        read_only: marks entries of a read-only session.
+        ledger: where it lives. who: the person recorded with every entry (``user@workstation``).
+        read_only: marks entries of a read-only session. key: returns the fingerprint of the SSH key that
+            authenticated to the ledger host ("" before the first connection).
     """
 
-    def __init__(self, state_dir: Path, who: str, read_only: bool = False) -> None:
-        self.path = Path(state_dir) / "audit.jsonl"
+    def __init__(self, ledger: Ledger, who: str, read_only: bool = False,
+                 key: Callable[[], str] | None = None) -> None:
+        self.ledger = ledger
         self.who = who
         self.read_only = read_only
+        self.key = key or (lambda: "")
 
-    def record(self, action: str, target: str, outcome: str, reason: str = "", host: str = "") -> AuditEntry:
-        """Append one entry and fsync it before returning.
+    async def record(self, action: str, target: str, outcome: str, reason: str = "", host: str = "") -> AuditEntry:
+        """Append one entry to the ledger's audit log, fsynced there before this returns.
 
         Raises:
-            OSError: the state dir is not writable (an action that cannot be audited must not pass
-                silently).
+            HostError: the ledger host is down or the log stayed locked (an action that cannot be audited
+                must not pass silently).
         """
-        entry = AuditEntry(time.time(), self.who, action, target, host, outcome, reason, self.read_only)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(asdict(entry), ensure_ascii=True) + "\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            os.write(fd, line.encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        await self.ledger.host.connection()  # so the key that authenticates is known
+        entry = AuditEntry(time.time(), self.who, action, target, host, outcome, reason, self.read_only, self.key())
+        data = asdict(entry)
+        data.pop("prev")
+        await self.ledger.append_audit(data)
         return entry
 
-    def entries(self) -> list[AuditEntry]:
-        """Every entry, oldest first; lines that do not parse are skipped."""
+    async def entries(self) -> list[AuditEntry]:
+        """Every readable entry, oldest first (a torn or edited line is left out here; :meth:`verify` names it).
+
+        Raises:
+            HostError: the ledger host is down.
+        """
+        lines, _, _ = await self.ledger.audit()
         out = []
-        try:
-            lines = self.path.read_text(encoding="utf-8").splitlines()
-        except OSError:
-            return out
         for line in lines:
             try:
-                out.append(AuditEntry(**json.loads(line)))
-            except (ValueError, TypeError):
+                data = json.loads(line)
+                out.append(AuditEntry(**{k: v for k, v in data.items() if k in _FIELDS}))
+            except (ValueError, TypeError, AttributeError):
                 continue
         return out
+
+    async def verify(self) -> AuditProblem | None:
+        """Check the hash chain (see :func:`backend.ledger.verify_chain`).
+
+        Returns:
+            None when intact, else the first bad entry.
+        Raises:
+            HostError: the ledger host is down.
+        """
+        lines, count, digest = await self.ledger.audit()
+        return verify_chain(lines, count, digest)

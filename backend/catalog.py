@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass
 
 from . import imagehost
 from .commands import script
-from .errors import IsoadminError, NotFound, ReadOnlyError, VerifyFailed
+from .errors import IsoadminError, NotFound, VerifyFailed
+from .ledger import upload_key
 from .models import UploadState, Volume
 
 DAY = 86400.0
@@ -72,18 +73,18 @@ async def gc_apply(site, items: list[GcItem]) -> list[tuple[GcItem, str]]:
     Raises:
         ReadOnlyError: in a read-only session (nothing is sent).
     """
-    if site.read_only:
-        site.audit.record("gc", f"{len(items)} uploads", "refused", "read-only session")
-        raise ReadOnlyError("read-only session: gc --apply is not allowed")
+    await site.refuse_if_read_only("gc", f"{len(items)} uploads")
     results = []
     uploads = {(u.host, u.path): u for u in site.snapshot.uploads}
+    books = await site.read_books()  # an import any console started since the listing holds its lock
     for item in items:
         u = uploads.get((item.host, item.path))
         host = site.hosts[item.host]
         try:
             if u is None:
                 raise IsoadminError("no longer listed")
-            if any((r.job.host, r.job.path) == (item.host, item.path) for r in site.active.values()):
+            if (any((r.job.host, r.job.path) == (item.host, item.path) for r in site.active.values())
+                    or upload_key(item.host, item.path) in books.locks):
                 raise IsoadminError("importing")
             if u.kind == "file" and await imagehost.in_use(host, u.path) is not None:
                 raise IsoadminError("held open")
@@ -92,7 +93,7 @@ async def gc_apply(site, items: list[GcItem]) -> list[tuple[GcItem, str]]:
             outcome = "removed"
         except IsoadminError as exc:
             outcome = f"kept: {getattr(exc, 'stderr', '').strip() or exc.message}"
-        site.audit.record("gc", f"{item.owner}/{item.name}", "done" if outcome == "removed" else "failed",
+        await site.audit.record("gc", f"{item.owner}/{item.name}", "done" if outcome == "removed" else "failed",
                           item.reason if outcome == "removed" else outcome, item.host)
         results.append((item, outcome))
     return results
@@ -143,8 +144,8 @@ async def verify_volume(site, ref: str) -> Volume:
     now = result.stdout.decode("ascii", "replace").split()[0] if result.stdout.strip() else ""
     target = f"{vol.dom0}:{vol.name}"
     if now != vol.sha256:
-        site.audit.record("verify", target, "failed", f"sha256 now {now}, recorded {vol.sha256}", vol.dom0)
+        await site.audit.record("verify", target, "failed", f"sha256 now {now}, recorded {vol.sha256}", vol.dom0)
         raise VerifyFailed(f"{target} does not match its recorded sha256 "
                            f"(now {now[:16]}…, recorded {vol.sha256[:16]}…)")
-    site.audit.record("verify", target, "done", f"sha256 {now}", vol.dom0)
+    await site.audit.record("verify", target, "done", f"sha256 {now}", vol.dom0)
     return vol

@@ -18,6 +18,8 @@ from .errors import ConfigError
 from .naming import DEFAULT_TEMPLATE, check_template
 
 APP = "isoadmin"
+#: Where the ledger lives on the first image host unless ``[site] ledger`` says otherwise.
+DEFAULT_LEDGER_PATH = "/var/lib/isoadmin"
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTP]?)(i?B?)\s*$", re.IGNORECASE)
 
@@ -135,6 +137,10 @@ class SiteConfig:
         owners: extra people who may act for an owner (``[owners] alice = ["helpdesk1"]``), beyond the
             members of the owner folder's group on the image host.
         naming: the template of final volume names (``[naming] template``; see :mod:`backend.naming`).
+        ledger: where the site keeps its books, ``HOST:/path`` (``[site] ledger``); "" means the first
+            image host, :data:`DEFAULT_LEDGER_PATH`. See :mod:`backend.ledger`.
+        lease_seconds: how long a running job's lease lasts without renewal (``[site] lease_seconds``,
+            default 30): after that any console may recover the job.
         source: the file this was read from (for messages), or None.
     """
 
@@ -150,7 +156,17 @@ class SiteConfig:
     quotas: dict[str, int] = field(default_factory=dict)
     owners: dict[str, tuple[str, ...]] = field(default_factory=dict)
     naming: str = DEFAULT_TEMPLATE
+    ledger: str = ""
+    lease_seconds: float = 30.0
     source: Path | None = None
+
+    def ledger_location(self) -> tuple[str, str]:
+        """``(host name, absolute path)`` of the ledger: ``[site] ledger``, or the first image host's
+        :data:`DEFAULT_LEDGER_PATH`."""
+        if self.ledger:
+            host, _, path = self.ledger.partition(":")
+            return host, path
+        return next(iter(self.image_hosts)), DEFAULT_LEDGER_PATH
 
 
 def pick_driver(dom0: "Dom0Config", table: str, drivers: dict[str, Any]) -> Any:
@@ -263,6 +279,16 @@ def parse_config(doc: dict[str, Any], source: Path | None = None) -> SiteConfig:
             if dom0 not in dom0s:
                 raise ConfigError(f"{where}: image_hosts.{ih.name}.domains names unknown dom0 {dom0!r}")
     state_dir = console.get("state_dir")
+    site = _table(doc, "site", where)
+    ledger = site.get("ledger", "")
+    if ledger:
+        host, _, path = str(ledger).partition(":")
+        if not path.startswith("/") or (host not in image_hosts and host not in dom0s):
+            raise ConfigError(f"{where}: site.ledger: expected \"HOST:/absolute/path\" with HOST an image host "
+                              f"or dom0 of this site, got {ledger!r}")
+    lease = site.get("lease_seconds", 30)
+    if isinstance(lease, bool) or not isinstance(lease, (int, float)) or not 2 <= lease <= 3600:
+        raise ConfigError(f"{where}: site.lease_seconds: expected seconds from 2 to 3600, got {lease!r}")
     try:
         naming = check_template(str(_table(doc, "naming", where).get("template", DEFAULT_TEMPLATE)))
     except ValueError as exc:
@@ -282,6 +308,8 @@ def parse_config(doc: dict[str, Any], source: Path | None = None) -> SiteConfig:
         owners={str(k): tuple(str(m) for m in (v if isinstance(v, list) else [v]))
                 for k, v in _table(doc, "owners", where).items()},
         naming=naming,
+        ledger=str(ledger),
+        lease_seconds=float(lease),
         source=source,
     )
 

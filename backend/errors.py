@@ -101,6 +101,20 @@ class NotApprovable(IsoadminError):
     exit_code = 6
 
 
+class UploadRejected(NotApprovable):
+    """The upload was rejected by an admin; importing it needs a deliberate override (audited).
+
+    Attributes:
+        rejection: the rejection record (by, time, reason ...).
+    """
+
+    title = "Rejected upload"
+
+    def __init__(self, message: str, rejection: dict) -> None:
+        super().__init__(message)
+        self.rejection = rejection
+
+
 class CapacityShort(IsoadminError):
     """The dom0's storage has less free space than the staging volume needs; nothing was created."""
 
@@ -119,11 +133,13 @@ class JobFailed(IsoadminError):
     title = "Import failed"
     exit_code = 8
 
-    def __init__(self, job_id: str, phase: str, reason: str) -> None:
+    def __init__(self, job_id: str, phase: str, reason: str, cause: BaseException | None = None) -> None:
         super().__init__(f"job {job_id} failed in {phase}: {reason}")
         self.job_id = job_id
         self.phase = phase
         self.reason = reason
+        if isinstance(cause, (NotApprovable, QuotaExceeded)):
+            self.exit_code = cause.exit_code  # lost a race to another console: 6 or 11, as a refusal
 
 
 class VerifyFailed(IsoadminError):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import asyncssh
 
-from .commands import Command, script
+from .commands import DUMP_SH, SHA256_SH, Command, script
 from .errors import CommandFailed, HostError
 from .ssh import Host
 
@@ -46,20 +46,28 @@ class Entry:
     group: str = ""
 
 
-LIST_SCRIPT = r"""
+LIST_SCRIPT = DUMP_SH + r"""
 date +%s.%N
 { getent group 2>/dev/null || cat /etc/group; } | sed 's/^/group /'
 echo --
-exec find "$1" -mindepth 1 -maxdepth 2 -printf '%y %s %T@ %i %n %d %G %P\0'
+find "$1" -mindepth 1 -maxdepth 2 -printf '%y %s %T@ %i %n %d %G %P\0' || exit
+[ -n "${2-}" ] || exit 0
+printf '@ledger\0'
+ledger_dump "$2"
 """
 
 
-def list_command(root: str) -> Command:
+def list_command(root: str, ledger: str = "") -> Command:
     """The single inventory command of an image host: its clock, its groups (``getent group``), and a
     NUL-terminated ``find -printf`` listing of the uploads root (type, size, mtime, inode, links, depth,
     numeric group id, path). Group ids are named from the ``getent`` lines here, not by ``find``'s ``%g``,
-    which looks the name up again for every entry (twice the time of the whole listing)."""
-    return script(LIST_SCRIPT, "isoadmin-list", root)
+    which looks the name up again for every entry (twice the time of the whole listing).
+
+    Args:
+        root: the uploads root. ledger: the site's ledger folder when it lives on this host: its dump
+            (:data:`~backend.ledger.DUMP_SH`) follows the listing, in the same round trip.
+    """
+    return script(LIST_SCRIPT, "isoadmin-list", root, *([ledger] if ledger else []))
 
 
 @dataclass
@@ -68,12 +76,13 @@ class Listing:
 
     Attributes:
         now: the image host's clock (epoch seconds). groups: group name → member user names.
-        entries: the uploads root's entries.
+        entries: the uploads root's entries. ledger: the ledger's dump when it was asked for, else b"".
     """
 
     now: float
     groups: dict[str, set[str]]
     entries: list[Entry]
+    ledger: bytes = b""
 
 
 @dataclass
@@ -92,6 +101,10 @@ def parse_listing(data: bytes, cache: ListingCache | None = None) -> Listing:
         data: the command's stdout. cache: reuse entries of records seen before (optional).
     """
     head, _, body = data.partition(b"\n--\n")
+    if body.startswith(b"@ledger\0"):
+        body, ledger = b"", body[len(b"@ledger\0"):]
+    else:
+        body, _, ledger = body.partition(b"\0@ledger\0")
     lines = head.decode("utf-8", "replace").splitlines()
     try:
         now = float(lines[0])
@@ -125,7 +138,7 @@ def parse_listing(data: bytes, cache: ListingCache | None = None) -> Listing:
         seen[record] = entry
         entries.append(entry)
     cache.gids, cache.entries = gid_names, seen
-    return Listing(now, groups, entries)
+    return Listing(now, groups, entries, ledger)
 
 
 # One ``dd`` per file (no other process): it writes the header to stdout, padded with NULs to 64 KiB
@@ -273,12 +286,6 @@ async def in_use(host: Host, path: str) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-#: Shell function ``sha256``: hash stdin, print ``HEX`` then a blank and a name (one line). Prepended to the
-#: scripts that hash; ``openssl dgst -sha256 -r`` prints the same digest as ``sha256sum``.
-SHA256_SH = r"""
-sha256() { if command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 -r; else sha256sum; fi; }
-"""
-
 # Two readers of the upload run at once, each opening it without following links: one ``dd`` writes the
 # disk (O_DIRECT where the target allows it: the bytes go to the disk once, not through the page cache),
 # the other feeds the sha256 on the other core. (A ``tee`` between one reader and both would move the bytes
@@ -422,6 +429,20 @@ async def verify(host: Host, dst: str, size: int) -> str:
         raise HostError(host.name, f"verify of {dst} printed no checksum")
     return m.group(1).decode()
 
+
+async def read_device_header(host: Host, device: str, limit: int = 65536) -> bytes:
+    """The first ``limit`` bytes of ``device`` inside the image host (a hot-plugged disk after the copy).
+
+    Raises:
+        HostError, CommandFailed: the host is unreachable or the device cannot be read.
+    """
+    result = await host.run(script(_DEVICE_HEADER, "isoadmin-device-header", device, str(limit)))
+    return result.stdout[:limit]
+
+
+_DEVICE_HEADER = r"""
+dd if="$1" bs="$2" count=1 iflag=fullblock status=none
+"""
 
 _KILL = r"""
 pid=$1

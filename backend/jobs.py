@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from . import imagehost
-from .errors import CommandFailed, IsoadminError, JobFailed
+from .errors import CommandFailed, IsoadminError, JobFailed, NotApprovable
 from .hypervisor import HypervisorDriver
+from .isoinfo import HEADER_BYTES, inspect_header
+from .ledger import Ledger
 from .models import StorageReport
 from .ssh import Host
-from .state import JobRecord, StateStore
+from .state import JobRecord
 from .storage import StorageDriver
 from .storage.base import CREATED_BY
 
@@ -94,18 +97,39 @@ def _snapshot(job: JobRecord) -> JobRecord:
 
 @dataclass
 class JobContext:
-    """What a job needs: the hosts and drivers of its image host and dom0, and the journal."""
+    """What a job needs: the hosts and drivers of its image host and dom0, and the site's ledger.
+
+    ``holder`` is this console's id in the leases it holds; ``lease_seconds`` how long a lease lasts
+    without renewal (it is renewed every third of that).
+    """
 
     image_host: Host
     id_dirs: tuple[str, ...]
     storage: StorageDriver
     hypervisor: HypervisorDriver
-    store: StateStore
+    ledger: Ledger
+    holder: str
+    lease_seconds: float = 30.0
     locate_timeout: float = 15.0
     detach_timeout: float = 30.0
     copies: asyncio.Semaphore | None = None  # bounds concurrent copies on the image host
     owner_lock: asyncio.Lock | None = None   # one quota check + create at a time per owner (this console)
     quota: Callable[[int], Awaitable[None]] | None = None  # raises QuotaExceeded; bytes being added
+
+
+def volume_meta(job: JobRecord, **extra) -> dict:
+    """The metadata a job stores with its volume (owner, upload, size, source, approver, time, job, ISO
+    facts) plus ``extra`` (``state``, ``sha256``): what makes a dom0 describe itself, and what ``repair``
+    writes back on a final volume whose metadata a crash lost."""
+    meta = {
+        "created_by": CREATED_BY, "owner": job.owner, "upload": job.upload, "size": job.size,
+        "source_host": job.host, "source_path": job.path, "source_mtime": job.mtime,
+        "source_inode": job.inode, "approver": job.approver, "time": job.created, "job": job.id,
+    }
+    if job.iso:
+        meta["iso"] = job.iso
+    meta.update(extra)
+    return meta
 
 
 class ImportJob:
@@ -126,27 +150,81 @@ class ImportJob:
         self.events = Throttle(listener)
         self.on_phase = on_phase
         self.copy_pid: int | None = None
+        self.lost = ""                 # why the lease was lost (the job then stops and rolls back)
+        self.ending = False            # rolling back or finishing: the lease keeper no longer stops the job
+        self._dirty = False
+        self._saver: asyncio.Task | None = None
+        self._save_error: IsoadminError | None = None
 
     def _update(self, **changes) -> None:
+        """Change the record; every change but bare progress is journaled on the ledger (in the
+        background, in order; :meth:`_flush` waits for it)."""
         for key, value in changes.items():
             setattr(self.job, key, value)
         self.job.updated = time.time()
         if "done_bytes" not in changes or len(changes) > 2:
-            self.ctx.store.save_job(self.job)
+            self._dirty = True
+            if self._saver is None or self._saver.done():
+                self._saver = asyncio.get_running_loop().create_task(self._saving())
         self.events(self.job)
+
+    async def _saving(self) -> None:
+        while self._dirty:
+            self._dirty = False
+            try:
+                await self.ctx.ledger.save(self.job)
+            except IsoadminError as exc:
+                self._save_error = exc
+
+    async def _flush(self) -> None:
+        """Wait until the record as it is now is on the ledger.
+
+        Raises:
+            IsoadminError: the ledger could not be written (a job that cannot be journaled stops).
+        """
+        if self._saver is not None:
+            await asyncio.shield(self._saver)
+        if self._save_error is not None:
+            exc, self._save_error = self._save_error, None
+            raise IsoadminError(f"cannot journal the job on the ledger: {exc.message}")
 
     async def _phase(self, phase: str) -> None:
         self._update(phase=phase)
+        await self._flush()
         if self.on_phase is not None:
             await self.on_phase(_snapshot(self.job))
 
+    async def _keep_lease(self, main: asyncio.Task | None) -> None:
+        """Renew the job's lease every third of its time. When it is taken over, or cannot be renewed for
+        most of its time, stop ``main`` (the job then rolls back): another console may be recovering it."""
+        ctx = self.ctx
+        last_ok = time.monotonic()
+        while True:
+            await asyncio.sleep(ctx.lease_seconds / 3)
+            try:
+                if await ctx.ledger.renew(self.job, ctx.holder, ctx.lease_seconds):
+                    last_ok = time.monotonic()
+                    continue
+                self.lost = "its lease was taken over by another console"
+            except IsoadminError as exc:
+                if time.monotonic() - last_ok < ctx.lease_seconds * 0.8:
+                    continue
+                self.lost = f"its lease could not be renewed: {exc.message}"
+            if main is not None and not self.ending:
+                main.cancel()
+            return
+
     async def run(self) -> JobRecord:
-        """Run every phase; return the finished record.
+        """Run every phase under the job's lease (taken by the caller with the upload's lock); return the
+        finished record. The lock and the lease are released when the job ends, done or failed.
 
         Raises:
-            JobFailed: a phase failed; the job was rolled back and journaled as ``failed``.
+            JobFailed: a phase failed; the job was rolled back and journaled as ``failed`` (its
+                ``exit_code`` is the cause's when another console won the upload or the quota).
+            asyncio.CancelledError: the console stopped the job; it was rolled back first.
         """
         job, ctx = self.job, self.ctx
+        keeper = asyncio.get_running_loop().create_task(self._keep_lease(asyncio.current_task()))
         try:
             await self._phase("create")
             async with ctx.owner_lock or contextlib.nullcontext():
@@ -169,30 +247,57 @@ class ImportJob:
                 if landed != job.sha256:
                     raise IsoadminError(f"landed bytes differ from the upload "
                                         f"(sha256 {landed[:12]}… ≠ {job.sha256[:12]}…)")
+                await self._check_facts(device)
+                await self._phase("detach")  # journaled while the copy slot is still held
 
-            await self._phase("detach")
             await ctx.hypervisor.detach(job.domain, job.serial, ctx.detach_timeout)
             self._update(attached=False)
 
             await self._phase("rename")
             await ctx.storage.rename(job.staging, job.final, self._meta(state="final", sha256=job.sha256))
+            self.ending = True
             self._update(created_volume=False, phase="done", state="done")
+            try:
+                await self._flush()
+                await ctx.ledger.release(job)
+            except IsoadminError as exc:  # the volume is final and verified: the import is done all the same
+                job.rollback = (f"the ledger was not updated ({exc.message}); once the lease expires, any "
+                                "console finds the final volume and records the job done")
         except asyncio.CancelledError:
-            await asyncio.shield(self._fail("cancelled by the console"))
-            raise
+            if not self.lost:
+                await asyncio.shield(self._fail("cancelled by the console"))
+                raise
+            asyncio.current_task().uncancel()
+            await self._fail(f"stopped: {self.lost}")
+            raise JobFailed(job.id, job.phase, job.error) from None
         except (IsoadminError, OSError) as exc:
             await self._fail(str(exc))
-            raise JobFailed(job.id, job.phase, job.error) from None
+            raise JobFailed(job.id, job.phase, job.error, cause=exc) from None
         finally:
+            keeper.cancel()
             await self.events.flush()
         return job
+
+    async def _check_facts(self, device: str) -> None:
+        """What was approved is what landed: the ISO facts read again from the landed bytes must be the
+        ones the approver saw (an upload rewritten in place after listing, with its size, inode and mtime
+        kept, is caught here)."""
+        job = self.job
+        if not job.facts:
+            return
+        header = await imagehost.read_device_header(self.ctx.image_host, device, HEADER_BYTES)
+        landed = dataclasses.asdict(inspect_header(header[:job.size], job.size))
+        if landed != job.facts:
+            what = ", ".join(f"{k} {job.facts.get(k)!r} → {landed.get(k)!r}" for k in sorted(landed)
+                             if landed.get(k) != job.facts.get(k))
+            raise IsoadminError(f"the bytes copied are not the upload that was approved (ISO facts changed: {what})")
 
     async def _create(self) -> None:
         """Take the lock (the staging volume), within capacity and quota."""
         job, ctx = self.job, self.ctx
         report = await ctx.storage.report()
         if any(v.name == job.staging for v in report.volumes):
-            raise IsoadminError(busy(report, job.staging, job.dom0))  # another console holds the lock
+            raise NotApprovable(busy(report, job.staging, job.dom0))  # the second guard: the staging name
         await ctx.storage.check_capacity(job.size, report)
         if ctx.quota is not None:
             await ctx.quota(job.alloc)
@@ -202,7 +307,7 @@ class ImportJob:
             # The staging volume is the lock: if another console created it first, say who.
             report = await ctx.storage.report()
             if any(v.name == job.staging for v in report.volumes):
-                raise IsoadminError(busy(report, job.staging, job.dom0)) from None
+                raise NotApprovable(busy(report, job.staging, job.dom0)) from None
             raise
         self._update(created_volume=True)
         if ctx.quota is not None:
@@ -230,7 +335,8 @@ class ImportJob:
         if result.before != result.after:
             raise IsoadminError("the upload changed during the copy")
         stat = result.before.rsplit(" ", 4)
-        if len(stat) != 5 or not stat[0].startswith("regular") or stat[1:3] != [str(job.size), str(job.inode)]:
+        if (len(stat) != 5 or not stat[0].startswith("regular") or stat[1:3] != [str(job.size), str(job.inode)]
+                or stat[4] != str(int(job.mtime))):
             raise IsoadminError(f"the upload is not the file that was approved (now: {result.before or 'gone'})")
         if result.copied != job.size:
             raise IsoadminError(f"copied {result.copied} bytes, expected {job.size}")
@@ -241,40 +347,45 @@ class ImportJob:
                      rate=job.size / elapsed if elapsed > 0 else 0.0)
 
     def _meta(self, **extra) -> dict:
-        job = self.job
-        meta = {
-            "created_by": CREATED_BY, "owner": job.owner, "upload": job.upload, "size": job.size,
-            "source_host": job.host, "source_path": job.path, "source_mtime": job.mtime,
-            "source_inode": job.inode, "approver": job.approver, "time": job.created, "job": job.id,
-        }
-        if job.iso:
-            meta["iso"] = job.iso
-        meta.update(extra)
-        return meta
+        return volume_meta(self.job, **extra)
 
     async def recover(self) -> JobRecord:
-        """Finish a job whose console died: from what the hosts show, mark it done (the final volume
-        exists) or roll it back (stop the copy, detach, remove its staging volume).
+        """Finish a job whose console died (the caller has claimed its expired lease): from what the
+        hosts show, mark it done (the final volume exists) or roll it back (stop the copy, detach, remove
+        its staging volume); then release the upload's lock. The lease is renewed meanwhile.
 
         Returns:
             the journaled record (``done`` or ``failed``).
+        Raises:
+            HostError: a host needed for the recovery is down (the job stays ``running``; its lease
+                expires again and a later recovery retries).
         """
         job, ctx = self.job, self.ctx
-        report = await ctx.storage.report()
-        mine = {v.name: v for v in report.volumes if v.meta.get("job") == job.id}
-        if job.final in mine and job.staging not in mine:
-            self._update(phase="done", state="done", created_volume=False, attached=False,
-                         rollback="found final on restart")
-            return job
-        self.copy_pid = job.copy_pid or None
-        job.attached = job.serial in await ctx.hypervisor.attached(job.domain)
-        job.created_volume = job.staging in mine
-        await self._fail(f"the console stopped during {job.phase}; rolled back on restart")
+        keeper = asyncio.get_running_loop().create_task(self._keep_lease(None))
+        try:
+            report = await ctx.storage.report()
+            mine = {v.name: v for v in report.volumes if v.meta.get("job") == job.id}
+            if job.final in mine and job.staging not in mine:
+                self._update(phase="done", state="done", created_volume=False, attached=False,
+                             rollback="found final on recovery")
+            else:
+                self.copy_pid = job.copy_pid or None
+                job.attached = job.serial in await ctx.hypervisor.attached(job.domain)
+                job.created_volume = job.staging in {v.name for v in report.volumes}
+                await self._fail(f"its console stopped during {job.phase}; rolled back by {ctx.holder.split(':')[0]}",
+                                 release=False)
+            await self._flush()
+            await ctx.ledger.release(job)
+        finally:
+            keeper.cancel()
         return job
 
-    async def _fail(self, reason: str) -> None:
-        """Roll back (stop copy, detach, remove staging) and journal the job as failed."""
+    async def _fail(self, reason: str, release: bool = True) -> None:
+        """Roll back (stop copy, detach, remove staging), journal the job as failed and (unless
+        ``release`` is False) release its lease and the upload's lock. Never raises for a host error:
+        what could not be undone is said in ``rollback`` and left for ``check``."""
         job, ctx = self.job, self.ctx
+        self.ending = True
         notes = []
         if self.copy_pid is not None:
             try:
@@ -299,4 +410,9 @@ class ImportJob:
         elif job.created_volume:
             notes.append(f"left {job.staging} in place because it is still attached")
         self._update(state="failed", error=reason, rollback="; ".join(notes), copy_pid=0)
-
+        if release:
+            try:
+                await self._flush()
+                await ctx.ledger.release(job)
+            except IsoadminError as exc:
+                job.rollback += f"; the ledger was not updated ({exc.message}): its lease expires and any console recovers it"

@@ -111,11 +111,12 @@ class Lab:
         dom0s: dom0 name → ``files`` capacity (default ``dom0-a`` 512 MiB, ``dom0-b`` 16 MiB).
         seeded: create the owners' demo uploads and run the writer (default); False leaves the uploads
             root empty for the caller to fill (the benchmarks do).
+        lease_seconds: the site's lease time (``[site] lease_seconds``).
     """
 
     def __init__(self, directory: Path | None = None, *, writer_chunk: int = 64 * 1024,
                  writer_interval: float = 1.0, settle_seconds: float = 5.0,
-                 dom0s: dict[str, str] | None = None, seeded: bool = True) -> None:
+                 dom0s: dict[str, str] | None = None, seeded: bool = True, lease_seconds: float = 30.0) -> None:
         self.dir = Path(directory or default_lab_dir()).absolute()
         self.dom0s = dict(dom0s or DOM0_CAPACITY)
         self.hosts = ("imagehost", *self.dom0s)
@@ -123,6 +124,7 @@ class Lab:
         self.writer_chunk = writer_chunk
         self.writer_interval = writer_interval
         self.settle_seconds = settle_seconds
+        self.lease_seconds = lease_seconds
         self.servers: dict[str, asyncssh.SSHAcceptor] = {}
         self.ports: dict[str, int] = {}
         self.children: set[asyncio.subprocess.Process] = set()
@@ -134,6 +136,11 @@ class Lab:
     def uploads_root(self) -> Path:
         """The image host's uploads root (one folder per owner)."""
         return self.dir / "imagehost" / "cds"
+
+    @property
+    def ledger_dir(self) -> Path:
+        """The site's ledger, on the image host (``[site] ledger``)."""
+        return self.dir / "imagehost" / "ledger"
 
     @property
     def by_id(self) -> Path:
@@ -288,6 +295,7 @@ class Lab:
             "# Written by `isoadmin --lab` at each start (ports change); edit a copy, not this file.\n",
             f"[console]\nstate_dir = {q(self.dir / 'state')}\nsettle_seconds = {self.settle_seconds}\n"
             f"refresh_seconds = 2\n",
+            f"\n[site]\nledger = {q('imagehost:' + str(self.ledger_dir))}\nlease_seconds = {self.lease_seconds:g}\n",
             f"\n[image_hosts.imagehost]\n{ssh('imagehost')}"
             f"uploads_root = {q(self.uploads_root)}\ndisk_id_dirs = [{q(self.by_id)}]\n"
             "domains = { " + ", ".join(f"{q(d)} = \"imagehost\"" for d in self.dom0s) + " }\n",

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import getpass
+import json
 import os
 import socket
 import time
@@ -18,15 +20,16 @@ from . import imagehost, quota
 from .commands import Command
 from .audit import AuditLog
 from .config import SiteConfig
-from .errors import (CapacityShort, HostError, IsoadminError, JobFailed, NotApprovable, NotFound, QuotaExceeded,
-                     ReadOnlyError)
+from .errors import (CapacityShort, ConfigError, HostError, IsoadminError, JobFailed, NotApprovable, NotFound,
+                     QuotaExceeded, ReadOnlyError, UploadRejected)
 from .hypervisor import HypervisorDriver, make_hypervisor
 from .isoinfo import HEADER_BYTES, IsoFacts, inspect_header
 from .jobs import ImportJob, JobContext, JobListener, PhaseHook, busy
+from .ledger import Books, Ledger, upload_key
 from .models import APPROVABLE, HostStatus, Owner, Upload, UploadState, Volume
 from .naming import volume_body
 from .ssh import CommandListener, Host
-from .state import JobRecord, StateStore
+from .state import JobRecord
 from .storage import StorageDriver, make_storage
 
 
@@ -40,6 +43,7 @@ class Snapshot:
         hosts: status of each host (down ones carry the reason). jobs: the journal, oldest first.
         owners: the owners shown (all, or those ``as_user`` may act for).
         time: when the refresh finished (epoch seconds).
+        books: the ledger as read by this refresh (leases, locks, rejections, the audit head).
     """
 
     uploads: list[Upload] = field(default_factory=list)
@@ -48,6 +52,7 @@ class Snapshot:
     jobs: list[JobRecord] = field(default_factory=list)
     owners: dict[str, Owner] = field(default_factory=dict)
     time: float = 0.0
+    books: Books = field(default_factory=Books)
 
 
 @dataclass
@@ -84,6 +89,8 @@ class ImportPlan:
     steps: list[PlanStep]
     warnings: list[str]
     override_quota: bool = False
+    rejection: dict | None = None
+    override_rejection: bool = False
 
 
 def compact(command: Command) -> str:
@@ -97,8 +104,8 @@ def compact(command: Command) -> str:
 
 
 def default_approver() -> str:
-    """``user@host`` of the person running the console."""
-    return f"{getpass.getuser()}@{socket.gethostname()}"
+    """``user@host`` of the person running the console (blanks replaced: it is one word in leases)."""
+    return f"{getpass.getuser()}@{socket.gethostname()}".replace(" ", "_")
 
 
 class Site:
@@ -119,8 +126,6 @@ class Site:
         self.read_only = read_only or config.read_only
         self.approver = approver or default_approver()
         self.listeners = listeners if listeners is not None else []
-        self.store = StateStore(config.state_dir)
-        self.audit = AuditLog(config.state_dir, self.approver, self.read_only)
         self.hosts: dict[str, Host] = {}
         for name, ih in config.image_hosts.items():
             self.hosts[name] = Host(ih.ssh, read_only=self.read_only, listeners=self.listeners)
@@ -131,6 +136,15 @@ class Site:
             self.hosts[name] = host
             self.storage[name] = make_storage(d, host)
             self.hypervisors[name] = make_hypervisor(d, host)
+        ledger_host, ledger_path = config.ledger_location()
+        if ledger_host not in self.hosts:
+            raise ConfigError(f"site.ledger: {ledger_host!r} is not a host of this site")
+        self.ledger = Ledger(self.hosts[ledger_host], ledger_path)
+        self.audit = AuditLog(self.ledger, self.approver, self.read_only,
+                              key=lambda: self.ledger.host.key_fingerprint)
+        #: this console's id in leases: who, which process, and a random part (a PID is reused)
+        self.holder = f"{self.approver}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.books = Books()
         self.snapshot = Snapshot()
         self.locate_timeout = 15.0   # seconds for a hot-plugged disk to appear in the image host
         self.detach_timeout = 30.0   # seconds for the guest to let go of a disk
@@ -155,8 +169,12 @@ class Site:
         """
         image_tasks = {n: self._refresh_image_host(n) for n in self.config.image_hosts}
         dom0_tasks = {n: self._refresh_dom0(n) for n in self.config.dom0s}
-        results = await asyncio.gather(*image_tasks.values(), *dom0_tasks.values())
-        snap = Snapshot(time=time.time())
+        ledger_apart = self.ledger.host.name not in self.config.image_hosts
+        results = await asyncio.gather(*image_tasks.values(), *dom0_tasks.values(),
+                                       *([self._read_books()] if ledger_apart else []))
+        if ledger_apart:
+            results = results[:-1]
+        snap = Snapshot(time=time.time(), books=self.books)
         n_image = len(image_tasks)
         for status, uploads in results[:n_image]:
             snap.hosts.append(status)
@@ -165,7 +183,7 @@ class Site:
             snap.hosts.append(status)
             if status.storage:
                 snap.volumes.extend(status.storage.volumes)
-        snap.jobs = self.store.jobs()
+        snap.jobs = self._jobs(self.books)
         await self._off_loop(self._finish, snap)
         self.snapshot = snap
         return snap
@@ -189,20 +207,25 @@ class Site:
         host = self.hosts[name]
         status = HostStatus(name, "image host")
         started = time.monotonic()
+        ledger = self.ledger.path if self.ledger.host is host else ""
         try:
             try:
-                result = await host.run(imagehost.list_command(ih.uploads_root))
+                result = await host.run(imagehost.list_command(ih.uploads_root, ledger))
             except IsoadminError as exc:
                 lines = getattr(exc, "stderr", "").strip().splitlines()
                 if lines:
                     raise HostError(name, f"cannot list uploads root {ih.uploads_root}: {lines[0][:200]}") from None
                 raise
-            uploads = await self._off_loop(self._parse_listing, name, ih.uploads_root, result.stdout)
+            uploads, dump = await self._off_loop(self._parse_listing, name, ih.uploads_root, result.stdout)
+            if ledger:
+                self.books = await self.ledger.parse(dump)
             await self._read_headers(host, uploads)
             status.up = True
         except IsoadminError as exc:
             status.error = exc.message
             uploads = [u for u in self.snapshot.uploads if u.host == name]
+            if ledger:
+                self.books = Books(error=f"ledger {self.ledger.where}: {exc.message}")
         status.latency = time.monotonic() - started
         status.checked = time.time()
         return status, uploads
@@ -217,7 +240,38 @@ class Site:
         listed = {u.path for u in uploads}
         for key in [k for k in self._seen if k[0] == name and k[1] not in listed]:
             del self._seen[key]  # the file is gone: forget it
-        return uploads
+        return uploads, listing.ledger
+
+    async def _read_books(self) -> None:
+        """Read the ledger on its own (when it is not on an image host, whose listing carries it)."""
+        try:
+            self.books = await self.ledger.read()
+        except IsoadminError as exc:
+            self.books = Books(error=f"ledger {self.ledger.where}: {exc.message}")
+
+    async def read_books(self) -> Books:
+        """A fresh read of the ledger (one command), kept as ``self.books``.
+
+        Raises:
+            HostError: the ledger host is down.
+        """
+        self.books = await self.ledger.read()
+        return self.books
+
+    def _jobs(self, books: Books) -> list[JobRecord]:
+        """Every job on the ledger, oldest first, with this console's running jobs as they are now and
+        other consoles' running jobs with the progress their lease carries."""
+        jobs = dict(books.jobs)
+        for job_id, lease in books.leases.items():
+            job = jobs.get(job_id)
+            if job is not None and job.state == "running" and job_id not in self.active and lease.phase != "recover":
+                job = JobRecord.from_json(job.to_json())
+                job.phase, job.done_bytes, job.rate = lease.phase or job.phase, lease.done, lease.rate
+                job.total_bytes = lease.total or job.total_bytes
+                jobs[job_id] = job
+        for runner in self.active.values():
+            jobs[runner.job.id] = runner.job
+        return sorted(jobs.values(), key=lambda j: j.created)
 
     def _owners(self, host: str, listing: imagehost.Listing) -> None:
         for owner in [k for k, o in self.owners.items() if o.host == host]:
@@ -297,9 +351,10 @@ class Site:
             src = (str(v.meta.get("source_host", "")), str(v.meta.get("source_path", "")))
             by_source.setdefault(src, []).append(v)
         last_job: dict[tuple[str, str], JobRecord] = {}
+        jobs = {j.id: j for j in snap.jobs}
         for j in snap.jobs:
             last_job[(j.host, j.path)] = j
-        rejections = self.store.rejections()
+        books = snap.books
         active = {(j.job.host, j.job.path): j for j in self.active.values()}
         for u in snap.uploads:
             if u.state == UploadState.REFUSED:
@@ -310,13 +365,23 @@ class Site:
             running = active.get((u.host, u.path))
             staging = [v for v in vols if v.namespace == "staging"]
             final = [v for v in vols if v.namespace == "final" and v.sha256]
-            rejected = rejections.get(f"{u.host}\0{u.path}")
-            if running or staging:
+            rejected = books.rejection(u.host, u.path)
+            held = books.locks.get(upload_key(u.host, u.path))
+            holder = jobs.get(held) if held else None
+            if running or staging or held is not None:
                 u.state = UploadState.IMPORTING
-                u.job = running.job.id if running else str(staging[0].meta.get("job", ""))
-                who = running.job.approver if running else staging[0].meta.get("approver", "someone")
-                u.reason = f"by {who}" + (f", staging volume {staging[0].name} on {staging[0].dom0}"
-                                          if staging and not running else "")
+                if running:
+                    u.job, u.reason = running.job.id, f"by {running.job.approver}"
+                elif holder is not None:
+                    u.job, u.reason = holder.id, f"by {holder.approver} onto {holder.dom0}"
+                    if not books.live(holder.id):
+                        u.reason += " (its console stopped: any console's next start or `repair --apply` rolls it back)"
+                elif staging:
+                    u.job = str(staging[0].meta.get("job", ""))
+                    u.reason = (f"by {staging[0].meta.get('approver', 'someone')}, staging volume "
+                                f"{staging[0].name} on {staging[0].dom0}")
+                else:
+                    u.job, u.reason = held or "", "locked on the ledger"
             elif final:
                 u.state = UploadState.AVAILABLE
                 u.reason = f"{final[0].dom0}:{final[0].name}"
@@ -349,13 +414,36 @@ class Site:
 
     # ------------------------------------------------------------------ actions
 
+    async def refuse_if_read_only(self, action: str, target: str, host: str = "") -> None:
+        """The one read-only guard of the site's actions: in a read-only session, audit the refused
+        attempt and raise; otherwise do nothing.
+
+        Args:
+            action: the audit action (``approve``, ``reject`` ...). target: what it was aimed at.
+        Raises:
+            ReadOnlyError: always, in a read-only session (after the refusal is on the audit log, when
+                the ledger can be reached).
+        """
+        if not self.read_only:
+            return
+        await self.audit_refusal(action, target, "read-only session", host)
+        raise ReadOnlyError(f"read-only session: {action} {target} is not allowed")
+
+    async def audit_refusal(self, action: str, target: str, reason: str, host: str = "") -> None:
+        """Put a refusal on the audit log; a ledger that cannot be reached does not hide the refusal
+        itself (it is said on the returned error), so this never raises :class:`HostError`."""
+        try:
+            await self.audit.record(action, target, "refused", reason, host)
+        except HostError:
+            pass
+
     async def plan(self, key: str, dom0: str | None = None, allow_non_iso: bool = False,
-                   override_quota: bool = False) -> ImportPlan:
+                   override_quota: bool = False, override_rejection: bool = False) -> ImportPlan:
         """Work out the import of upload ``OWNER/FILE`` (see :meth:`_plan`); refusals are audited."""
         try:
-            return await self._plan(key, dom0, allow_non_iso, override_quota)
+            return await self._plan(key, dom0, allow_non_iso, override_quota, override_rejection)
         except (NotApprovable, NotFound, CapacityShort, QuotaExceeded) as exc:
-            self.audit.record("approve", key, "refused", exc.message)
+            await self.audit_refusal("approve", key, exc.message)
             raise
 
     async def all_volumes(self) -> list[Volume]:
@@ -372,15 +460,19 @@ class Site:
             quota.check(self.config, owner, await self.all_volumes(), adding)
         return check
 
-    async def _plan(self, key: str, dom0: str | None, allow_non_iso: bool, override_quota: bool) -> ImportPlan:
+    async def _plan(self, key: str, dom0: str | None, allow_non_iso: bool, override_quota: bool,
+                    override_rejection: bool = False) -> ImportPlan:
         """Work out the import of upload ``OWNER/FILE``; nothing is changed.
 
         Args:
             key: ``OWNER/FILE``. dom0: target (default: the image host's first domain mapping).
             allow_non_iso: the approver confirmed importing a file that is not ISO 9660.
+            override_quota: import even over the owner's quota (audited).
+            override_rejection: the approver confirmed importing an upload an admin rejected.
         Raises:
-            NotFound, NotApprovable (state, or not ISO 9660 without ``allow_non_iso``),
-            CapacityShort (the dom0 lacks space), HostError.
+            NotFound, NotApprovable (state, locked on the ledger by another console's job, rejected without
+            ``override_rejection``, not ISO 9660 without ``allow_non_iso``), CapacityShort (the dom0 lacks
+            space), QuotaExceeded, HostError.
         """
         upload = self.find_upload(key)
         if upload.state not in APPROVABLE:
@@ -399,6 +491,23 @@ class Site:
         if dom0 not in ih.domains:
             raise NotApprovable(f"image host {ih.name} has no domain on {dom0} (image_hosts.{ih.name}.domains)")
         warnings = []
+        books = await self.read_books()  # the site-wide lock and rejections, as they are now
+        held = books.locks.get(upload_key(upload.host, upload.path))
+        if held is not None:
+            job = books.jobs.get(held)
+            who = f"{job.approver} (job {job.id}, onto {job.dom0})" if job else f"another console (job {held or '?'})"
+            state = "" if held and books.live(held) else "; its console stopped: `isoadmin repair --apply` rolls it back"
+            raise NotApprovable(f"cannot approve {key}: already importing by {who}{state}")
+        rejection = books.rejection(upload.host, upload.path)
+        if rejection and (rejection.get("size"), rejection.get("mtime")) != (upload.size, upload.mtime):
+            rejection = None  # a rejection of an earlier file of that name
+        if rejection:
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(rejection.get("time", 0) or 0)))
+            text = f"rejected by {rejection.get('by', '?')} on {when}: {rejection.get('reason', '')}"
+            if not override_rejection:
+                raise UploadRejected(f"cannot approve {key}: {text}; confirm with --override-rejection "
+                                     f"to import it anyway", rejection)
+            warnings.append(f"rejection overridden: {text}")
         if upload.iso is None or not upload.iso.is_iso9660:
             what = upload.iso.problem if upload.iso else "header not read"
             if not allow_non_iso:
@@ -450,7 +559,7 @@ class Site:
             PlanStep("rename", dom0, compact(storage.rename_command(staging, final, {})[0])),
         ]
         return ImportPlan(upload, dom0, domain, storage.kind, staging, final, alloc, report.free,
-                          job_id, serial, steps, warnings, overridden)
+                          job_id, serial, steps, warnings, overridden, rejection, bool(rejection))
 
     async def approve(self, plan: ImportPlan, listener: JobListener | None = None,
                       on_phase: PhaseHook | None = None) -> JobRecord:
@@ -465,99 +574,127 @@ class Site:
             ReadOnlyError: read-only session (nothing sent).
             JobFailed: the job failed and was rolled back (the upload is untouched).
         """
-        if self.read_only:
-            self.audit.record("approve", plan.upload.key, "refused", "read-only session", plan.upload.host)
-            raise ReadOnlyError(f"read-only session: approving {plan.upload.key} is not allowed")
         u = plan.upload
+        await self.refuse_if_read_only("approve", u.key, u.host)
         iso = u.iso.to_json() if u.iso and u.iso.is_iso9660 else {}
         job = JobRecord(
             id=plan.job_id, serial=plan.serial, owner=u.owner, upload=u.name, host=u.host, path=u.path,
             size=u.size, mtime=u.mtime, inode=u.inode, dom0=plan.dom0, domain=plan.domain,
             staging=plan.staging, final=plan.final, alloc=plan.alloc, approver=self.approver,
             created=time.time(), total_bytes=u.size, iso=iso or {},
-            console=f"{socket.gethostname()}:{os.getpid()}",
+            facts=dataclasses.asdict(u.iso) if u.iso else {}, console=f"{self.approver}:{os.getpid()}",
         )
         job.updated = job.created
-        self.store.save_job(job)
+        holder = await self.ledger.acquire(job, self.holder, self.config.lease_seconds)
+        if holder is not None:  # the site-wide lock on the upload: another console's job has it
+            held, _, info = holder.partition(" ")
+            try:
+                who = json.loads(info)
+            except ValueError:
+                who = {}
+            exc = NotApprovable(f"cannot approve {u.key}: already importing by {who.get('approver', 'another console')} "
+                                f"(job {held}, onto {who.get('dom0', '?')})")
+            await self.audit_refusal("approve", u.key, exc.message, u.host)
+            raise exc
         ctx = self._context(job)
         if quota.quota_of(self.config, u.owner) and not plan.override_quota:
             ctx.quota = self._quota_checker(u.owner)
         ctx.owner_lock = self._owner_locks.setdefault(u.owner, asyncio.Lock())
         if plan.override_quota:
-            self.audit.record("quota override", u.key, "done", "; ".join(plan.warnings), u.host)
+            await self.audit.record("quota override", u.key, "done", "; ".join(plan.warnings), u.host)
+        if plan.override_rejection:
+            await self.audit.record("rejection override", u.key, "done", "; ".join(plan.warnings), u.host)
         runner = ImportJob(job, ctx, listener, on_phase)
         self.active[job.id] = runner
         u.state, u.job = UploadState.IMPORTING, job.id
         target = f"{u.key} -> {plan.dom0}:{plan.final}"
-        self.audit.record("approve", target, "started", f"job {job.id}", u.host)
         try:
+            await self.audit.record("approve", target, "started", f"job {job.id}", u.host)
             done = await runner.run()
         except JobFailed as exc:
-            self.audit.record("approve", target, "failed", f"job {job.id}: {exc.message}; rollback: {job.rollback}",
-                              u.host)
+            await self._audit_quietly("approve", target, "failed",
+                                      f"job {job.id}: {exc.message}; rollback: {job.rollback}", u.host)
+            raise
+        except asyncio.CancelledError:
+            await asyncio.shield(self._audit_quietly("approve", target, "failed",
+                                                     f"job {job.id}: {job.error}; rollback: {job.rollback}", u.host))
+            raise
+        except HostError:  # the ledger could not take the audit entry before the job started
+            await runner._fail("the audit log could not be written")
             raise
         finally:
             self.active.pop(job.id, None)
-        self.audit.record("approve", target, "done", f"job {job.id} sha256 {done.sha256}", u.host)
+            self.books.jobs[job.id] = job  # as this console just wrote it to the ledger
+        await self._audit_quietly("approve", target, "done", f"job {job.id} sha256 {done.sha256}", u.host)
         return done
 
+    async def _audit_quietly(self, *args) -> None:
+        """Audit an outcome that already happened (a failed audit must not turn it into another error)."""
+        try:
+            await self.audit.record(*args)
+        except HostError:
+            pass
+
     async def reject(self, key: str, reason: str) -> None:
-        """Mark upload ``OWNER/FILE`` rejected with ``reason``; the file itself is kept.
+        """Mark upload ``OWNER/FILE`` rejected with ``reason``, on the ledger; the file itself is kept.
 
         Raises:
-            ReadOnlyError, NotFound, NotApprovable (importing or already available).
+            ReadOnlyError, NotFound, NotApprovable (importing or already available), HostError (ledger down).
         """
-        if self.read_only:
-            self.audit.record("reject", key, "refused", "read-only session")
-            raise ReadOnlyError(f"read-only session: rejecting {key} is not allowed")
+        await self.refuse_if_read_only("reject", key)
         upload = self.find_upload(key)
         if upload.state in (UploadState.IMPORTING, UploadState.AVAILABLE):
-            self.audit.record("reject", key, "refused", f"it is {upload.state.value}", upload.host)
+            await self.audit_refusal("reject", key, f"it is {upload.state.value}", upload.host)
             raise NotApprovable(f"cannot reject {key}: it is {upload.state.value}")
         if not reason.strip():
             raise NotApprovable("a rejection needs a reason")
-        self.store.reject(upload.host, upload.path, {
+        await self.ledger.reject({
+            "host": upload.host, "path": upload.path, "owner": upload.owner, "name": upload.name,
             "reason": reason.strip(), "by": self.approver, "time": time.time(),
-            "size": upload.size, "mtime": upload.mtime, "owner": upload.owner, "name": upload.name,
+            "size": upload.size, "mtime": upload.mtime,
         })
         upload.state, upload.reason = UploadState.REJECTED, reason.strip()
-        self.audit.record("reject", key, "done", reason.strip(), upload.host)
+        await self.audit.record("reject", key, "done", reason.strip(), upload.host)
 
     def _context(self, job: JobRecord) -> JobContext:
         ih = self.config.image_hosts[job.host]
         return JobContext(self.hosts[job.host], ih.disk_id_dirs, self.storage[job.dom0],
-                          self.hypervisors[job.dom0], self.store, self.locate_timeout, self.detach_timeout,
-                          self._copies[job.host])
+                          self.hypervisors[job.dom0], self.ledger, self.holder, self.config.lease_seconds,
+                          self.locate_timeout, self.detach_timeout, self._copies[job.host])
 
-    def orphaned_jobs(self) -> list[JobRecord]:
-        """Journaled jobs still ``running`` whose console process on this machine is gone."""
-        me = socket.gethostname()
-        out = []
-        for job in self.store.jobs():
-            if job.state != "running" or job.id in self.active:
-                continue
-            host, _, pid = job.console.partition(":")
-            if host == me and pid.isdigit() and not _process_alive(int(pid)):
-                out.append(job)
-        return out
+    def orphaned_jobs(self, books: Books | None = None) -> list[JobRecord]:
+        """Jobs the ledger shows ``running`` whose lease has expired (by the ledger host's clock): their
+        console is gone, whoever started it, on any workstation. Jobs of this process are never orphaned.
+
+        Args:
+            books: the ledger as read (default: the last read, ``self.books``).
+        """
+        books = books or self.books
+        return [j for j in books.jobs.values()
+                if j.state == "running" and j.id not in self.active and not books.live(j.id)]
 
     async def recover(self) -> list[JobRecord]:
-        """Resume or roll back every job a dead console of this machine left running (see
-        :meth:`ImportJob.recover`). Read-only sessions only report them.
+        """Roll back (or mark done) every job whose lease has expired, after claiming its lease (so two
+        consoles do not recover one job at once, and never a live one). Read-only sessions only report.
 
         Returns:
             the jobs handled, as journaled afterwards.
         Raises:
-            HostError: a host needed for the recovery is down (the job stays ``running``).
+            HostError: the ledger or a host needed for the recovery is down (the job stays ``running``).
         """
+        books = await self.read_books()
         done = []
-        for job in self.orphaned_jobs():
+        for job in self.orphaned_jobs(books):
             if self.read_only:
                 continue
+            if not await self.ledger.claim(job, self.holder, self.config.lease_seconds):
+                continue  # renewed meanwhile: alive after all
             result = await ImportJob(job, self._context(job)).recover()
-            self.audit.record("recover", f"{job.key} ({job.staging})",
-                              result.state, f"job {job.id}: {result.error or result.rollback}", job.host)
+            await self._audit_quietly("recover", f"{job.key} ({job.staging})",
+                                      result.state, f"job {job.id}: {result.error or result.rollback}", job.host)
             done.append(result)
+        if done:
+            await self.read_books()
         return done
 
     async def delete_volume(self, ref: str) -> Volume:
@@ -569,9 +706,7 @@ class Site:
         Raises:
             ReadOnlyError, NotFound, NotApprovable (not a final isoadmin volume, or in use), HostError.
         """
-        if self.read_only:
-            self.audit.record("delete volume", ref, "refused", "read-only session")
-            raise ReadOnlyError(f"read-only session: deleting {ref} is not allowed")
+        await self.refuse_if_read_only("delete volume", ref)
         dom0, _, name = ref.rpartition(":")
         matches = [v for v in await self.all_volumes() if v.name == name and (not dom0 or v.dom0 == dom0)]
         if len(matches) != 1:
@@ -585,33 +720,22 @@ class Site:
             if users:
                 raise NotApprovable(f"{vol.dom0}:{vol.name} is attached to {', '.join(users)}; detach it first")
         except NotApprovable as exc:
-            self.audit.record("delete volume", f"{vol.dom0}:{vol.name}", "refused", exc.message, vol.dom0)
+            await self.audit_refusal("delete volume", f"{vol.dom0}:{vol.name}", exc.message, vol.dom0)
             raise
         await storage.remove(vol.name)
-        self.audit.record("delete volume", f"{vol.dom0}:{vol.name}", "done",
+        await self.audit.record("delete volume", f"{vol.dom0}:{vol.name}", "done",
                           f"{vol.owner}/{vol.upload} sha256 {vol.sha256}", vol.dom0)
         return vol
 
     def jobs(self) -> list[JobRecord]:
-        """The job journal (oldest first), with live progress for jobs running in this process."""
-        jobs = {j.id: j for j in self.store.jobs()}
-        for runner in self.active.values():
-            jobs[runner.job.id] = runner.job
-        return sorted(jobs.values(), key=lambda j: j.created)
+        """Every job on the ledger as last read (oldest first), with live progress for jobs running in this
+        process and the progress other consoles' leases carry."""
+        return self._jobs(self.books)
 
     async def close(self) -> None:
         """Close every SSH connection (and the parsing thread)."""
         await asyncio.gather(*(h.close() for h in self.hosts.values()), return_exceptions=True)
         self._parser.shutdown(wait=False)
-
-
-def _process_alive(pid: int) -> bool:
-    """True when process ``pid`` exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
-            return not any(line.startswith("State:") and "Z" in line.split()[1:2] for line in f)
-    except OSError:
-        return False
 
 
 def _refusal(u: Upload, e: imagehost.Entry) -> str:

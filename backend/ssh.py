@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import asyncssh
+from asyncssh.public_key import decode_ssh_public_key
 
 from .commands import Command
 from .config import HostConfig
@@ -78,6 +79,7 @@ class Host:
         self.connect_timeout = connect_timeout
         self._conn: asyncssh.SSHClientConnection | None = None
         self._lock = asyncio.Lock()
+        self.key_fingerprint = ""  # of the client key that authenticated (``SHA256:…``), once connected
 
     def _options(self) -> dict:
         c = self.config
@@ -107,7 +109,8 @@ class Host:
             if self._conn is not None and not self._conn.is_closed():
                 return self._conn
             try:
-                self._conn = await asyncssh.connect(self.config.address, **self._options())
+                self._conn = await asyncssh.connect(self.config.address, client_factory=lambda: _Client(self),
+                                                    **self._options())
             except asyncssh.HostKeyNotVerifiable as exc:
                 raise HostKeyError(self.name, await self._host_key_help(exc.reason)) from None
             except asyncssh.PermissionDenied:
@@ -210,6 +213,28 @@ class Host:
         if conn is not None:
             conn.close()
             await conn.wait_closed()
+
+
+class _Client(asyncssh.SSHClient):
+    """Notes which public key the server accepted (the audit log records its fingerprint): the
+    connection's key offers are wrapped, and the last one offered when authentication completes is it."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.offered = None
+
+    def connection_made(self, conn: asyncssh.SSHClientConnection) -> None:
+        offer = conn.public_key_auth_requested
+
+        async def noted():
+            self.offered = await offer()
+            return self.offered
+
+        conn.public_key_auth_requested = noted
+
+    def auth_completed(self) -> None:
+        if self.offered is not None:
+            self.host.key_fingerprint = decode_ssh_public_key(self.offered.public_data).get_fingerprint()
 
 
 def _reason(exc: BaseException) -> str:

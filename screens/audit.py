@@ -1,15 +1,22 @@
-"""Audit screen: the audit log (who, when, host, target, outcome, reason), newest first, with a filter."""
+"""Audit screen: the site's audit log (who, when, host, target, outcome, reason), newest first, with a filter.
+
+The log lives on the ledger: it is read again (only what was appended) when a refresh shows its head
+moved, and its hash chain is checked each time; a broken chain shows as a banner above the table.
+"""
 
 from __future__ import annotations
 
 import time
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input
+from textual.widgets import DataTable, Footer, Header, Input, Static
+
+from backend.errors import IsoadminError
 
 from .filtering import FilterMixin
 
@@ -27,6 +34,7 @@ class AuditScreen(FilterMixin, Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         with Vertical(id="body"):
+            yield Static("", id="audit-banner")
             yield Input(placeholder="filter: who, action, target, outcome, reason", id="audit-filter-box")
             table = DataTable(id="audit", cursor_type="row", zebra_stripes=True)
             for name in COLUMNS:
@@ -34,18 +42,49 @@ class AuditScreen(FilterMixin, Screen):
             yield table
         yield Footer()
 
+    entries: list = []
+    loaded: tuple[int, str] | None = None  # the audit head the entries were read at
+
     def on_mount(self) -> None:
         self.query_one(Input).display = False
+        self.query_one("#audit-banner", Static).display = False
         self.update_view()
 
     def on_screen_resume(self) -> None:
         self.update_view()
 
     def update_view(self) -> None:
+        """Read the log again when the last refresh shows its head moved; else redraw (filter)."""
+        books = self.app.snapshot.books
+        if self.loaded != (books.audit_count, books.audit_hash):
+            self.load((books.audit_count, books.audit_hash))
+        self.render_rows()
+
+    @work(group="audit", exclusive=True)
+    async def load(self, head: tuple[int, str]) -> None:
+        site = self.app.site
+        banner = self.query_one("#audit-banner", Static)
+        try:
+            self.entries = await site.audit.entries()
+            problem = await site.audit.verify()
+        except IsoadminError as exc:
+            banner.update(Text(f"audit log unreadable: {exc.message}"))
+            banner.display = True
+            return
+        self.loaded = head
+        if site.as_user is not None:
+            self.entries = [e for e in self.entries if "/" in e.target and site.may_act_for(e.target.split("/", 1)[0])]
+        banner.display = problem is not None
+        if problem is not None:
+            banner.update(Text(f"AUDIT LOG BROKEN at entry {problem.entry}: {problem.detail} "
+                               f"({site.ledger.where}/audit.jsonl)"))
+        self.render_rows()
+
+    def render_rows(self) -> None:
         table = self.query_one("#audit", DataTable)
         table.clear()
         text = self.filter_text.lower()
-        for e in reversed(self.app.site.audit.entries()):
+        for e in reversed(self.entries):
             row = (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.time)), e.who, e.action, e.target, e.host,
                    e.outcome, e.reason)
             if text and text not in " ".join(row).lower():

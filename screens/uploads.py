@@ -14,7 +14,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
 from backend import catalog
-from backend.errors import IsoadminError, QuotaExceeded
+from backend.errors import UploadRejected, IsoadminError, QuotaExceeded
 from backend.models import Upload, UploadState
 
 from .filtering import FilterMixin
@@ -199,15 +199,27 @@ class UploadsScreen(FilterMixin, Screen):
             self.plan(u.key, False)
 
     @work(group="plan", exclusive=True)
-    async def plan(self, key: str, allow_non_iso: bool, override_quota: bool = False) -> None:
+    async def plan(self, key: str, allow_non_iso: bool, override_quota: bool = False,
+                   override_rejection: bool = False) -> None:
         try:
-            plan = await self.app.site.plan(key, allow_non_iso=allow_non_iso, override_quota=override_quota)
+            plan = await self.app.site.plan(key, allow_non_iso=allow_non_iso, override_quota=override_quota,
+                                            override_rejection=override_rejection)
         except QuotaExceeded as exc:
             def override(yes: bool | None) -> None:
                 if yes:
-                    self.plan(key, allow_non_iso, True)
+                    self.plan(key, allow_non_iso, True, override_rejection)
             self.app.push_screen(ConfirmText("Quota exceeded", f"{exc.message}.\n\nOverride the quota for this "
                                              "import? (audited)", "Override"), override)
+            return
+        except UploadRejected as exc:
+            r = exc.rejection
+
+            def overrule(yes: bool | None) -> None:
+                if yes:
+                    self.plan(key, allow_non_iso, override_quota, True)
+            self.app.push_screen(ConfirmText("Rejected upload", f"{key} was rejected by {r.get('by', '?')}: "
+                                             f"{r.get('reason', '')}\n\nImport it anyway? (audited)",
+                                             "Import anyway"), overrule)
             return
         except IsoadminError as exc:
             self.app.show_error(exc)

@@ -125,7 +125,7 @@ async def test_delete_volume_is_explicit_refused_while_attached_and_audited(lab)
     assert image.exists()
     deleted = await site.delete_volume(job.final)
     assert deleted.name == job.final and not image.exists()
-    outcomes = [e.outcome for e in site.audit.entries() if e.action == "delete volume"]
+    outcomes = [e.outcome for e in await site.audit.entries() if e.action == "delete volume"]
     assert outcomes == ["refused", "refused", "done"]
     await site.close()
 

@@ -3,6 +3,7 @@ on restart the job is resumed or rolled back, the upload is intact, no orphan vo
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -33,11 +34,26 @@ def copies_running(lab_dir) -> list[str]:
     return out
 
 
-def kill_console(lab_dir, key: str, phase: str, delay: float = 0.0) -> None:
-    r = subprocess.run([sys.executable, "-m", "tests.crash_child", str(lab_dir), key, phase, str(delay)],
+#: Lease time (seconds) of the killed consoles' jobs: short, so the tests do not wait long for it to expire.
+LEASE = 2.0
+
+
+def kill_console(lab_dir, key: str, phase: str, delay: float = 0.0, lease: float = LEASE) -> None:
+    """Run a console (its own process) that approves ``key`` and is SIGKILLed when the job starts ``phase``."""
+    r = subprocess.run([sys.executable, "-m", "tests.crash_child", str(lab_dir), key, phase, str(delay), str(lease)],
                        capture_output=True, text=True, timeout=120, cwd=ROOT,
                        env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert r.returncode == -9 and f"killed in {phase}" in r.stdout, (r.returncode, r.stdout, r.stderr[-2000:])
+
+
+async def wait_for_orphans(site, count: int = 1, timeout: float = 15.0) -> list:
+    """Read the ledger until ``count`` jobs' leases have expired (by the ledger host's clock)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        orphans = site.orphaned_jobs(await site.read_books())
+        if len(orphans) >= count or time.monotonic() > deadline:
+            return orphans
+        await asyncio.sleep(0.25)
 
 
 @pytest.mark.parametrize("phase", PHASES)
@@ -73,7 +89,7 @@ async def check_recovery(tmp_path, key: str, phase: str, delay: float = 0.0) -> 
     config = await lab.start()
     try:
         site = Site(config)
-        orphans = site.orphaned_jobs()
+        orphans = await wait_for_orphans(site)
         assert [j.phase for j in orphans] == [phase]
         recovered = await site.recover()
         assert len(recovered) == 1 and recovered[0].state == "failed"
@@ -88,8 +104,8 @@ async def check_recovery(tmp_path, key: str, phase: str, delay: float = 0.0) -> 
         assert copies_running(lab_dir) == []                                   # copy stopped
         assert sha256_file(upload) == before                                   # upload intact
         assert {u.key: u.state.value for u in snap.uploads}[key] == "failed"
-        assert site.orphaned_jobs() == []
-        assert any(e.action == "recover" for e in site.audit.entries())
+        assert site.orphaned_jobs(await site.read_books()) == []
+        assert any(e.action == "recover" for e in await site.audit.entries())
         # and it can be imported now
         job = await site.approve(await site.plan(key, allow_non_iso=True))
         assert job.state == "done"

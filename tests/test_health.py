@@ -9,7 +9,7 @@ import time
 from backend.lab import Lab
 
 from .conftest import run_cli
-from .test_crash import kill_console
+from .test_crash import LEASE, kill_console
 
 
 def findings(lab_dir, *extra):
@@ -23,26 +23,29 @@ async def test_check_finds_leftovers_and_repair_fixes_them(tmp_path):
     lab = Lab(lab_dir)
     await lab.start()
     await lab.stop()
-    kill_console(lab_dir, "alice/ipxe.iso", "copy")  # staging volume created and attached, console dead
+    # staging volume created and attached, console dead; its lease (8 s) is still live for a moment
+    kill_console(lab_dir, "alice/ipxe.iso", "copy", lease=8)
+    killed = time.monotonic()
     vols = lab.volumes_dir("dom0-b")
     (vols / "cd_bob_broken_00000000.img").write_bytes(b"\0" * 4096)
     (vols / "cd_bob_broken_00000000.meta").write_text('{"created_by":"isoadmin","owner":"bob"}\n')
-    (vols / "cdtmp_carol_fresh_11111111.img").write_bytes(b"\0" * 4096)  # another console's, just started
-    (vols / "cdtmp_carol_fresh_11111111.meta").write_text(json.dumps(
-        {"created_by": "isoadmin", "owner": "carol", "upload": "x.iso", "job": "feedfeedfeed", "time": time.time()}))
+    (vols / "cd_bob_nometa_22222222.img").write_bytes(b"\0" * 4096)          # a crash lost its metadata
+    (vols / "cdtmp_carol_nometa_11111111.img").write_bytes(b"\0" * 4096)     # likewise, staging
 
-    code, kinds, _ = findings(lab_dir, "--read-only")
-    assert code == 9 and kinds == [("broken final volume", "dom0-b"), ("unfinished job", "dom0-a")]
-
-    # The journal is lost (state dir deleted) and the job is old: the hosts alone show the leftovers.
-    shutil.rmtree(lab_dir / "state" / "jobs")
-    staging = next(p for p in lab.volumes_dir("dom0-a").glob("cdtmp_*.meta"))
-    meta = json.loads(staging.read_text())
-    staging.write_text(json.dumps({**meta, "time": time.time() - 7 * 3600}))
     code, kinds, found = findings(lab_dir, "--read-only")
-    assert code == 9 and kinds == [("attached disk", "dom0-a"), ("broken final volume", "dom0-b"),
-                                   ("orphan staging volume", "dom0-a")], found
-    assert not any("fresh" in f["target"] for f in found)  # a young volume of another console is left alone
+    if time.monotonic() - killed < 6:  # the killed console's lease is live: its job, volume and disk are left alone
+        assert code == 9 and kinds == [("broken final volume", "dom0-b"), ("volume without metadata", "dom0-b"),
+                                       ("volume without metadata", "dom0-b")], found
+    time.sleep(max(0.0, killed + 10 - time.monotonic()))  # the lease expires
+    code, kinds, found = findings(lab_dir, "--read-only")
+    assert code == 9 and kinds == [("broken final volume", "dom0-b"), ("unfinished job", "dom0-a"),
+                                   ("volume without metadata", "dom0-b"), ("volume without metadata", "dom0-b")]
+    fixes = {f["target"]: f["fix"] for f in found}
+    assert fixes["cdtmp_carol_nometa_11111111"] == "remove it" and fixes["cd_bob_nometa_22222222"] == ""
+
+    # The workstation's state dir holds no books: deleting it changes nothing.
+    shutil.rmtree(lab_dir / "state", ignore_errors=True)
+    assert findings(lab_dir, "--read-only")[2] == found
 
     refused = run_cli("--read-only", "repair", "--apply", lab_dir=lab_dir)
     assert refused.returncode == 4 and "read-only" in refused.stderr
@@ -51,15 +54,32 @@ async def test_check_finds_leftovers_and_repair_fixes_them(tmp_path):
     assert findings(lab_dir)[2] == found  # the dry run changed nothing
     applied = run_cli("repair", "--apply", "--json", lab_dir=lab_dir)
     assert applied.returncode == 0, applied.stderr
-    outcomes = {r["kind"]: r["outcome"] for r in json.loads(applied.stdout)}
-    assert outcomes == {"attached disk": "done", "orphan staging volume": "done",
-                        "broken final volume": "needs a person"}
+    outcomes = {r["target"]: r["outcome"] for r in json.loads(applied.stdout)}
+    assert sorted(outcomes.values()) == ["done", "done", "needs a person", "needs a person"], outcomes
     code, kinds, _ = findings(lab_dir)
-    assert code == 9 and kinds == [("broken final volume", "dom0-b")]
+    assert code == 9 and kinds == [("broken final volume", "dom0-b"), ("volume without metadata", "dom0-b")]
     assert list(lab.volumes_dir("dom0-a").iterdir()) == [] and list(lab.by_id.iterdir()) == []
+    assert not (vols / "cdtmp_carol_nometa_11111111.img").exists()
     audit = json.loads(run_cli("audit", "--json", lab_dir=lab_dir).stdout)
     assert [e["outcome"] for e in audit if e["action"] == "repair"] == ["refused", "done", "done"]
     assert any(e["outcome"] == "refused" and e["read_only"] for e in audit)
+    assert any(e["action"] == "recover" for e in audit)
+
+
+async def test_a_final_volume_without_metadata_is_rebuilt_from_its_job(tmp_path):
+    lab_dir = tmp_path / "lab"
+    r = run_cli("approve", "alice/tools.iso", "--yes", lab_dir=lab_dir)
+    assert r.returncode == 0, r.stderr
+    lab = Lab(lab_dir)
+    meta = next(lab.volumes_dir("dom0-a").glob("cd_*.meta"))
+    before = json.loads(meta.read_text())
+    meta.write_text("")  # what a kill in the middle of writing it used to leave
+    code, kinds, found = findings(lab_dir)
+    assert code == 9 and kinds == [("volume without metadata", "dom0-a")]
+    assert found[0]["fix"].startswith("rebuild its metadata from job")
+    assert run_cli("repair", "--apply", lab_dir=lab_dir).returncode == 0
+    assert json.loads(meta.read_text()) == before
+    assert findings(lab_dir)[0] == 0
 
 
 async def test_unfinished_jobs_are_recovered_by_the_next_command(tmp_path):
@@ -68,6 +88,7 @@ async def test_unfinished_jobs_are_recovered_by_the_next_command(tmp_path):
     await lab.start()
     await lab.stop()
     kill_console(lab_dir, "alice/ipxe.iso", "verify")
+    time.sleep(LEASE + 1.5)  # its lease expires
     r = run_cli("uploads", "--json", lab_dir=lab_dir)
     assert r.returncode == 0 and "recovered job" in r.stderr
     assert {u["name"]: u["state"] for u in json.loads(r.stdout)}["ipxe.iso"] == "failed"

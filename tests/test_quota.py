@@ -35,7 +35,7 @@ async def test_quota_refuses_before_creating_and_can_be_overridden(lab):
     assert plan.warnings and plan.warnings[0].startswith("quota override")
     job = await site.approve(plan)
     assert job.state == "done"
-    audit = site.audit.entries()
+    audit = await site.audit.entries()
     assert any(e.action == "quota override" and e.target == "alice/memtest86+x64.iso" for e in audit)
     assert any(e.action == "approve" and e.outcome == "refused" and "quota" in e.reason for e in audit)
     # other owners follow the default (none here)

@@ -13,7 +13,10 @@ from .conftest import run_cli
 
 # What a host may receive from a read-only console: listings and header reads, nothing else.
 READ_ONLY = [
-    re.compile(r"(?s)^sh -c '\ndate \+%s\.%N\n.*\nexec find .*isoadmin-list "),     # uploads listing
+    re.compile(r"(?s)^sh -c '\nledger_dump\(\) \{.*\nfind .*isoadmin-list "),       # uploads listing + ledger
+    re.compile(r"(?s)^sh -c '\nledger_dump\(\) \{.*\nledger_dump .*' isoadmin-ledger "),  # the ledger
+    re.compile(r"(?s)^sh -c '\ncd -- [^\n]*\nshift\nfor f; .*' isoadmin-ledger-fetch "),  # its older records
+    re.compile(r"(?s)^sh -c '\ncd -- .*isoadmin-audit-read "),                       # the audit log (ledger)
     re.compile(r"(?s)^sh -c '\nexport LC_ALL=C\nmark=\$1; shift\nfor p in .*isoadmin-headers "),  # ISO headers
     re.compile(r"(?s)^sh -c '\ndir=\$1\ncd -- .*isoadmin-volumes "),                   # files storage listing
     re.compile(r"(?s)^sh -c '\nfind /proc/.*isoadmin-inuse "),                        # is an upload open?
@@ -27,10 +30,22 @@ def received(lab_dir) -> list[dict]:
     return [json.loads(line) for line in (lab_dir / "hosts.log").read_text().splitlines()]
 
 
+# The one write a read-only console makes: its refused attempts, appended to the ledger's audit log.
+AUDIT_APPEND = re.compile(r"(?s)^sh -c '.*' isoadmin-audit \S+ (.*)$")
+
+
 def assert_only_reads(lab_dir) -> None:
     commands = received(lab_dir)
     assert commands, "the hosts received nothing at all"
-    bad = [c for c in commands if not any(p.match(c["command"] or "") for p in READ_ONLY)]
+    bad = []
+    for c in commands:
+        text = c["command"] or ""
+        if any(p.match(text) for p in READ_ONLY):
+            continue
+        m = AUDIT_APPEND.match(text)
+        if m and '"outcome":"refused"' in m.group(1) and '"read_only":true' in m.group(1):
+            continue
+        bad.append(c)
     assert bad == [], bad
 
 
@@ -51,6 +66,9 @@ def test_read_only_cli_surface_sends_no_mutating_command(tmp_path):
     assert_only_reads(lab_dir)
     volumes = [p for d in ("dom0-a", "dom0-b") for p in (lab_dir / d / "volumes").iterdir()]
     assert volumes == []
+    audit = json.loads(run_cli("--read-only", "audit", "--json", lab_dir=lab_dir).stdout)
+    refused = sorted({e["action"] for e in audit if e["outcome"] == "refused" and e["read_only"]})
+    assert refused == ["approve", "gc", "reject", "repair"]  # every refusal is on the site's audit log
 
 
 async def test_read_only_tui_surface_sends_no_mutating_command(lab):

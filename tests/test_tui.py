@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from backend.site import Site
-from screens.modals import ConfirmApprove, ConfirmNonIso, RejectReason
+from screens.modals import ConfirmApprove, ConfirmNonIso, ConfirmText, RejectReason
 from screens.uploads import UploadsScreen
 from screens.volumes import VolumesScreen
 from screens.vtable import VirtualTable
@@ -101,6 +101,14 @@ async def test_reject_with_a_reason_keeps_the_file(lab):
         await wait_for(pilot, lambda: state_cell(app, "alice/tools.iso") == "rejected")
         table = app.screen.query_one("#uploads", VirtualTable)
         assert str(table.get_cell(f"imagehost\0{lab.uploads_root}/alice/tools.iso", "state")) == "rejected"
+        # approving it again is deliberate: the rejection is shown and must be overridden
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmText))
+        assert app.screen.title_text == "Rejected upload" and "not bootable" in app.screen.text
+        await pilot.press("y")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmApprove))
+        assert app.screen.plan.override_rejection and "rejection overridden" in app.screen.plan.warnings[0]
+        await pilot.press("n")
     await site.close()
     assert (lab.uploads_root / "alice" / "tools.iso").stat().st_size == 51200
 
@@ -158,7 +166,6 @@ async def test_help_and_palette_open(lab, key):
 async def test_health_repairs_and_audit_shows_it(tmp_path):
     import json
     import shutil
-    import time
 
     from backend.lab import Lab
     from screens.health import HealthScreen
@@ -171,9 +178,8 @@ async def test_health_repairs_and_audit_shows_it(tmp_path):
     await lab.start()
     await lab.stop()
     kill_console(lab_dir, "alice/ipxe.iso", "copy")
-    shutil.rmtree(lab_dir / "state" / "jobs")  # the console's journal is lost: only the hosts know
-    meta_file = next(lab.volumes_dir("dom0-a").glob("cdtmp_*.meta"))
-    meta_file.write_text(json.dumps({**json.loads(meta_file.read_text()), "time": time.time() - 7 * 3600}))
+    for books in ("jobs", "leases", "locks"):  # the ledger restored from a backup older than the job
+        shutil.rmtree(lab.ledger_dir / books)
     config = await lab.start()
     site = Site(config)
     app = IsoadminApp(site, lab=lab)
@@ -259,7 +265,7 @@ async def test_volumes_verify_and_delete(lab):
         await pilot.press("y")
         await wait_for(pilot, lambda: not image.exists())
     await site.close()
-    assert [e.outcome for e in site.audit.entries() if e.action in ("verify", "delete volume")] == \
+    assert [e.outcome for e in await site.audit.entries() if e.action in ("verify", "delete volume")] == \
         ["done", "failed", "done"]
 
 
@@ -282,3 +288,41 @@ async def test_gc_from_the_uploads_screen(lab):
         await wait_for(pilot, lambda: not (lab.uploads_root / "alice" / "tools.iso").exists())
     await site.close()
     assert (lab.uploads_root / "alice" / "ipxe.iso").exists()
+
+
+async def test_quitting_during_an_import_asks_then_rolls_it_back(lab):
+    import os
+    import time
+
+    big = lab.uploads_root / "carol" / "big.iso"
+    with open(big, "wb") as f:
+        f.write((lab.uploads_root / "alice" / "tools.iso").read_bytes())
+        f.truncate(400 << 20)  # the copy is still running when q is pressed
+    old = time.time() - 600
+    os.utime(big, (old, old))
+    site = Site(lab.config)
+    app = IsoadminApp(site, lab=lab)
+    async with app.run_test(size=SIZE) as pilot:
+        await select(pilot, app, "carol/big.iso")
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmApprove))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: any(r.job.phase in ("copy", "verify") for r in site.active.values()))
+        await pilot.press("q")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmText))
+        assert app.screen.title_text == "1 import(s) running"
+        await pilot.press("y")
+        for _ in range(600):
+            if app._exit or not app.is_running:
+                break
+            await pilot.pause(0.1)
+    assert not site.active
+    snap = await site.refresh()
+    assert {u.key: u.state.value for u in snap.uploads}["carol/big.iso"] == "failed"
+    assert [p for d in ("dom0-a", "dom0-b") for p in lab.volumes_dir(d).iterdir()] == []
+    assert list(lab.by_id.iterdir()) == []
+    from backend import health
+    assert await health.check(site) == []
+    audit = await site.audit.entries()
+    assert [e.outcome for e in audit if e.target.startswith("carol/big.iso")] == ["started", "failed"]
+    await site.close()

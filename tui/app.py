@@ -7,6 +7,7 @@ start work through the app's workers. Host work happens only in ``backend``.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 
 from textual import work
@@ -23,7 +24,7 @@ from screens.commands import IsoadminCommands
 from screens.health import HealthScreen
 from screens.hosts import HostsScreen
 from screens.jobs import JobsScreen
-from screens.modals import ErrorModal, HelpScreen, ViewAs
+from screens.modals import ConfirmText, ErrorModal, HelpScreen, ViewAs
 from screens.owners import OwnersScreen
 from screens.uploads import UploadsScreen
 from screens.volumes import VolumesScreen
@@ -123,6 +124,8 @@ class IsoadminApp(App[int]):
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
         self.snapshot = message.snapshot
         self.refreshes += 1
+        if not self.read_only and self.site.orphaned_jobs(message.snapshot.books):
+            self.recover_jobs()  # a console somewhere stopped with a job running: its lease has expired
         for job in message.snapshot.jobs:
             if job.id not in self.site.active:
                 self.jobs[job.id] = job
@@ -187,6 +190,40 @@ class IsoadminApp(App[int]):
         self.jobs[message.job.id] = message.job
         if isinstance(self.screen, JobsScreen):
             self.screen.update_job(message.job)
+
+    # ------------------------------------------------------------------ quitting
+
+    async def action_quit(self) -> None:
+        """Quit; with imports running, say so and ask first. Confirmed, every running import is stopped
+        and rolled back (its staging volume detached and removed, the upload untouched, audited) before
+        the console exits: nothing is left ``importing``."""
+        running = list(self.site.active.values())
+        if not running:
+            self.exit(0)
+            return
+        names = "\n".join(f"{r.job.key} → {r.job.dom0} ({r.job.phase})" for r in running)
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.stop_imports_and_quit()
+
+        self.push_screen(ConfirmText(f"{len(running)} import(s) running",
+                                     f"{names}\n\nQuitting stops them and rolls them back: their staging volumes "
+                                     "are detached and removed, the uploads stay as they are. Quit?",
+                                     "Stop and quit"), confirmed)
+
+    @work(group="quit", exclusive=True)
+    async def stop_imports_and_quit(self) -> None:
+        """Cancel every import worker, wait until each has rolled back, then exit."""
+        self.notify("stopping the running imports and rolling them back…", title="Quitting")
+        for worker in list(self.workers):
+            if worker.group.startswith("job-"):
+                worker.cancel()
+        for _ in range(1200):  # a rollback waits for a detach at most (detach_timeout), then gives up
+            if not self.site.active:
+                break
+            await asyncio.sleep(0.1)
+        self.exit(0)
 
     # ------------------------------------------------------------------ errors and help
 

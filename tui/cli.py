@@ -2,7 +2,7 @@
 
 Exit status: 0 success; otherwise the failing :class:`~backend.errors.IsoadminError`'s ``exit_code``
 (2 usage/config, 3 host, 4 read-only, 5 not found, 6 not approvable, 7 capacity short, 8 import failed),
-9 when ``check`` finds something, 10 when ``verify`` finds a volume that does not match, 11 quota exceeded,
+9 when ``check`` finds something, 10 when ``verify`` finds a volume that does not match, 11 quota exceeded, 12 when ``audit --verify`` finds the hash chain broken,
 130 when interrupted. Expected failures print one line on stderr, never a traceback.
 """
 
@@ -23,7 +23,7 @@ import humanize
 
 from backend import catalog, health, quota
 from backend.config import SiteConfig, load_config
-from backend.errors import HostError, IsoadminError, ReadOnlyError, UsageError
+from backend.errors import HostError, IsoadminError, UsageError
 from backend.lab import Lab, default_lab_dir
 from backend.site import ImportPlan, Site
 from backend.state import JobRecord
@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     a.add_argument("--allow-non-iso", action="store_true", help="confirm importing a file that is not ISO 9660")
     a.add_argument("--override-quota", action="store_true", help="import even over the owner's quota (audited)")
+    a.add_argument("--override-rejection", action="store_true",
+                   help="import an upload an admin rejected (audited; --yes alone is not enough)")
     r = sub.add_parser("reject", help="reject an upload (the file is kept)")
     r.add_argument("upload", metavar="OWNER/FILE")
     r.add_argument("--reason", required=True, help="why (shown to admins)")
@@ -67,8 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("repair", help="fix what `check` finds; a dry run unless --apply")
     f.add_argument("--apply", action="store_true", help="really do it")
     f.add_argument("--json", action="store_true", help="print one JSON array")
-    au = sub.add_parser("audit", help="print the audit log")
+    au = sub.add_parser("audit", help="print the site's audit log (on the ledger)")
     au.add_argument("--json", action="store_true", help="print one JSON array")
+    au.add_argument("--verify", action="store_true",
+                    help="check the log's hash chain; exit 12 naming the first bad entry")
     g = sub.add_parser("gc", help="remove old uploads (older than gc_days; never importing or being written); "
                                   "a dry run unless --apply")
     g.add_argument("--apply", action="store_true", help="really remove them")
@@ -188,6 +192,10 @@ async def cmd_list(site: Site, args: argparse.Namespace) -> int:
 
 
 async def cmd_jobs(site: Site, args: argparse.Namespace) -> int:
+    if site.as_user is not None:
+        await site.refresh()  # who may act for which owner comes with the listing
+    else:
+        await site.read_books()
     jobs = [j for j in site.jobs() if site.may_act_for(j.owner)]
     if args.json:
         _print_json([j.to_json() for j in jobs])
@@ -207,16 +215,18 @@ def _show_plan(plan: ImportPlan) -> None:
         print(f"  {step.phase:7} {step.host:12} {step.command}", file=sys.stderr)
     for w in plan.warnings:
         print(f"  WARNING: {w}", file=sys.stderr)
+    if plan.rejection:
+        print(f"  REJECTED by {plan.rejection.get('by', '?')}: {plan.rejection.get('reason', '')} "
+              "(importing it anyway, as --override-rejection asks)", file=sys.stderr)
 
 
 async def cmd_approve(site: Site, args: argparse.Namespace) -> int:
     from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
                                TransferSpeedColumn)
 
-    if site.read_only:
-        raise ReadOnlyError(f"read-only session: approving {args.upload} is not allowed")
+    await site.refuse_if_read_only("approve", args.upload)
     await site.refresh()
-    plan = await site.plan(args.upload, args.dom0, args.allow_non_iso, args.override_quota)
+    plan = await site.plan(args.upload, args.dom0, args.allow_non_iso, args.override_quota, args.override_rejection)
     _show_plan(plan)
     if not args.yes:
         if not sys.stdin.isatty():
@@ -265,7 +275,18 @@ async def cmd_check(site: Site, args: argparse.Namespace) -> int:
 
 
 async def cmd_audit(site: Site, args: argparse.Namespace) -> int:
-    entries = site.audit.entries()
+    if args.verify:
+        problem = await site.audit.verify()
+        if problem is not None:
+            print(f"isoadmin: audit log {site.ledger.where}/audit.jsonl is broken at entry {problem.entry}: "
+                  f"{problem.detail}", file=sys.stderr)
+            return 12
+        print(f"audit log intact: {len(await site.audit.entries())} entries, hash chain and head match")
+        return 0
+    entries = await site.audit.entries()
+    if site.as_user is not None:
+        await site.refresh()
+        entries = [e for e in entries if "/" in e.target and site.may_act_for(e.target.split("/", 1)[0])]
     if args.json:
         _print_json([asdict(e) for e in entries])
     else:

@@ -110,6 +110,14 @@ class StorageDriver(abc.ABC):
         command, stdin = self.rename_command(old, new, meta)
         await self.host.run(command, input=stdin)
 
+    @abc.abstractmethod
+    async def write_meta(self, name: str, meta: dict) -> None:
+        """Replace volume ``name``'s metadata with ``meta`` (``repair`` of a volume a crash left without it).
+
+        Raises:
+            HostError, CommandFailed: the volume does not exist or the dom0 refused.
+        """
+
     async def remove(self, name: str) -> None:
         """Remove volume ``name``; callers check :meth:`owns` first."""
         await self.host.run(self.remove_command(name))

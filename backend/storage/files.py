@@ -25,22 +25,39 @@ find . -maxdepth 1 -type f -name '*.meta' -exec grep -H '' {} + | sed 's/^/meta 
 exit 0
 """
 
-_CREATE = r"""
-set -u
-dir=$1 name=$2 size=$3
-( set -C; : > "$dir/$name.img" ) 2>/dev/null || { echo "volume $name exists" >&2; exit 17; }
-truncate -s "$size" -- "$dir/$name.img" || { rm -f -- "$dir/$name.img"; exit 1; }
-cat > "$dir/$name.meta.tmp" && mv -f -- "$dir/$name.meta.tmp" "$dir/$name.meta"
+# Metadata comes as an argument (never on stdin, which a dying console would cut short) and is written
+# to a temp file with fsync before anything is renamed: no kill point leaves a volume with empty metadata.
+# (Between the volume's creation and its metadata's rename a kill leaves a volume without metadata, which
+# ``check`` reports and ``repair`` removes.)
+_PUT_META = r"""
+put_meta() { printf '%s\n' "$2" | dd of="$1.tmp.$$" conv=fsync status=none && mv -f -- "$1.tmp.$$" "$1"; }
 """
 
-_RENAME = r"""
+_CREATE = _PUT_META + r"""
 set -u
-dir=$1 old=$2 new=$3
+dir=$1 name=$2 size=$3 meta=$4
+[ -n "$meta" ] || { echo "empty metadata" >&2; exit 2; }
+printf '%s\n' "$meta" | dd of="$dir/$name.meta.tmp.$$" conv=fsync status=none || exit 1
+( set -C; : > "$dir/$name.img" ) 2>/dev/null || { rm -f -- "$dir/$name.meta.tmp.$$"; echo "volume $name exists" >&2; exit 17; }
+mv -f -- "$dir/$name.meta.tmp.$$" "$dir/$name.meta" || exit 1
+truncate -s "$size" -- "$dir/$name.img" || { rm -f -- "$dir/$name.img" "$dir/$name.meta"; exit 1; }
+"""
+
+_RENAME = _PUT_META + r"""
+set -u
+dir=$1 old=$2 new=$3 meta=$4
+[ -n "$meta" ] || { echo "empty metadata" >&2; exit 2; }
 [ -f "$dir/$old.img" ] || { echo "volume $old does not exist" >&2; exit 2; }
 [ ! -e "$dir/$new.img" ] || { echo "volume $new exists" >&2; exit 17; }
-cat > "$dir/$new.meta.tmp" && mv -f -- "$dir/$new.meta.tmp" "$dir/$new.meta" || exit 1
+put_meta "$dir/$new.meta" "$meta" || exit 1
 mv -T -n -- "$dir/$old.img" "$dir/$new.img" && [ ! -e "$dir/$old.img" ] || { rm -f -- "$dir/$new.meta"; exit 1; }
 rm -f -- "$dir/$old.meta"
+"""
+
+_WRITE_META = _PUT_META + r"""
+set -u
+[ -n "$3" ] && [ -f "$1/$2.img" ] || exit 2
+put_meta "$1/$2.meta" "$3"
 """
 
 
@@ -109,12 +126,16 @@ class FilesStorage(StorageDriver):
         return StorageReport(capacity, free, self.unit, volumes)
 
     def create_command(self, name: str, size: int, meta: dict) -> tuple[Command, bytes | None]:
-        return (script(_CREATE, "isoadmin-create", self.directory, name, str(size), mutating=True),
-                encode_meta(meta).encode())
+        return (script(_CREATE, "isoadmin-create", self.directory, name, str(size), encode_meta(meta),
+                       mutating=True), None)
 
     def rename_command(self, old: str, new: str, meta: dict) -> tuple[Command, bytes | None]:
-        return (script(_RENAME, "isoadmin-rename", self.directory, old, new, mutating=True),
-                encode_meta(meta).encode())
+        return (script(_RENAME, "isoadmin-rename", self.directory, old, new, encode_meta(meta), mutating=True),
+                None)
+
+    async def write_meta(self, name: str, meta: dict) -> None:
+        await self.host.run(script(_WRITE_META, "isoadmin-meta", self.directory, name, encode_meta(meta),
+                                   mutating=True))
 
     def remove_command(self, name: str) -> Command:
         return cmd("rm", "-f", "--", self.device_path(name), f"{self.directory}/{name}.meta",

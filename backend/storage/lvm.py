@@ -207,15 +207,7 @@ class LvmStorage(StorageDriver):
             raise HostError(self.host.name, f"LV {self.vg}/{old} does not exist")
         if any(v.name == new for v in report.volumes):
             raise HostError(self.host.name, f"LV {self.vg}/{new} exists already")
-        old_tags = set(encode_tags(current.meta))
-        new_tags = set(encode_tags(meta))
-        args: list[str] = []
-        for tag in sorted(old_tags - new_tags):
-            args += ["--deltag", tag]
-        for tag in sorted(new_tags - old_tags):
-            args += ["--addtag", tag]
-        if args:
-            await self.host.run(Command(("lvchange", *args, f"{self.vg}/{old}"), mutating=True, label="lvchange"))
+        await self._retag(old, current, meta)
         if self.emulate:
             await self.host.run(script(_LOOP_DOWN, "isoadmin-lvloop-down", self.vg, old, mutating=True))
         command, _ = self.rename_command(old, new, meta)
@@ -225,6 +217,25 @@ class LvmStorage(StorageDriver):
 
     def remove_command(self, name: str) -> Command:
         return cmd("lvremove", "--yes", f"{self.vg}/{name}", mutating=True)
+
+    async def write_meta(self, name: str, meta: dict) -> None:
+        """Replace the LV's ``isoadmin:`` tags with ``meta``'s, in one ``lvchange`` (LVM applies it whole)."""
+        report = await self.report()
+        current = next((v for v in report.volumes if v.name == name), None)
+        if current is None:
+            raise HostError(self.host.name, f"LV {self.vg}/{name} does not exist")
+        await self._retag(name, current, meta)
+
+    async def _retag(self, name: str, current: Volume, meta: dict) -> None:
+        old_tags = set(encode_tags(current.meta))
+        new_tags = set(encode_tags(meta))
+        args: list[str] = []
+        for tag in sorted(old_tags - new_tags):
+            args += ["--deltag", tag]
+        for tag in sorted(new_tags - old_tags):
+            args += ["--addtag", tag]
+        if args:
+            await self.host.run(Command(("lvchange", *args, f"{self.vg}/{name}"), mutating=True, label="lvchange"))
 
     async def remove(self, name: str) -> None:
         if self.emulate:
