@@ -14,7 +14,9 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from . import imagehost, quota
 from .commands import Command
@@ -152,6 +154,9 @@ class Site:
         self._owner_locks: dict[str, asyncio.Lock] = {}
         self._copies = {name: asyncio.Semaphore(ih.max_copies) for name, ih in config.image_hosts.items()}
         self._headers: dict[tuple[str, str], tuple[tuple, IsoFacts]] = {}
+        #: ISO facts kept across restarts (a cache: delete it and they are read again)
+        self.facts_cache = Path(config.state_dir) / "cache" / "isofacts.json"
+        self._facts_loaded = False
         self._seen: dict[tuple[str, str], tuple[int, float]] = {}
         self._listings: dict[str, imagehost.ListingCache] = {}  # image host → entries parsed before
         self._parser = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="isoadmin-parse")
@@ -159,15 +164,19 @@ class Site:
 
     # ------------------------------------------------------------------ inventory
 
-    async def refresh(self) -> Snapshot:
+    async def refresh(self, on_rows: Callable[[Snapshot], None] | None = None) -> Snapshot:
         """Refresh every host concurrently: one listing command per host (plus, on an image host with new
         or changed files, one header read per :data:`~backend.imagehost.HEADER_BATCH` of them).
 
+        Args:
+            on_rows: when given and headers must be read (a first start, new uploads), called at once with
+                a snapshot whose new uploads have no ISO facts yet; the facts follow in the returned one.
         Returns:
             the new :class:`Snapshot` (also kept as ``self.snapshot``). A host that fails is marked
             down with the reason; the others are unaffected. Never raises :class:`HostError`.
         """
-        image_tasks = {n: self._refresh_image_host(n) for n in self.config.image_hosts}
+        defer: list | None = [] if on_rows is not None else None
+        image_tasks = {n: self._refresh_image_host(n, defer) for n in self.config.image_hosts}
         dom0_tasks = {n: self._refresh_dom0(n) for n in self.config.dom0s}
         ledger_apart = self.ledger.host.name not in self.config.image_hosts
         results = await asyncio.gather(*image_tasks.values(), *dom0_tasks.values(),
@@ -186,6 +195,12 @@ class Site:
         snap.jobs = self._jobs(self.books)
         await self._off_loop(self._finish, snap)
         self.snapshot = snap
+        if defer:
+            on_rows(snap)
+            await asyncio.gather(*(self._read_headers(host, uploads) for host, uploads in defer),
+                                 return_exceptions=True)
+            snap = dataclasses.replace(snap, time=time.time())  # the same rows, with their ISO facts
+            self.snapshot = snap
         return snap
 
     async def _off_loop(self, fn, *args):
@@ -202,7 +217,7 @@ class Site:
             snap.jobs = [j for j in snap.jobs if self.may_act_for(j.owner)]
         snap.owners = {k: o for k, o in self.owners.items() if self.may_act_for(k)}
 
-    async def _refresh_image_host(self, name: str) -> tuple[HostStatus, list[Upload]]:
+    async def _refresh_image_host(self, name: str, defer: list | None = None) -> tuple[HostStatus, list[Upload]]:
         ih = self.config.image_hosts[name]
         host = self.hosts[name]
         status = HostStatus(name, "image host")
@@ -219,7 +234,10 @@ class Site:
             uploads, dump = await self._off_loop(self._parse_listing, name, ih.uploads_root, result.stdout)
             if ledger:
                 self.books = await self.ledger.parse(dump)
-            await self._read_headers(host, uploads)
+            if defer is not None and self._needs_headers(uploads):
+                defer.append((host, uploads))  # read after the rows are shown
+            else:
+                await self._read_headers(host, uploads)
             status.up = True
         except IsoadminError as exc:
             status.error = exc.message
@@ -308,7 +326,44 @@ class Site:
             uploads.append(u)
         return uploads
 
+    def _load_facts(self) -> None:
+        """Fill the header cache from :attr:`facts_cache` (once per console; a missing or unreadable file
+        is an empty cache). Each entry is kept only while the file's size, mtime and inode match."""
+        self._facts_loaded = True
+        try:
+            data = json.loads(self.facts_cache.read_text(encoding="utf-8"))
+            for key, (size, mtime, inode, facts) in data.items():
+                host, _, path = key.partition("\0")
+                self._headers.setdefault((host, path), ((size, mtime, inode), IsoFacts(**facts)))
+        except (OSError, ValueError, TypeError, AttributeError):
+            pass
+
+    def _save_facts(self) -> None:
+        """Write the header cache to :attr:`facts_cache` (atomic; a state dir that cannot be written only
+        costs the next start its header reads)."""
+        data = {f"{h}\0{p}": [*stamp, dataclasses.asdict(facts)] for (h, p), (stamp, facts) in self._headers.items()}
+        try:
+            self.facts_cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.facts_cache.with_name(f".{self.facts_cache.name}.{os.getpid()}")
+            tmp.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
+            os.replace(tmp, self.facts_cache)
+        except OSError:
+            pass
+
+    def _needs_headers(self, uploads: list[Upload]) -> bool:
+        """True when some upload's ISO facts are neither known nor cached."""
+        if not self._facts_loaded:
+            self._load_facts()
+        for u in uploads:
+            if u.kind == "file" and u.state != UploadState.REFUSED:
+                cached = self._headers.get((u.host, u.path))
+                if not cached or cached[0] != (u.size, u.mtime, u.inode):
+                    return True
+        return False
+
     async def _read_headers(self, host: Host, uploads: list[Upload]) -> None:
+        if not self._facts_loaded:
+            await self._off_loop(self._load_facts)
         listed = {(u.host, u.path) for u in uploads}
         for key in [k for k in self._headers if k[0] == host.name and k not in listed]:
             del self._headers[key]  # the file is gone: forget it (``_seen`` is pruned by _parse_listing)
@@ -332,6 +387,7 @@ class Site:
                 self._headers[(u.host, u.path)] = ((u.size, u.mtime, u.inode), u.iso)
 
         await imagehost.read_headers(host, list(by_path), HEADER_BYTES, on_batch=parse)
+        await self._off_loop(self._save_facts)
 
     async def _refresh_dom0(self, name: str) -> HostStatus:
         status = HostStatus(name, "dom0")

@@ -9,6 +9,7 @@ anything is sent when the session is read-only.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +39,11 @@ class CommandRecord:
 
 
 CommandListener = Callable[[CommandRecord], None]
+
+#: Every host command, one line each when it ends: host, label, exit status, seconds. Never the command's
+#: arguments (they may hold owners' names; never a secret: isoadmin sends none). ``isoadmin -v`` shows
+#: it on stderr; the console writes it to ``isoadmin.log`` in the state dir.
+command_log = logging.getLogger("isoadmin.commands")
 
 
 @dataclass(frozen=True)
@@ -173,13 +179,19 @@ class Host:
         line = command.render()
         self.guard(command)
         conn = await self.connection()
+        started = time.monotonic()
         try:
             proc = await conn.run(line, input=input, encoding=None, timeout=timeout, check=False)
         except asyncssh.TimeoutError:
+            command_log.info("%s %s timed out after %.3f s", self.name, command.name, time.monotonic() - started)
             raise HostError(self.name, f"{command.name} timed out after {timeout:.0f} s") from None
         except (OSError, asyncssh.Error) as exc:
+            command_log.info("%s %s connection lost after %.3f s", self.name, command.name, time.monotonic() - started)
             await self.drop()
             raise HostError(self.name, f"{command.name}: connection lost: {_reason(exc)}") from None
+        command_log.info("%s %s exit %s %.3f s", self.name, command.name,
+                         proc.exit_status if proc.exit_signal is None else f"signal {proc.exit_signal[0]}",
+                         time.monotonic() - started)
         stderr = (proc.stderr or b"").decode("utf-8", "replace")
         result = Result(proc.stdout or b"", stderr, proc.exit_status if proc.exit_signal is None else None)
         if check and result.exit_status != 0:
@@ -195,6 +207,7 @@ class Host:
         line = command.render()
         self.guard(command)
         conn = await self.connection()
+        command_log.info("%s %s started", self.name, command.name)
         try:
             return await conn.create_process(line, encoding=None)
         except (OSError, asyncssh.Error) as exc:

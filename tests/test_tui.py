@@ -326,3 +326,32 @@ async def test_quitting_during_an_import_asks_then_rolls_it_back(lab):
     audit = await site.audit.entries()
     assert [e.outcome for e in audit if e.target.startswith("carol/big.iso")] == ["started", "failed"]
     await site.close()
+
+
+async def test_one_refresh_cycle_whatever_triggers_refreshes(lab):
+    site = Site(lab.config)
+    app = IsoadminApp(site, lab=lab, refresh_seconds=1.0)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.refreshes > 0)
+        for _ in range(6):  # each manual refresh used to arm one more timer for the rest of the session
+            await pilot.press("ctrl+r")
+            await pilot.pause(0.3)
+        await pilot.pause(1.5)
+        start = app.refreshes
+        await pilot.pause(4.0)
+        assert app.refreshes - start <= 5, app.refreshes - start  # one cycle: about 4 in 4 s
+    await site.close()
+
+
+async def test_a_restarted_console_has_the_iso_facts_at_once(lab):
+    first = Site(lab.config)
+    await first.refresh()
+    await first.close()
+    assert first.facts_cache.exists()
+    log = []
+    second = Site(lab.config, listeners=[log.append])
+    snap = await second.refresh()
+    assert next(u for u in snap.uploads if u.key == "alice/ipxe.iso").iso.is_iso9660
+    assert not any("isoadmin-headers" in r.argv for r in log if r.host == "imagehost" and
+                   any("ipxe" in a for a in r.argv))  # nothing of the settled uploads read again
+    await second.close()

@@ -31,11 +31,12 @@ from screens.volumes import VolumesScreen
 
 
 class SnapshotReady(Message):
-    """A refresh of the site finished."""
+    """A refresh of the site finished (``partial``: its rows, before new uploads' ISO facts are read)."""
 
-    def __init__(self, snapshot: Snapshot) -> None:
+    def __init__(self, snapshot: Snapshot, partial: bool = False) -> None:
         super().__init__()
         self.snapshot = snapshot
+        self.partial = partial
 
 
 class JobProgress(Message):
@@ -88,6 +89,7 @@ class IsoadminApp(App[int]):
         self.jobs: dict[str, JobRecord] = {j.id: j for j in site.jobs()}
         self.refreshes = 0
         self._frozen_at = 0  # site size (uploads + volumes) at the last gc.freeze
+        self._refresh_timer = None
         self._set_sub_title()
 
     def _set_sub_title(self) -> None:
@@ -118,20 +120,26 @@ class IsoadminApp(App[int]):
 
     @work(group="refresh", exclusive=True)
     async def refresh_site(self) -> None:
-        snapshot = await self.site.refresh()
+        snapshot = await self.site.refresh(on_rows=lambda rows: self.post_message(SnapshotReady(rows, partial=True)))
         self.post_message(SnapshotReady(snapshot))
 
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
         self.snapshot = message.snapshot
-        self.refreshes += 1
+        self.refreshes += 0 if message.partial else 1
         if not self.read_only and self.site.orphaned_jobs(message.snapshot.books):
             self.recover_jobs()  # a console somewhere stopped with a job running: its lease has expired
         for job in message.snapshot.jobs:
             if job.id not in self.site.active:
                 self.jobs[job.id] = job
         self._update_screen()
+        if message.partial:
+            return  # the rest of this refresh (ISO facts) follows
         self._freeze_long_lived(len(message.snapshot.uploads) + len(message.snapshot.volumes))
-        self.set_timer(self.refresh_seconds, self.refresh_site, name="refresh")
+        # one refresh cycle whatever triggered this refresh (the timer, ctrl+r, a finished import, a
+        # reject, gc): the next timed refresh replaces any armed one
+        if self._refresh_timer is not None:
+            self._refresh_timer.stop()
+        self._refresh_timer = self.set_timer(self.refresh_seconds, self.refresh_site, name="refresh")
 
     def _freeze_long_lived(self, items: int) -> None:
         """Keep Python's full garbage collections short with a big site loaded.

@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import importlib.metadata
 import json
+import logging
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -20,9 +22,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 import humanize
+import shtab
 
 from backend import catalog, health, quota
-from backend.config import SiteConfig, load_config
+from backend.config import SiteConfig, default_state_dir, load_config
 from backend.errors import HostError, IsoadminError, UsageError
 from backend.lab import Lab, default_lab_dir
 from backend.site import ImportPlan, Site
@@ -37,7 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="isoadmin",
         description="Review owners' boot-CD uploads and import them onto dom0 volumes. "
-                    "Without a command, opens the console (TUI).")
+                    "Without a command, opens the console (TUI).",
+        epilog="The console logs every host command to "
+               f"{Path(default_state_dir()) / LOG_NAME} (in the configured state dir); -v shows the same on "
+               "stderr. Shell completion: isoadmin --print-completion bash > "
+               "/etc/bash_completion.d/isoadmin (or zsh).")
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="log every host command (host, what, exit status, seconds) to stderr")
+    shtab.add_argument_to(p, "--print-completion", help="print a bash or zsh completion script")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--lab", metavar="DIR", nargs="?", const="", default=None,
                        help=f"run on the embedded lab site in DIR (default {default_lab_dir()})")
@@ -137,10 +148,20 @@ def _print_json(items: list[dict]) -> None:
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> None:
+    """Print a table. Piped (stdout not a terminal): full values, tab-separated, one line per row, tabs
+    and newlines inside values escaped. At a terminal: a Rich table whose cells fold instead of being cut,
+    so two different values never shrink to the same text."""
+    if not sys.stdout.isatty():
+        for row in [headers, *rows]:
+            print("\t".join(str(cell).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+                            for cell in row))
+        return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(*headers, box=None, pad_edge=False, header_style="bold")
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for name in headers:
+        table.add_column(name, overflow="fold")
     for row in rows:
         table.add_row(*row)
     Console().print(table)
@@ -372,14 +393,54 @@ async def run_tui(args: argparse.Namespace) -> int:
     from .app import IsoadminApp
 
     async with open_site(args, recover_jobs=False) as (site, lab):
+        log_to_file(site.config.state_dir)
         app = IsoadminApp(site, lab=lab, read_only=site.read_only)
         await app.run_async()
         return app.return_code or 0
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("isoadmin")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+#: The host-command log's file name in the state dir (see ``backend.ssh.command_log``).
+LOG_NAME = "isoadmin.log"
+
+
+def setup_logging(args: argparse.Namespace) -> None:
+    """``-v``: the host-command log on stderr. The console (no command) always writes it to
+    :data:`LOG_NAME` in the state dir, which its help names."""
+    log = logging.getLogger("isoadmin")
+    log.setLevel(logging.INFO)
+    if args.verbose:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("isoadmin: %(message)s"))
+        log.addHandler(handler)
+
+
+def log_to_file(state_dir: Path) -> Path | None:
+    """Also write the host-command log to ``state_dir/isoadmin.log`` (rotated at 5 MiB); None when the
+    state dir cannot be written."""
+    from logging.handlers import RotatingFileHandler
+
+    path = Path(state_dir) / LOG_NAME
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = RotatingFileHandler(path, maxBytes=5 << 20, backupCount=2, encoding="utf-8")
+    except OSError:
+        return None
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logging.getLogger("isoadmin").addHandler(handler)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``isoadmin``; returns the exit status."""
     args = build_parser().parse_args(_normalise_lab(sys.argv[1:] if argv is None else argv))
+    setup_logging(args)
     try:
         return asyncio.run(run_command(args) if args.command else run_tui(args))
     except IsoadminError as exc:
