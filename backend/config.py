@@ -141,6 +141,8 @@ class SiteConfig:
             image host, :data:`DEFAULT_LEDGER_PATH`. See :mod:`backend.ledger`.
         lease_seconds: how long a running job's lease lasts without renewal (``[site] lease_seconds``,
             default 30): after that any console may recover the job.
+        keymap: the console's keys remapped by binding id (``[console] keymap = { approve = "A" }``; the ids
+            are in the README's key table).
         source: the file this was read from (for messages), or None.
     """
 
@@ -158,6 +160,7 @@ class SiteConfig:
     naming: str = DEFAULT_TEMPLATE
     ledger: str = ""
     lease_seconds: float = 30.0
+    keymap: dict[str, str] = field(default_factory=dict)
     source: Path | None = None
 
     def ledger_location(self) -> tuple[str, str]:
@@ -310,8 +313,16 @@ def parse_config(doc: dict[str, Any], source: Path | None = None) -> SiteConfig:
         naming=naming,
         ledger=str(ledger),
         lease_seconds=float(lease),
+        keymap=_keymap(console.get("keymap", {}), where),
         source=source,
     )
+
+
+def _keymap(value: Any, where: str) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) and v.strip()
+                                              for k, v in value.items()):
+        raise ConfigError(f"{where}: console.keymap: expected a table of binding id = \"keys\", got {value!r}")
+    return dict(value)
 
 
 def load_config(path: Path | None = None) -> SiteConfig:

@@ -19,6 +19,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 from backend.errors import IsoadminError
 
 from .filtering import FilterMixin
+from .keys import bindings
 
 COLUMNS = ("time", "who", "action", "target", "host", "outcome", "reason")
 OUTCOME_STYLE = {"done": "green", "started": "cyan", "failed": "bold red", "refused": "magenta"}
@@ -28,8 +29,7 @@ class AuditScreen(FilterMixin, Screen):
     """Every audited action; ``/`` filters by any text, ``escape`` clears."""
 
     AUTO_FOCUS = "#audit"
-    BINDINGS = [Binding("slash", "filter", "Filter", id="audit-filter"),
-                Binding("escape", "clear_filter", "Clear filter", show=False)]
+    BINDINGS = [*bindings("audit"), Binding("escape", "clear_filter", "Clear filter", show=False)]
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -53,7 +53,7 @@ class AuditScreen(FilterMixin, Screen):
     def on_screen_resume(self) -> None:
         self.update_view()
 
-    def update_view(self) -> None:
+    def update_view(self, force: bool = False) -> None:
         """Read the log again when the last refresh shows its head moved; else redraw (filter)."""
         books = self.app.snapshot.books
         if self.loaded != (books.audit_count, books.audit_hash):

@@ -1,52 +1,48 @@
-"""Command palette entries: every screen and action (mutating ones absent in read-only sessions)."""
+"""Command palette entries (``ctrl+p`` or ``:``): every action of :data:`screens.keys.KEYS` — each screen,
+refresh, view as, help, messages, and every screen's actions (approve, reject, gc, sort, filter, cancel,
+verify, delete, check, repair …). An action of another screen switches to that screen first; a mutating
+one in a read-only session says "read-only session", as its key does."""
 
 from __future__ import annotations
 
-from functools import partial
-
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from .keys import KEYS, Key, display
 
 
 class IsoadminCommands(Provider):
-    """Screens (Uploads, Jobs, Volumes, Health, Audit, Owners, Hosts), Refresh, View as user, Approve / Reject selected upload, Help."""
+    """Every palette-worthy key of :data:`~screens.keys.KEYS`, with its key and its help line."""
 
-    def _commands(self) -> list[tuple[str, str, object]]:
-        app = self.app
-        items = [
-            ("Uploads", "owners' uploads", partial(app.switch_mode, "uploads")),
-            ("Jobs", "import jobs and their progress", partial(app.switch_mode, "jobs")),
-            ("Volumes", "dom0 volumes and capacity", partial(app.switch_mode, "volumes")),
-            ("Health", "leftovers: orphan volumes, stray disks, unfinished jobs", partial(app.switch_mode, "health")),
-            ("Audit", "the audit log", partial(app.switch_mode, "audit")),
-            ("Owners", "owners, quota use, uploads, CDs, VM disks", partial(app.switch_mode, "owners")),
-            ("Hosts", "hosts, up/down, latency, capacity", partial(app.switch_mode, "hosts")),
-            ("Refresh now", "refresh the inventory from every host", app.action_refresh_now),
-            ("View as user", "show only the owners a user may act for (empty: all)", app.action_view_as),
-            ("Help", "keys", app.action_help),
-        ]
-        if not app.read_only:
-            items += [
-                ("Approve selected upload", "import it onto a dom0 volume", partial(self._on_uploads, "approve")),
-                ("Reject selected upload", "reject it with a reason", partial(self._on_uploads, "reject")),
-            ]
+    def _commands(self) -> list[tuple[str, str, Key]]:
+        items = []
+        for k in KEYS:
+            if not k.palette or k.where == "tables":
+                continue
+            where = "" if k.where == "anywhere" else f"{k.where.title()}: "
+            items.append((f"{where}{k.label}", f"{k.help} (key: {display(k.keys)})", k))
         return items
 
-    def _on_uploads(self, action: str) -> None:
-        from .uploads import UploadsScreen
+    async def _run(self, key: Key) -> None:
+        app = self.app
+        if key.where == "anywhere":
+            await app.run_action(key.action)
+            return
+        if app.current_mode != key.where:
+            await app.switch_mode(key.where)
+        await app.run_action(key.action, app.screen)
 
-        screen = self.app.screen
-        if isinstance(screen, UploadsScreen):
-            getattr(screen, f"action_{action}")()
-        else:
-            self.app.notify("select an upload on the Uploads screen first", severity="warning")
+    def _callback(self, key: Key):
+        async def run() -> None:
+            await self._run(key)
+        return run
 
     async def discover(self) -> Hits:
-        for name, help_text, callback in self._commands():
-            yield DiscoveryHit(name, callback, help=help_text)
+        for name, help_text, key in self._commands():
+            yield DiscoveryHit(name, self._callback(key), help=help_text)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
-        for name, help_text, callback in self._commands():
-            score = matcher.match(name)
+        for name, help_text, key in self._commands():
+            score = matcher.match(f"{name} {key.id}")
             if score > 0:
-                yield Hit(score, matcher.highlight(name), callback, help=help_text)
+                yield Hit(score, matcher.highlight(name), self._callback(key), help=help_text)

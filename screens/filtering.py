@@ -32,3 +32,44 @@ class FilterMixin:
             box.value = ""
             box.display = False
             self.query_one(self.AUTO_FOCUS).focus()
+
+
+class SortMixin:
+    """Sorting for a screen with one :class:`~screens.vtable.VirtualTable` (the screen's ``AUTO_FOCUS``):
+    ``s`` sorts by the next column, ``S`` reverses, a click on a header sorts by that column (again:
+    reverses). The screen gives one key function per column in ``SORT_KEYS`` (of the row's object) and
+    orders its rows with :meth:`ordered`."""
+
+    SORT_KEYS: tuple = ()
+    sort_column: int | None = None
+    sort_reverse = False
+
+    def _sorted(self) -> None:
+        table = self.query_one(self.AUTO_FOCUS)
+        table.sort_column, table.sort_reverse = self.sort_column, self.sort_reverse
+        table.refresh()
+        self.update_view(force=True)
+
+    def action_sort(self) -> None:
+        self.sort_column = 0 if self.sort_column is None else (self.sort_column + 1) % len(self.SORT_KEYS)
+        self._sorted()
+
+    def action_sort_reverse(self) -> None:
+        self.sort_reverse = not self.sort_reverse
+        self._sorted()
+
+    def on_virtual_table_header_selected(self, event) -> None:
+        event.stop()
+        if event.column == self.sort_column:
+            self.sort_reverse = not self.sort_reverse
+        else:
+            self.sort_column, self.sort_reverse = event.column, False
+        self._sorted()
+
+    def ordered(self, rows: list, objects: dict) -> list:
+        """``rows`` ((key, …) tuples, in their default order) in the chosen order; ``objects`` maps each
+        row key to what ``SORT_KEYS`` take. Ties keep the default order."""
+        if self.sort_column is None:
+            return list(reversed(rows)) if self.sort_reverse else rows
+        key = self.SORT_KEYS[self.sort_column]
+        return sorted(rows, key=lambda row: key(objects[row[0]]), reverse=self.sort_reverse)

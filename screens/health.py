@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
+
 from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from backend import health
 from backend.errors import IsoadminError
 
+from .keys import bindings
 from .modals import ConfirmRepair
 
 COLUMNS = ("kind", "host", "target", "detail", "fix")
@@ -23,7 +24,7 @@ class HealthScreen(Screen):
     that lists every fix; absent in read-only sessions)."""
 
     AUTO_FOCUS = "#findings"
-    BINDINGS = [Binding("c", "check", "Check", id="check"), Binding("R", "repair", "Repair", id="repair")]
+    BINDINGS = bindings("health")
 
     def __init__(self) -> None:
         super().__init__()
@@ -41,11 +42,6 @@ class HealthScreen(Screen):
 
     def on_mount(self) -> None:
         self.action_check()
-
-    def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action == "repair" and self.app.read_only:
-            return False
-        return True
 
     def action_check(self) -> None:
         self.run_check()
@@ -70,8 +66,7 @@ class HealthScreen(Screen):
         self.query_one("#summary", Static).update(summary)
 
     def action_repair(self) -> None:
-        if self.app.read_only:
-            self.app.notify("read-only session: repair is not allowed", title="Read-only", severity="error")
+        if self.app.refuse_read_only("repair", f"{len(self.findings)} findings"):
             return
         fixable = [f for f in self.findings if f.fix]
         if not fixable:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import humanize
 from rich.text import Text
 from textual.app import ComposeResult
@@ -11,11 +13,15 @@ from textual.widgets import Footer, Header, ProgressBar, Static
 
 from backend.state import PHASES, JobRecord
 
+from .keys import bindings
+
 STATE_STYLE = {"running": "bold cyan", "done": "green", "failed": "bold red"}
 
 
-def job_status(job: JobRecord) -> Text:
-    """``copy 3/7 · 12.0 MiB / 48.0 MiB · 40.1 MiB/s · ETA 1 second`` and the outcome."""
+def job_status(job: JobRecord, now: float | None = None) -> Text:
+    """``running  copy (4/7)  12.0 MiB / 48.0 MiB  40.1 MiB/s  ETA 1 second`` then the start time and
+    elapsed time, and the outcome."""
+    now = time.time() if now is None else now
     text = Text()
     text.append(job.state, style=STATE_STYLE.get(job.state, ""))
     if job.phase in PHASES:
@@ -27,6 +33,11 @@ def job_status(job: JobRecord) -> Text:
         text.append(f"  {humanize.naturalsize(job.rate, binary=True)}/s")
     if job.eta is not None:
         text.append(f"  ETA {humanize.precisedelta(job.eta, minimum_unit='seconds', format='%0.0f')}")
+    end = now if job.state == "running" else (job.updated or now)
+    text.append(f"\nstarted {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(job.created))}, "
+                f"{'running for' if job.state == 'running' else 'took'} "
+                f"{humanize.precisedelta(max(0.0, end - job.created), minimum_unit='seconds', format='%0.0f')}",
+                style="dim")
     if job.state == "done":
         text.append(f"  → {job.dom0}:{job.final}  sha256 {job.sha256[:16]}…", style="green")
     if job.state == "failed":
@@ -36,8 +47,8 @@ def job_status(job: JobRecord) -> Text:
     return text
 
 
-class JobView(Vertical):
-    """One job: title, progress bar, status line."""
+class JobView(Vertical, can_focus=True):
+    """One job: title, progress bar, status line. Focus it (tab, click) to act on it (``x`` cancels)."""
 
     def __init__(self, job: JobRecord) -> None:
         super().__init__(id=f"job-{job.id}", classes="job")
@@ -65,7 +76,10 @@ class JobView(Vertical):
 
 
 class JobsScreen(Screen):
-    """Every job of the journal, newest first; running ones update live."""
+    """Every job of the site (the ledger), newest first; running ones update live. ``x`` cancels the
+    focused running import of this console (it rolls back, audited)."""
+
+    BINDINGS = bindings("jobs")
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -82,6 +96,25 @@ class JobsScreen(Screen):
     def update_view(self) -> None:
         for job in sorted(self.app.jobs.values(), key=lambda j: j.created):
             self.update_job(job)
+
+    def action_cancel(self) -> None:
+        view = self.focused if isinstance(self.focused, JobView) else None
+        if view is None:
+            views = [v for v in self.query(JobView) if v.job.state == "running"]
+            view = views[0] if len(views) == 1 else None
+        if view is None:
+            self.app.notify("focus a running job first (tab)", title="Cancel", severity="warning")
+            return
+        job = view.job
+        if self.app.refuse_read_only("cancel", job.key):
+            return
+        if job.state != "running":
+            self.app.notify(f"job {job.id} is {job.state}", title="Cancel", severity="warning")
+        elif job.id not in self.app.site.active:
+            self.app.notify(f"job {job.id} runs on another console ({job.console}); cancel it there",
+                            title="Cancel", severity="warning")
+        else:
+            self.app.cancel_import(job.id)
 
     def update_job(self, job: JobRecord) -> None:
         """Show ``job``: update its view in place, or add it at the top."""

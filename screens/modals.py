@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import humanize
 from rich.markup import escape
 from rich.table import Table
@@ -10,10 +12,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Button, Footer, Input, Label, Static
 
 from backend.models import Upload
 from backend.site import ImportPlan
+
+from .keys import KEYS, display
 
 
 def _size(n: int) -> str:
@@ -36,6 +40,7 @@ class _Confirm(ModalScreen[bool]):
             with Horizontal(classes="buttons"):
                 yield Button(f"{self.yes_label} \\[y]", variant="primary", id="yes")
                 yield Button("Cancel \\[n]", id="no")
+        yield Footer()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")
@@ -142,6 +147,7 @@ class ViewAs(ModalScreen[str | None]):
             with Horizontal(classes="buttons"):
                 yield Button("View", variant="primary", id="yes")
                 yield Button("Cancel", id="no")
+        yield Footer()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.dismiss(event.value.strip())
@@ -173,6 +179,7 @@ class RejectReason(ModalScreen[str | None]):
             with Horizontal(classes="buttons"):
                 yield Button("Reject", variant="error", id="yes")
                 yield Button("Cancel", id="no")
+        yield Footer()
 
     def _submit(self) -> None:
         reason = self.query_one("#reason", Input).value.strip()
@@ -191,6 +198,31 @@ class RejectReason(ModalScreen[str | None]):
             self.dismiss(None)
 
     def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class MessageLog(ModalScreen[None]):
+    """Every notification of the session, newest first (the screen shows only the newest three)."""
+
+    BINDINGS = [Binding("escape,n,q", "close", "Close")]
+
+    def __init__(self, messages: list[tuple[float, str, str, str]]) -> None:
+        super().__init__()
+        self.messages = list(messages)
+
+    def compose(self) -> ComposeResult:
+        grid = Table.grid(padding=(0, 2))
+        style = {"error": "bold red", "warning": "yellow"}
+        for when, severity, title, text in reversed(self.messages):
+            grid.add_row(Text(time.strftime("%H:%M:%S", time.localtime(when)), style="dim"),
+                         Text(title, style=style.get(severity, "bold")), Text(text))
+        with Vertical(classes="dialog"):
+            yield Label(f"Messages ({len(self.messages)})", classes="dialog-title")
+            with VerticalScroll(classes="details"):
+                yield Static(grid if self.messages else Text("no messages yet", style="dim"))
+        yield Footer()
+
+    def action_close(self) -> None:
         self.dismiss(None)
 
 
@@ -213,6 +245,7 @@ class Details(ModalScreen[None]):
             with VerticalScroll(classes="details"):
                 yield Static(grid)
             yield Static("escape closes", classes="hint")
+        yield Footer()
 
     def action_close(self) -> None:
         self.dismiss(None)
@@ -232,6 +265,7 @@ class ErrorModal(ModalScreen[None]):
             yield Label(escape(self.title_text), classes="dialog-title")
             yield Static(Text(self.message))
             yield Button("Close", id="close")
+        yield Footer()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(None)
@@ -240,26 +274,9 @@ class ErrorModal(ModalScreen[None]):
         self.dismiss(None)
 
 
-HELP = [
-    ("1 … 7", "Uploads / Jobs / Volumes / Health / Audit / Owners / Hosts"),
-    ("enter (Owners)", "that owner's uploads"),
-    ("a", "approve the selected upload (shows the plan first)"),
-    ("r", "reject the selected upload (asks for a reason; the file is kept)"),
-    ("/", "filter uploads by owner, file or state; escape clears"),
-    ("g", "garbage-collect old uploads (shows the list first)"),
-    ("v / D", "Volumes: verify the sha256 / delete a CD volume (asks first)"),
-    ("enter", "details of the selected upload or volume"),
-    ("c / R", "Health: check again / repair what it found (asks first)"),
-    (": or ctrl+p", "command palette"),
-    ("ctrl+r", "refresh now (it also refreshes by itself every few seconds)"),
-    ("u", "view as a user: only the owners that user may act for (empty: all)"),
-    ("?", "this help"),
-    ("q", "quit"),
-]
-
-
 class HelpScreen(ModalScreen[None]):
-    """The keys."""
+    """The keys, from the one list of them (:data:`screens.keys.KEYS`, remapped by the keymap); in a
+    read-only session the mutating ones are marked."""
 
     BINDINGS = [Binding("escape,question_mark,q", "close", "Close")]
 
@@ -268,15 +285,22 @@ class HelpScreen(ModalScreen[None]):
         self.read_only = read_only
 
     def compose(self) -> ComposeResult:
-        grid = Table.grid(padding=(0, 3))
-        for key, text in HELP:
-            if self.read_only and key in ("a", "r"):
-                continue
-            grid.add_row(Text(key, style="bold cyan"), text)
+        keymap = getattr(self.app, "_keymap", {}) if self.is_attached else {}
+        grid = Table.grid(padding=(0, 2))
+        where = None
+        for k in KEYS:
+            if k.where != where:
+                where = k.where
+                grid.add_row(Text(where.title(), style="bold underline"), "")
+            keys = display(",".join(keymap[k.id]) if k.id in keymap and isinstance(keymap[k.id], list)
+                           else keymap.get(k.id, k.keys))
+            note = " (read-only session: refused)" if self.read_only and k.mutating else ""
+            grid.add_row(Text(keys, style="bold cyan"), Text(k.help + note))
         with Vertical(classes="dialog"):
             yield Label("isoadmin keys" + (" (READ-ONLY session)" if self.read_only else ""), classes="dialog-title")
-            yield Static(grid)
-            yield Static("escape closes", classes="hint")
+            with VerticalScroll(classes="details"):
+                yield Static(grid)
+        yield Footer()
 
     def action_close(self) -> None:
         self.dismiss(None)

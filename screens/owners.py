@@ -6,12 +6,14 @@ from __future__ import annotations
 import humanize
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
+
 from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from backend import quota
+
+from .keys import bindings
 
 COLUMNS = {"owner": "Owner", "group": "Group", "may act": "May act", "quota": "Quota", "pending": "Pending",
            "cds": "CD volumes", "vm disks": "VM disks"}
@@ -34,7 +36,7 @@ class OwnersScreen(Screen):
     """Every owner shown (all, or those ``--as USER`` may act for)."""
 
     AUTO_FOCUS = "#owners"
-    BINDINGS = [Binding("enter", "uploads", "Their uploads", id="owner-uploads")]
+    BINDINGS = bindings("owners")
 
     def compose(self) -> ComposeResult:
         yield Header()

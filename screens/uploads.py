@@ -17,7 +17,8 @@ from backend import catalog
 from backend.errors import UploadRejected, IsoadminError, QuotaExceeded
 from backend.models import Upload, UploadState
 
-from .filtering import FilterMixin
+from .filtering import FilterMixin, SortMixin
+from .keys import bindings
 from .modals import ConfirmApprove, ConfirmNonIso, ConfirmText, Details, RejectReason
 from .vtable import VirtualTable
 
@@ -62,19 +63,15 @@ def host_line(snapshot) -> Text:
     return line if snapshot.hosts else Text("connecting…", style="dim")
 
 
-class UploadsScreen(FilterMixin, Screen):
+class UploadsScreen(FilterMixin, SortMixin, Screen):
     """All uploads of all owners, in a :class:`VirtualTable` (10,000 rows stay fast). The cells are
     computed once per snapshot; a filter keystroke only picks rows. The cursor stays on its upload."""
 
     AUTO_FOCUS = "#uploads"
-    BINDINGS = [
-        Binding("a", "approve", "Approve", id="approve"),
-        Binding("r", "reject", "Reject", id="reject"),
-        Binding("slash", "filter", "Filter", id="filter"),
-        Binding("g", "gc", "GC", id="gc"),
-        Binding("enter", "details", "Details", id="details"),
-        Binding("escape", "clear_filter", "Clear filter", show=False),
-    ]
+    BINDINGS = [*bindings("uploads"), Binding("escape", "clear_filter", "Clear filter", show=False)]
+    SORT_KEYS = (lambda u: u.owner, lambda u: u.name, lambda u: u.size, lambda u: -u.mtime,
+                 lambda u: (u.iso.volume_id or "") if u.iso else "", lambda u: bool(u.iso and u.iso.bootable),
+                 lambda u: u.state.value)
 
     def __init__(self) -> None:
         super().__init__()
@@ -85,6 +82,9 @@ class UploadsScreen(FilterMixin, Screen):
         self._shown_for = None  # (snapshot, filter) the table shows
         self._cell_cache: dict[str, tuple] = {}  # row key → (what the cells show, when computed, cells)
         self._widths: list[int] = []  # column widths fitting every upload (filtering does not move them)
+        self._objects: dict[str, Upload] = {}
+        self._ordered: list = []
+        self._ordered_for = None  # (sort column, reverse) _ordered was computed for
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -100,11 +100,6 @@ class UploadsScreen(FilterMixin, Screen):
 
     def on_screen_resume(self) -> None:
         self.update_view()
-
-    def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action in ("approve", "reject", "gc") and self.app.read_only:
-            return False
-        return True
 
     # ------------------------------------------------------------------ view
 
@@ -132,6 +127,8 @@ class UploadsScreen(FilterMixin, Screen):
         if self._rows_of is not None:
             self.last_update = (added, updated, removed)
         self.shown, self._rows, self._rows_of = cells, rows, snapshot
+        self._objects = {row_key(u): u for u in snapshot.uploads}
+        self._ordered_for = None
         self._widths = self.query_one("#uploads", VirtualTable).column_widths([(k, c) for k, c, _ in rows])
 
     def _cells(self, u: Upload, now: float) -> tuple:
@@ -145,17 +142,28 @@ class UploadsScreen(FilterMixin, Screen):
         self._cell_cache[row_key(u)] = (inputs, now, cells)
         return cells
 
-    def update_view(self) -> None:
-        """Bring the table in line with the app's snapshot and the filter (nothing to do when neither
-        changed, as on returning to this screen)."""
+    def update_view(self, force: bool = False) -> None:
+        """Bring the table in line with the app's snapshot, the filter and the sort (nothing to do when
+        none changed, as on returning to this screen)."""
         snapshot = self.app.snapshot
-        if self._shown_for is not None and self._shown_for[0] is snapshot and self._shown_for[1] == self.filter_text:
+        if (not force and self._shown_for is not None and self._shown_for[0] is snapshot
+                and self._shown_for[1] == self.filter_text):
             return
         self.query_one("#hosts", Static).update(host_line(snapshot))
         self._snapshot_rows()
+        order = (self.sort_column, self.sort_reverse)
+        if self._ordered_for != order:
+            self._ordered = self.ordered(self._rows, self._objects)
+            self._ordered_for = order
         text = self.filter_text.lower()
-        rows = [(key, cells) for key, cells, hay in self._rows if not text or text in hay]
-        self.query_one("#uploads", VirtualTable).set_rows(rows, self._widths)
+        rows = [(key, cells) for key, cells, hay in self._ordered if not text or text in hay]
+        table = self.query_one("#uploads", VirtualTable)
+        table.empty_text = (f"no upload matches {self.filter_text!r}" if text else
+                            "no uploads: owners' folders on the image hosts are empty" if all(
+                                h.up for h in snapshot.hosts if h.role == "image host") and snapshot.hosts
+                            else "no uploads yet: reading the image hosts…" if not snapshot.hosts
+                            else "no uploads: an image host is down (see above)")
+        table.set_rows(rows, self._widths)
         self._shown_for = (snapshot, self.filter_text)
 
     def selected(self) -> Upload | None:
@@ -185,10 +193,7 @@ class UploadsScreen(FilterMixin, Screen):
 
     def action_approve(self) -> None:
         u = self.selected()
-        if u is None:
-            return
-        if self.app.read_only:
-            self.app.notify("read-only session: approving is not allowed", title="Read-only", severity="error")
+        if self.app.refuse_read_only("approve", u.key if u else "") or u is None:
             return
         if u.iso is not None and not u.iso.is_iso9660 and u.state != UploadState.REFUSED:
             def confirmed(yes: bool | None) -> None:
@@ -234,10 +239,7 @@ class UploadsScreen(FilterMixin, Screen):
 
     def action_reject(self) -> None:
         u = self.selected()
-        if u is None:
-            return
-        if self.app.read_only:
-            self.app.notify("read-only session: rejecting is not allowed", title="Read-only", severity="error")
+        if self.app.refuse_read_only("reject", u.key if u else "") or u is None:
             return
 
         def given(reason: str | None) -> None:
@@ -259,8 +261,7 @@ class UploadsScreen(FilterMixin, Screen):
 
     def action_gc(self) -> None:
         """Show what garbage collection would remove, and remove it on confirmation."""
-        if self.app.read_only:
-            self.app.notify("read-only session: gc is not allowed", title="Read-only", severity="error")
+        if self.app.refuse_read_only("gc", "old uploads"):
             return
         items = catalog.gc_plan(self.app.site)
         if not items:

@@ -16,7 +16,8 @@ from backend import catalog
 from backend.errors import IsoadminError
 from backend.models import Volume
 
-from .filtering import FilterMixin
+from .keys import bindings
+from .filtering import FilterMixin, SortMixin
 from .modals import ConfirmText, Details
 from .vtable import VirtualTable
 
@@ -53,21 +54,14 @@ def volume_cells(v: Volume) -> tuple:
             humanize.naturalsize(v.size, binary=True), (v.sha256[:12] + "…") if v.sha256 else "")
 
 
-class VolumesScreen(FilterMixin, Screen):
+class VolumesScreen(FilterMixin, SortMixin, Screen):
     """Volumes of every dom0 (staging first, then final, then the rest) in a :class:`VirtualTable`; the
     cursor stays on its volume across refreshes."""
 
     AUTO_FOCUS = "#volumes"
-    BINDINGS = [Binding("enter", "details", "Details", id="volume-details"),
-                Binding("v", "verify", "Verify", id="verify"),
-                Binding("D", "delete", "Delete", id="delete-volume"),
-                Binding("slash", "filter", "Filter", id="volume-filter"),
-                Binding("escape", "clear_filter", "Clear filter", show=False)]
-
-    def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action == "delete" and self.app.read_only:
-            return False
-        return True
+    SORT_KEYS = (lambda v: v.dom0, lambda v: v.namespace, lambda v: v.name, lambda v: v.owner, lambda v: v.upload,
+                 lambda v: v.size, lambda v: v.sha256)
+    BINDINGS = [*bindings("volumes"), Binding("escape", "clear_filter", "Clear filter", show=False)]
 
     def _selected(self) -> Volume | None:
         key = self.query_one("#volumes", VirtualTable).cursor_key
@@ -91,7 +85,7 @@ class VolumesScreen(FilterMixin, Screen):
 
     def action_delete(self) -> None:
         vol = self._selected()
-        if vol is None or self.app.read_only:
+        if self.app.refuse_read_only("delete volume", f"{vol.dom0}:{vol.name}" if vol else "") or vol is None:
             return
 
         def confirmed(yes: bool | None) -> None:
@@ -118,6 +112,9 @@ class VolumesScreen(FilterMixin, Screen):
         self._rows_of = None  # the snapshot _rows were computed from
         self._shown_for = None  # (snapshot, filter) the table shows
         self._widths: list[int] = []  # column widths fitting every volume (filtering does not move them)
+        self._objects: dict[str, Volume] = {}
+        self._ordered: list = []
+        self._ordered_for = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -141,21 +138,31 @@ class VolumesScreen(FilterMixin, Screen):
         if result is not None:
             await result
 
-    def update_view(self) -> None:
-        """Bring the table in line with the snapshot and the filter (nothing to do when neither changed)."""
+    def update_view(self, force: bool = False) -> None:
+        """Bring the table in line with the snapshot, the filter and the sort (nothing to do when none
+        changed)."""
         snapshot = self.app.snapshot
-        if self._shown_for is not None and self._shown_for[0] is snapshot and self._shown_for[1] == self.filter_text:
+        if (not force and self._shown_for is not None and self._shown_for[0] is snapshot
+                and self._shown_for[1] == self.filter_text):
             return
         if self._rows_of is not snapshot:
+            self._objects = {f"{v.dom0}\0{v.name}": v for v in snapshot.volumes}
+            self._ordered_for = None
             self.query_one("#capacity", Static).update(capacity_line(snapshot))
             volumes = sorted(snapshot.volumes, key=lambda v: (ORDER.get(v.namespace, 9), v.dom0, v.name))
             self._rows = [(f"{v.dom0}\0{v.name}", volume_cells(v),
                            f"{v.dom0} {v.namespace} {v.name} {v.owner} {v.upload}".lower()) for v in volumes]
             self._rows_of = snapshot
             self._widths = self.query_one("#volumes", VirtualTable).column_widths([(k, c) for k, c, _ in self._rows])
+        order = (self.sort_column, self.sort_reverse)
+        if self._ordered_for != order:
+            self._ordered, self._ordered_for = self.ordered(self._rows, self._objects), order
         text = self.filter_text.lower()
-        self.query_one("#volumes", VirtualTable).set_rows(
-            [(key, cells) for key, cells, hay in self._rows if not text or text in hay], self._widths)
+        table = self.query_one("#volumes", VirtualTable)
+        table.empty_text = (f"no volume matches {self.filter_text!r}" if text else
+                            "no volumes yet: reading the dom0s…" if not snapshot.hosts else
+                            "no volumes on the dom0s that are up (see the capacity lines above)")
+        table.set_rows([(key, cells) for key, cells, hay in self._ordered if not text or text in hay], self._widths)
         self._shown_for = (snapshot, self.filter_text)
 
     def action_details(self) -> None:

@@ -24,6 +24,8 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from .keys import bindings
+
 Cell = str | Text
 Row = tuple[str, Sequence[Cell]]  # (key, cells)
 
@@ -41,15 +43,7 @@ class VirtualTable(ScrollView, can_focus=True):
     """
 
     COMPONENT_CLASSES = {"vtable--header", "vtable--cursor", "vtable--odd"}
-    BINDINGS = [
-        Binding("up", "cursor(-1)", "Up", show=False),
-        Binding("down", "cursor(1)", "Down", show=False),
-        Binding("pageup", "page(-1)", "Page up", show=False),
-        Binding("pagedown", "page(1)", "Page down", show=False),
-        Binding("home", "jump(0)", "First", show=False),
-        Binding("end", "jump(-1)", "Last", show=False),
-        Binding("enter", "select", "Select", show=False),
-    ]
+    BINDINGS = [*bindings("tables"), Binding("enter", "select", "Select", show=False)]
 
     class RowSelected(Message):
         """``enter`` (or a click) on a row. Attributes: table, key (the row's key), row (its index)."""
@@ -57,6 +51,17 @@ class VirtualTable(ScrollView, can_focus=True):
         def __init__(self, table: "VirtualTable", key: str, row: int) -> None:
             super().__init__()
             self.table, self.key, self.row = table, key, row
+
+        @property
+        def control(self) -> "VirtualTable":
+            return self.table
+
+    class HeaderSelected(Message):
+        """A click on a column header. Attributes: table, column (its index)."""
+
+        def __init__(self, table: "VirtualTable", column: int) -> None:
+            super().__init__()
+            self.table, self.column = table, column
 
         @property
         def control(self) -> "VirtualTable":
@@ -70,6 +75,9 @@ class VirtualTable(ScrollView, can_focus=True):
         self._positions: dict[str, int] = {}
         self.widths = [len(label) for _, label in self.columns]
         self.cursor_row = 0
+        self.sort_column: int | None = None  # shown in the header (the screen sorts the rows)
+        self.sort_reverse = False
+        self.empty_text = "nothing to show"  # said in place of the rows when there are none
 
     # ------------------------------------------------------------------ data
 
@@ -93,7 +101,7 @@ class VirtualTable(ScrollView, can_focus=True):
 
     def column_widths(self, rows: list[Row]) -> list[int]:
         """The width of each column that fits its label and every cell of ``rows``."""
-        widths = [len(label) for _, label in self.columns]
+        widths = [len(label) + 2 for _, label in self.columns]  # room for the sort arrow
         for _, cells in rows:
             for i, cell in enumerate(cells):
                 w = _width(cell)
@@ -150,6 +158,14 @@ class VirtualTable(ScrollView, can_focus=True):
             self.post_message(self.RowSelected(self, self.rows[self.cursor_row][0], self.cursor_row))
 
     def on_click(self, event: Click) -> None:
+        if event.y == 0:
+            x = int(self.scroll_offset.x) + event.x - 1
+            for i, width in enumerate(self.widths):
+                if x < width + 2:
+                    self.post_message(self.HeaderSelected(self, i))
+                    return
+                x -= width + 2
+            return
         row = int(self.scroll_offset.y) + event.y - 1
         if event.y >= 1 and 0 <= row < len(self.rows):
             self.move_cursor(row)
@@ -190,9 +206,13 @@ class VirtualTable(ScrollView, can_focus=True):
         base = self.rich_style
         if y == 0:
             style = base + self.get_component_rich_style("vtable--header")
-            segments = self._line([label for _, label in self.columns], style)
+            labels = [label + ((" ▼" if self.sort_reverse else " ▲") if i == self.sort_column else "")
+                      for i, (_, label) in enumerate(self.columns)]
+            segments = self._line(labels, style)
         else:
             row = top + y - 1
+            if not self.rows and y == 1:
+                return Strip([Segment(f" {self.empty_text}", base + Style(italic=True, dim=True))]).crop_extend(0, width, base)
             if row >= len(self.rows):
                 return Strip.blank(width, base)
             style = base

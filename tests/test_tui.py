@@ -69,20 +69,27 @@ async def test_approve_from_the_keyboard_end_to_end(lab):
     assert not [p for p in lab.volumes_dir("dom0-a").iterdir() if p.name.startswith("cdtmp_")]
 
 
-async def test_read_only_has_no_mutating_keys_and_changes_nothing(lab):
+async def test_read_only_mutating_keys_say_so_and_change_nothing(lab):
     log = []
     site = Site(lab.config, read_only=True, listeners=[log.append])
     app = IsoadminApp(site, lab=lab, read_only=True)
     async with app.run_test(size=SIZE) as pilot:
         assert "READ-ONLY" in app.sub_title
         await select(pilot, app, "alice/ipxe.iso")
-        assert app.screen.check_action("approve", ()) is False
-        await pilot.press("a", "r")
-        await pilot.pause(0.3)
-        assert isinstance(app.screen, UploadsScreen)  # no modal opened
-        app.screen.action_approve()  # even when the action is reached another way
-        await pilot.pause(0.1)
-        assert any("read-only" in n.message for n in app._notifications)
+        for key in ("a", "r", "C"):
+            await pilot.press(key)
+            await pilot.pause(0.2)
+            assert isinstance(app.screen, UploadsScreen)  # no modal opened
+            assert app.messages[-1][3].startswith("read-only session:"), app.messages[-1]
+        await pilot.press("3")
+        await pilot.pause(0.2)
+        await pilot.press("D")
+        await pilot.pause(0.2)
+        assert app.messages[-1][3].startswith("read-only session: delete volume")
+        await app.workers.wait_for_complete()
+    audit = await site.audit.entries()
+    assert sorted(e.action for e in audit if e.outcome == "refused" and e.read_only) == \
+        ["approve", "delete volume", "gc", "reject"]
     await site.close()
     assert [p for d in ("dom0-a", "dom0-b") for p in lab.volumes_dir(d).iterdir()] == []
     assert not any(r.mutating for r in log)
@@ -281,7 +288,7 @@ async def test_gc_from_the_uploads_screen(lab):
     app = IsoadminApp(site, lab=lab)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.refreshes > 0)
-        await pilot.press("g")
+        await pilot.press("C")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmText))
         assert "alice/tools.iso" in app.screen.text and "ipxe" not in app.screen.text
         await pilot.press("y")

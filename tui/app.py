@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 
 from textual import work
 from textual.app import App, ScreenStackError, UnknownModeError
@@ -24,7 +25,8 @@ from screens.commands import IsoadminCommands
 from screens.health import HealthScreen
 from screens.hosts import HostsScreen
 from screens.jobs import JobsScreen
-from screens.modals import ConfirmText, ErrorModal, HelpScreen, ViewAs
+from screens.keys import bindings
+from screens.modals import ConfirmText, ErrorModal, HelpScreen, MessageLog, ViewAs
 from screens.owners import OwnersScreen
 from screens.uploads import UploadsScreen
 from screens.volumes import VolumesScreen
@@ -63,20 +65,9 @@ class IsoadminApp(App[int]):
              "audit": AuditScreen, "owners": OwnersScreen, "hosts": HostsScreen}
     DEFAULT_MODE = "uploads"
     COMMANDS = App.COMMANDS | {IsoadminCommands}
-    BINDINGS = [
-        Binding("1", "switch_mode('uploads')", "Uploads", id="uploads"),
-        Binding("2", "switch_mode('jobs')", "Jobs", id="jobs"),
-        Binding("3", "switch_mode('volumes')", "Volumes", id="volumes"),
-        Binding("4", "switch_mode('health')", "Health", id="health"),
-        Binding("5", "switch_mode('audit')", "Audit", id="audit"),
-        Binding("6", "switch_mode('owners')", "Owners", id="owners"),
-        Binding("7", "switch_mode('hosts')", "Hosts", id="hosts"),
-        Binding("ctrl+r", "refresh_now", "Refresh", id="refresh"),
-        Binding("u", "view_as", "View as", id="view-as"),
-        Binding("colon", "command_palette", "Commands", show=False, id="palette"),
-        Binding("question_mark", "help", "Help", id="help"),
-        Binding("q", "quit", "Quit", id="quit"),
-    ]
+    BINDINGS = bindings("anywhere")
+    #: notifications on screen at once (the older ones are in the message log, ``n``)
+    MAX_TOASTS = 3
 
     def __init__(self, site: Site, *, lab=None, read_only: bool = False,
                  refresh_seconds: float | None = None) -> None:
@@ -90,6 +81,8 @@ class IsoadminApp(App[int]):
         self.refreshes = 0
         self._frozen_at = 0  # site size (uploads + volumes) at the last gc.freeze
         self._refresh_timer = None
+        self.messages: list[tuple[float, str, str, str]] = []  # (time, severity, title, text) of every notification
+        self.set_keymap(dict(site.config.keymap))
         self._set_sub_title()
 
     def _set_sub_title(self) -> None:
@@ -220,6 +213,14 @@ class IsoadminApp(App[int]):
                                      "are detached and removed, the uploads stay as they are. Quit?",
                                      "Stop and quit"), confirmed)
 
+    def cancel_import(self, job_id: str) -> None:
+        """Stop one running import of this console: it rolls back (its staging volume detached and removed)
+        and is audited as failed, "cancelled by the console"."""
+        for worker in list(self.workers):
+            if worker.group == f"job-{job_id}":
+                worker.cancel()
+                self.notify(f"job {job_id}: cancelled; rolling back", title="Cancel")
+
     @work(group="quit", exclusive=True)
     async def stop_imports_and_quit(self) -> None:
         """Cancel every import worker, wait until each has rolled back, then exit."""
@@ -241,6 +242,35 @@ class IsoadminApp(App[int]):
             self.push_screen(ErrorModal(exc.title, exc.message))
         else:
             self.notify(exc.message, title=exc.title, severity="error", timeout=8)
+
+    def notify(self, message: str, *, title: str = "", severity="information", timeout: float | None = None,
+               markup: bool = False) -> None:
+        """Show a notification (never parsed as markup), keep it in the message log, and keep at most
+        :attr:`MAX_TOASTS` on screen (the oldest go first)."""
+        self.messages.append((time.time(), str(severity), title, message))
+        del self.messages[:-500]
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+        self.call_later(self._cap_toasts)
+
+    def _cap_toasts(self) -> None:
+        shown = list(self._notifications)
+        for old in shown[:-self.MAX_TOASTS]:
+            self._unnotify(old, refresh=False)
+        if len(shown) > self.MAX_TOASTS:
+            self._refresh_notifications()
+
+    def action_notifications(self) -> None:
+        """The message log: every notification of this session, newest first."""
+        self.push_screen(MessageLog(self.messages))
+
+    def refuse_read_only(self, what: str, target: str = "") -> bool:
+        """For a mutating key: in a read-only session say "read-only session" (and put the refused attempt
+        on the audit log); return True when refused."""
+        if not self.read_only:
+            return False
+        self.notify(f"read-only session: {what} is not allowed", title="Read-only", severity="warning")
+        self.run_worker(self.site.audit_refusal(what, target, "read-only session"), group="refusal")
+        return True
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.read_only))

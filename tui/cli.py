@@ -26,7 +26,7 @@ import shtab
 
 from backend import catalog, health, quota
 from backend.config import SiteConfig, default_state_dir, load_config
-from backend.errors import HostError, IsoadminError, UsageError
+from backend.errors import ConfigError, HostError, IsoadminError, UsageError
 from backend.lab import Lab, default_lab_dir
 from backend.site import ImportPlan, Site
 from backend.state import JobRecord
@@ -392,7 +392,13 @@ async def run_tui(args: argparse.Namespace) -> int:
     """Open the console on the site (starting the lab in this event loop if asked)."""
     from .app import IsoadminApp
 
+    from screens.keys import KEYS
+
     async with open_site(args, recover_jobs=False) as (site, lab):
+        unknown = sorted(set(site.config.keymap) - {k.id for k in KEYS})
+        if unknown:
+            raise ConfigError(f"{site.config.source or 'config'}: console.keymap: unknown binding id "
+                              f"{unknown[0]!r} (the ids are in the README's key table)")
         log_to_file(site.config.state_dir)
         app = IsoadminApp(site, lab=lab, read_only=site.read_only)
         await app.run_async()

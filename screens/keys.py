@@ -1,0 +1,107 @@
+"""Every key of the console in one place: the footer, the help (``?``), the command palette and the README's
+key table all come from :data:`KEYS`, and ``[console] keymap`` remaps any of them by id (Textual keymaps,
+as posting does: ``keymap = { approve = "A", quit = "ctrl+q" }``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.binding import Binding
+
+
+@dataclass(frozen=True)
+class Key:
+    """One binding.
+
+    Attributes:
+        id: the binding id (what ``[console] keymap`` names). keys: Textual key names, comma-separated.
+        action: the action it runs (on its screen, or the app for ``anywhere``). label: footer text.
+        help: one line for the help, the palette and the tooltip. where: ``anywhere``, ``tables`` (the
+        big tables' cursor keys) or a screen (``uploads``, ``jobs``, ``volumes``, ``health``, ``audit``,
+        ``owners``, ``hosts``). mutating: changes the site (a read-only session says so instead).
+        show: in the footer. palette: in the command palette.
+    """
+
+    id: str
+    keys: str
+    action: str
+    label: str
+    help: str
+    where: str
+    mutating: bool = False
+    show: bool = True
+    palette: bool = True
+
+
+SCREENS = ("uploads", "jobs", "volumes", "health", "audit", "owners", "hosts")
+
+KEYS: tuple[Key, ...] = (
+    *(Key(name, str(i), f"switch_mode('{name}')", name.title(), f"the {name.title()} screen", "anywhere",
+          show=False) for i, name in enumerate(SCREENS, 1)),
+    Key("refresh", "ctrl+r", "refresh_now", "Refresh", "refresh from every host now (it also refreshes by itself)",
+        "anywhere", show=False),
+    Key("view-as", "u", "view_as", "View as", "view as a user: only the owners that user may act for (empty: all)",
+        "anywhere", show=False),
+    Key("palette", "ctrl+p,colon", "command_palette", "Commands", "the command palette: every screen and action",
+        "anywhere", show=False, palette=False),
+    Key("notifications", "n", "notifications", "Messages", "the messages shown so far (the newest three stay on screen)",
+        "anywhere", show=False),
+    Key("help", "question_mark", "help", "Help", "the keys", "anywhere"),
+    Key("quit", "q", "quit", "Quit", "quit (with imports running it asks, then rolls them back)", "anywhere"),
+
+    Key("down", "down,j", "cursor(1)", "Down", "next row", "tables", show=False, palette=False),
+    Key("up", "up,k", "cursor(-1)", "Up", "previous row", "tables", show=False, palette=False),
+    Key("page-down", "pagedown,ctrl+f", "page(1)", "Page down", "next page", "tables", show=False, palette=False),
+    Key("page-up", "pageup,ctrl+b", "page(-1)", "Page up", "previous page", "tables", show=False, palette=False),
+    Key("first", "home,g", "jump(0)", "First", "first row", "tables", show=False, palette=False),
+    Key("last", "end,G", "jump(-1)", "Last", "last row", "tables", show=False, palette=False),
+
+    Key("approve", "a", "approve", "Approve", "approve the selected upload (shows the plan and the host commands first)",
+        "uploads", mutating=True),
+    Key("reject", "r", "reject", "Reject", "reject the selected upload (asks for a reason; the file is kept)",
+        "uploads", mutating=True),
+    Key("filter", "slash", "filter", "Filter", "filter rows; escape clears", "uploads"),
+    Key("gc", "C", "gc", "GC", "garbage-collect old uploads (shows the list, asks first)", "uploads", mutating=True),
+    Key("details", "enter", "details", "Details", "details of the selected upload", "uploads", palette=False),
+    Key("sort", "s", "sort", "Sort", "sort by the next column (a click on a header sorts by it)", "uploads"),
+    Key("sort-reverse", "S", "sort_reverse", "Reverse", "reverse the sort order", "uploads", show=False),
+
+    Key("cancel", "x", "cancel", "Cancel", "cancel the selected running import (rolls it back, audited)", "jobs",
+        mutating=True),
+
+    Key("volume-details", "enter", "details", "Details", "details of the selected volume", "volumes", palette=False),
+    Key("verify", "v", "verify", "Verify", "re-read the selected CD volume on its dom0 and compare its sha256",
+        "volumes"),
+    Key("delete-volume", "D", "delete", "Delete", "delete the selected CD volume (asks first; refused while a VM "
+        "uses it)", "volumes", mutating=True),
+    Key("volume-filter", "slash", "filter", "Filter", "filter volumes; escape clears", "volumes"),
+    Key("volume-sort", "s", "sort", "Sort", "sort by the next column (a click on a header sorts by it)", "volumes"),
+    Key("volume-sort-reverse", "S", "sort_reverse", "Reverse", "reverse the sort order", "volumes", show=False),
+
+    Key("check", "c", "check", "Check", "look for leftovers again", "health"),
+    Key("repair", "R", "repair", "Repair", "repair what check found (lists every fix, asks first)", "health",
+        mutating=True),
+
+    Key("audit-filter", "slash", "filter", "Filter", "filter the audit log; escape clears", "audit"),
+
+    Key("owner-uploads", "enter", "uploads", "Their uploads", "the selected owner's uploads", "owners"),
+)
+
+
+def bindings(where: str) -> list[Binding]:
+    """The Textual bindings of ``where`` (see :class:`Key`), with ids and tooltips."""
+    return [Binding(k.keys, k.action, k.label, show=k.show, id=k.id, tooltip=k.help)
+            for k in KEYS if k.where == where]
+
+
+def display(keys: str) -> str:
+    """Key names as people write them: ``question_mark`` → ``?``, ``ctrl+p,colon`` → ``ctrl+p / :``."""
+    names = {"question_mark": "?", "slash": "/", "colon": ":", "enter": "enter", "pagedown": "pgdn",
+             "pageup": "pgup"}
+    return " / ".join(names.get(k, k) for k in keys.split(","))
+
+
+def mutating_actions(where: str) -> set[str]:
+    """Actions of ``where`` that change the site (a read-only session answers them "read-only session")."""
+    return {k.action for k in KEYS if k.where == where and k.mutating}
