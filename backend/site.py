@@ -19,7 +19,7 @@ from .commands import Command
 from .audit import AuditLog
 from .config import SiteConfig
 from .errors import (CapacityShort, HostError, IsoadminError, JobFailed, NotApprovable, NotFound, QuotaExceeded,
-                     ReadOnlyError)
+                     ReadOnlyError, UsageError)
 from .hypervisor import HypervisorDriver, make_hypervisor
 from .isoinfo import HEADER_BYTES, IsoFacts, inspect_header
 from .jobs import ImportJob, JobContext, JobListener, PhaseHook, busy
@@ -398,16 +398,17 @@ class Site:
             raise NotFound(f"no dom0 {dom0!r} (known: {', '.join(self.config.dom0s)})")
         if dom0 not in ih.domains:
             raise NotApprovable(f"image host {ih.name} has no domain on {dom0} (image_hosts.{ih.name}.domains)")
+        holder = await imagehost.in_use(self.hosts[upload.host], upload.path)
+        if holder is not None:  # still being written comes before what the header says
+            raise NotApprovable(f"cannot approve {key}: it is still open (process {holder} on {upload.host}: "
+                                f"an upload in progress?)")
         warnings = []
         if upload.iso is None or not upload.iso.is_iso9660:
             what = upload.iso.problem if upload.iso else "header not read"
             if not allow_non_iso:
-                raise NotApprovable(f"{key} is not ISO 9660 ({what}); approve it explicitly to import it anyway")
+                raise NotApprovable(f"{key} is not ISO 9660 ({what}); pass --allow-non-iso (in the console: "
+                                    "confirm) to import it anyway")
             warnings.append(f"not ISO 9660: {what}")
-        holder = await imagehost.in_use(self.hosts[upload.host], upload.path)
-        if holder is not None:
-            raise NotApprovable(f"cannot approve {key}: it is still open (process {holder} on {upload.host}: "
-                                f"an upload in progress?)")
         storage = self.storage[dom0]
         report = await storage.report()
         names = {v.name for v in report.volumes}
@@ -505,8 +506,11 @@ class Site:
         """Mark upload ``OWNER/FILE`` rejected with ``reason``; the file itself is kept.
 
         Raises:
-            ReadOnlyError, NotFound, NotApprovable (importing or already available).
+            UsageError (an empty reason, checked before anything else), ReadOnlyError, NotFound,
+            NotApprovable (importing or already available).
         """
+        if not reason.strip():
+            raise UsageError(f"cannot reject {key}: a rejection needs a reason")
         if self.read_only:
             self.audit.record("reject", key, "refused", "read-only session")
             raise ReadOnlyError(f"read-only session: rejecting {key} is not allowed")
@@ -514,8 +518,6 @@ class Site:
         if upload.state in (UploadState.IMPORTING, UploadState.AVAILABLE):
             self.audit.record("reject", key, "refused", f"it is {upload.state.value}", upload.host)
             raise NotApprovable(f"cannot reject {key}: it is {upload.state.value}")
-        if not reason.strip():
-            raise NotApprovable("a rejection needs a reason")
         self.store.reject(upload.host, upload.path, {
             "reason": reason.strip(), "by": self.approver, "time": time.time(),
             "size": upload.size, "mtime": upload.mtime, "owner": upload.owner, "name": upload.name,
