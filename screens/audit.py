@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -12,6 +11,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input
 
 from .filtering import FilterMixin
+from .plain import plain
 
 COLUMNS = ("time", "who", "action", "target", "host", "outcome", "reason")
 OUTCOME_STYLE = {"done": "green", "started": "cyan", "failed": "bold red", "refused": "magenta"}
@@ -50,4 +50,5 @@ class AuditScreen(FilterMixin, Screen):
                    e.outcome, e.reason)
             if text and text not in " ".join(row).lower():
                 continue
-            table.add_row(*row[:5], Text(e.outcome, style=OUTCOME_STYLE.get(e.outcome, "")), row[6])
+            table.add_row(*map(plain, row[:5]), plain(e.outcome, style=OUTCOME_STYLE.get(e.outcome, "")),
+                          plain(row[6]))

@@ -11,6 +11,8 @@ from textual.widgets import Footer, Header, ProgressBar, Static
 
 from backend.state import PHASES, JobRecord
 
+from .plain import printable
+
 STATE_STYLE = {"running": "bold cyan", "done": "green", "failed": "bold red"}
 
 
@@ -28,11 +30,11 @@ def job_status(job: JobRecord) -> Text:
     if job.eta is not None:
         text.append(f"  ETA {humanize.precisedelta(job.eta, minimum_unit='seconds', format='%0.0f')}")
     if job.state == "done":
-        text.append(f"  → {job.dom0}:{job.final}  sha256 {job.sha256[:16]}…", style="green")
+        text.append(printable(f"  → {job.dom0}:{job.final}  sha256 {job.sha256[:16]}…"), style="green")
     if job.state == "failed":
-        text.append(f"\n{job.error}", style="red")
+        text.append("\n" + printable(job.error), style="red")
         if job.rollback:
-            text.append(f"\nrollback: {job.rollback}", style="dim")
+            text.append("\nrollback: " + printable(job.rollback), style="dim")
     return text
 
 
@@ -56,8 +58,8 @@ class JobView(Vertical):
         self.set_class(job.state == "failed", "failed")
         self.set_class(job.state == "done", "done")
         title = Text()
-        title.append(job.key, style="bold")
-        title.append(f"   {job.host} → {job.dom0} · job {job.id} · by {job.approver}", style="dim")
+        title.append(printable(job.key), style="bold")
+        title.append(printable(f"   {job.host} → {job.dom0} · job {job.id} · by {job.approver}"), style="dim")
         self.query_one(".job-title", Static).update(title)
         done = job.total_bytes if job.state == "done" else job.done_bytes
         self.query_one(ProgressBar).update(total=max(1, job.total_bytes), progress=done)

@@ -14,12 +14,14 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
 from backend import catalog
-from backend.errors import IsoadminError, QuotaExceeded
-from backend.models import Upload, UploadState
+from backend.errors import QuotaExceeded
+from backend.models import APPROVABLE, Upload, UploadState
 
 from .filtering import FilterMixin
 from .modals import ConfirmApprove, ConfirmNonIso, ConfirmText, Details, RejectReason
+from .plain import printable
 from .vtable import VirtualTable
+from .workers import ForwardWorkerErrors
 
 COLUMNS = (("owner", "Owner"), ("file", "File"), ("size", "Size"), ("age", "Age"), ("volume id", "Volume id"),
            ("boot", "Boot"), ("state", "State"))
@@ -39,10 +41,10 @@ def upload_cells(u: Upload, now: float) -> tuple:
     if u.iso is None:
         vid, boot = "", ""
     elif u.iso.is_iso9660:
-        vid, boot = u.iso.volume_id or "", "yes" if u.iso.bootable else "no"
+        vid, boot = printable(u.iso.volume_id), "yes" if u.iso.bootable else "no"
     else:
         vid, boot = Text("not ISO", style="italic"), "mbr" if u.iso.hybrid_mbr else "—"
-    return (u.owner, u.name, humanize.naturalsize(u.size, binary=True),
+    return (printable(u.owner), printable(u.name), humanize.naturalsize(u.size, binary=True),
             humanize.naturaltime(max(0.0, now - u.mtime)), vid, boot,
             Text(u.state.value, style=STATE_STYLE.get(u.state, "")))
 
@@ -54,15 +56,15 @@ def host_line(snapshot) -> Text:
         if i:
             line.append(" · ", style="dim")
         if h.up:
-            line.append(f"{h.name} ", style="bold")
+            line.append(f"{printable(h.name)} ", style="bold")
             line.append(f"up {h.latency * 1000:.0f} ms", style="green")
         else:
-            line.append(f"{h.name} ", style="bold")
-            line.append(f"DOWN: {h.error}", style="bold red")
+            line.append(f"{printable(h.name)} ", style="bold")
+            line.append(f"DOWN: {printable(h.error)}", style="bold red")
     return line if snapshot.hosts else Text("connecting…", style="dim")
 
 
-class UploadsScreen(FilterMixin, Screen):
+class UploadsScreen(ForwardWorkerErrors, FilterMixin, Screen):
     """All uploads of all owners, in a :class:`VirtualTable` (10,000 rows stay fast). The cells are
     computed once per snapshot; a filter keystroke only picks rows. The cursor stays on its upload."""
 
@@ -188,9 +190,10 @@ class UploadsScreen(FilterMixin, Screen):
         if u is None:
             return
         if self.app.read_only:
-            self.app.notify("read-only session: approving is not allowed", title="Read-only", severity="error")
+            self.app.say("read-only session: approving is not allowed", title="Read-only", severity="error")
             return
-        if u.iso is not None and not u.iso.is_iso9660 and u.state != UploadState.REFUSED:
+        # what stops an import (still being written, refused, importing ...) is said before "not ISO" is asked
+        if u.state in APPROVABLE and u.iso is not None and not u.iso.is_iso9660:
             def confirmed(yes: bool | None) -> None:
                 if yes:
                     self.plan(u.key, True)
@@ -198,25 +201,22 @@ class UploadsScreen(FilterMixin, Screen):
         else:
             self.plan(u.key, False)
 
-    @work(group="plan", exclusive=True)
+    @work(group="plan", exclusive=True, exit_on_error=False)
     async def plan(self, key: str, allow_non_iso: bool, override_quota: bool = False) -> None:
         try:
             plan = await self.app.site.plan(key, allow_non_iso=allow_non_iso, override_quota=override_quota)
-        except QuotaExceeded as exc:
+        except QuotaExceeded as exc:  # a question, not an error; other errors go to the app's handler
             def override(yes: bool | None) -> None:
                 if yes:
                     self.plan(key, allow_non_iso, True)
             self.app.push_screen(ConfirmText("Quota exceeded", f"{exc.message}.\n\nOverride the quota for this "
                                              "import? (audited)", "Override"), override)
             return
-        except IsoadminError as exc:
-            self.app.show_error(exc)
-            return
 
         def confirmed(yes: bool | None) -> None:
             if yes:
                 self.app.start_import(plan)
-                self.app.notify(f"importing {plan.upload.key} onto {plan.dom0}", title="Approved")
+                self.app.say(f"importing {plan.upload.key} onto {plan.dom0}", title="Approved")
 
         self.app.push_screen(ConfirmApprove(plan), confirmed)
 
@@ -225,7 +225,10 @@ class UploadsScreen(FilterMixin, Screen):
         if u is None:
             return
         if self.app.read_only:
-            self.app.notify("read-only session: rejecting is not allowed", title="Read-only", severity="error")
+            self.app.say("read-only session: rejecting is not allowed", title="Read-only", severity="error")
+            return
+        if u.state in (UploadState.IMPORTING, UploadState.AVAILABLE):  # say so before asking for a reason
+            self.app.say(f"{u.key} is {u.state.value}: {u.reason}", title="Cannot reject", severity="warning")
             return
 
         def given(reason: str | None) -> None:
@@ -234,27 +237,23 @@ class UploadsScreen(FilterMixin, Screen):
 
         self.app.push_screen(RejectReason(u), given)
 
-    @work(group="reject")
+    @work(group="reject", exit_on_error=False)
     async def reject(self, key: str, reason: str) -> None:
-        try:
-            await self.app.site.reject(key, reason)
-        except IsoadminError as exc:
-            self.app.show_error(exc)
-            return
-        self.app.notify(f"{key} rejected: {reason}", title="Rejected")
+        await self.app.site.reject(key, reason)
+        self.app.say(f"{key} rejected: {reason}", title="Rejected")
         self.update_view()
         self.app.refresh_site()
 
     def action_gc(self) -> None:
         """Show what garbage collection would remove, and remove it on confirmation."""
         if self.app.read_only:
-            self.app.notify("read-only session: gc is not allowed", title="Read-only", severity="error")
+            self.app.say("read-only session: gc is not allowed", title="Read-only", severity="error")
             return
         items = catalog.gc_plan(self.app.site)
         if not items:
-            self.app.notify("nothing is old enough to collect", title="GC")
+            self.app.say("nothing is old enough to collect", title="GC")
             return
-        lines = "\n".join(f"{i.owner}/{i.name}: {i.reason} ({i.age:.1f} days)" for i in items)
+        lines = "\n".join(printable(f"{i.owner}/{i.name}: {i.reason} ({i.age:.1f} days)") for i in items)
 
         def confirmed(yes: bool | None) -> None:
             if yes:
@@ -262,14 +261,10 @@ class UploadsScreen(FilterMixin, Screen):
 
         self.app.push_screen(ConfirmText(f"Remove {len(items)} old upload(s)?", lines, "Remove"), confirmed)
 
-    @work(group="gc", exclusive=True)
+    @work(group="gc", exclusive=True, exit_on_error=False)
     async def gc(self, items: list) -> None:
-        try:
-            results = await catalog.gc_apply(self.app.site, items)
-        except IsoadminError as exc:
-            self.app.show_error(exc)
-            return
-        kept = [f"{i.owner}/{i.name}: {o}" for i, o in results if o != "removed"]
-        self.app.notify("\n".join(kept) or f"{len(results)} upload(s) removed", title="GC",
+        results = await catalog.gc_apply(self.app.site, items)
+        kept = [printable(f"{i.owner}/{i.name}: {o}") for i, o in results if o != "removed"]
+        self.app.say("\n".join(kept) or f"{len(results)} upload(s) removed", title="GC",
                         severity="warning" if kept else "information")
         self.app.refresh_site()

@@ -209,7 +209,7 @@ async def test_owners_and_hosts_screens(lab):
         await pilot.press("6")
         assert isinstance(app.screen, OwnersScreen)
         table = app.screen.query_one("#owners", DataTable)
-        assert [table.get_row_at(i)[0] for i in range(table.row_count)] == ["alice", "bob", "carol"]
+        assert [str(table.get_row_at(i)[0]) for i in range(table.row_count)] == ["alice", "bob", "carol"]
         assert "0 Bytes / 64.0 MiB" in str(table.get_cell("bob", "quota"))
         await pilot.press("down", "enter")
         await wait_for(pilot, lambda: isinstance(app.screen, UploadsScreen) and
@@ -222,7 +222,7 @@ async def test_owners_and_hosts_screens(lab):
         await wait_for(pilot, lambda: type(app.screen).__name__ == "ViewAs")
         await pilot.press(*"carol", "enter")
         await wait_for(pilot, lambda: isinstance(app.screen, OwnersScreen) and table.row_count == 1)
-        assert table.get_row_at(0)[0] == "carol" and "as carol" in app.sub_title
+        assert str(table.get_row_at(0)[0]) == "carol" and "as carol" in app.sub_title
         assert {u.owner for u in app.snapshot.uploads} == {"carol"}
         await pilot.press("u")
         await wait_for(pilot, lambda: type(app.screen).__name__ == "ViewAs")
