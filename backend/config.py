@@ -499,7 +499,7 @@ def _driver_table(table: dict[str, Any], kind: str, drivers: dict[str, type[_Tab
     driver = table.get("driver")
     if driver is None:
         raise ConfigError(f"{where}: {'.'.join(prefix)}.driver: required key missing (one of: {', '.join(drivers)})")
-    if driver not in drivers:
+    if not isinstance(driver, str) or driver not in drivers:
         raise ConfigError(f"{where}: {'.'.join(prefix)}.driver: unknown driver {driver!r} "
                           f"(known: {', '.join(drivers)})")
     _validate(drivers[driver], table, where, prefix)
