@@ -276,11 +276,14 @@ def test_any_rejection_reason_is_recorded_and_shown_as_text(lab_site):
 
 # ---------------------------------------------------------------------- configuration values
 
+def _nested(values: st.SearchStrategy) -> st.SearchStrategy:
+    return st.one_of(st.lists(values, max_size=3), st.dictionaries(st.text(max_size=8), values, max_size=3))
+
+
 toml_values = st.recursive(
     st.one_of(st.text(max_size=20), st.integers(-(1 << 63), (1 << 63) - 1), st.floats(allow_nan=True),
               st.booleans(), st.datetimes(), st.dates(), st.times()),
-    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)),
-    max_leaves=6)
+    _nested, max_leaves=6)
 
 KEYS = [("console", k) for k in ("state_dir", "read_only", "settle_seconds", "refresh_seconds", "gc_days",
                                  "gc_rejected_days", "readonly")] + \
