@@ -219,10 +219,6 @@ def _members(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
-def _template(value: str) -> str:
-    return check_template(value)
-
-
 def _ledger(value: str) -> str:
     if value and not _LEDGER_RE.match(value):
         raise ValueError(f"{value!r} must be HOST:/absolute/path")
@@ -261,7 +257,7 @@ class QuotasTable(_Table):
 class NamingTable(_Table):
     """``[naming]``"""
 
-    template: Annotated[str, AfterValidator(_template)] = Field(
+    template: Annotated[str, AfterValidator(check_template)] = Field(
         DEFAULT_TEMPLATE, description="names of final volumes: fields `{owner}` `{stem}` `{label}` `{size}` "
         "`{date}`")
 
