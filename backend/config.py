@@ -5,7 +5,10 @@ it and ``--lab`` writes its own. See README.md ("Configuration") for a complete 
 
 The file is validated against a schema (pydantic v2 models, :class:`SiteDocument`; each storage and
 hypervisor table against its driver's model): a wrong type, an unknown key, a missing required key or a
-bad value is one :class:`~backend.errors.ConfigError` line ``FILE: table.key: what is wrong``. The README's
+bad value is one :class:`~backend.errors.ConfigError` line ``FILE: table.key: what is wrong``. pydantic
+rather than msgspec: its errors carry the exact location and kind of every problem (what the one line is
+built from), its ``Field`` descriptions feed the generated reference, and strict mode rejects TOML's
+near-misses (``"10"`` for a number, a string for a list). The README's
 configuration reference is :func:`reference_markdown` (``python -m backend.config`` prints it).
 """
 
