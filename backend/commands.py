@@ -87,7 +87,8 @@ SHA256_SH = r"""
 sha256() { if command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 -r; else sha256sum; fi; }
 """
 
-# The dump: what every refresh reads (the image host's listing runs it after its own output).
+# The dump: what every refresh reads (the image host's listing runs it after its own output). Each record
+# is one line whatever its file ends with (a record written by hand may lack its newline).
 # Records modified within two days are printed whole; older ones only by name (a console reads those
 # it has not seen yet once, with _FETCH).
 DUMP_SH = r"""
@@ -101,15 +102,15 @@ ledger_dump() {
     [ -d "$d" ] || continue
     find "$d" -maxdepth 1 -type f -name '*.json' -printf 'file %p\n'
     find "$d" -maxdepth 1 -type f -name '*.json' -mtime -2 -exec sh -c \
-      'for f; do printf "data %s " "$f"; head -n 1 -- "$f"; done' sh {} +
+      'for f; do printf "data %s %s\n" "$f" "$(head -n 1 -- "$f")"; done' sh {} +
   done
   for f in leases/*; do
     [ -f "$f" ] || continue
-    printf 'lease %s %s ' "${f#leases/}" "$(date -r "$f" +%s)"; head -n 1 -- "$f"
+    printf 'lease %s %s %s\n' "${f#leases/}" "$(date -r "$f" +%s)" "$(head -n 1 -- "$f")"
   done
   for d in locks/*; do
     [ -d "$d" ] || continue
-    if [ -f "$d/holder" ]; then printf 'lock %s ' "${d#locks/}"; head -n 1 -- "$d/holder"
+    if [ -f "$d/holder" ]; then printf 'lock %s %s\n' "${d#locks/}" "$(head -n 1 -- "$d/holder")"
     else printf 'lock %s - %s\n' "${d#locks/}" "$(date -r "$d" +%s)"; fi
   done
   return 0

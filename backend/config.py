@@ -2,17 +2,32 @@
 
 The default file is ``platformdirs.user_config_dir("isoadmin")/site.toml``; ``--config FILE`` overrides
 it and ``--lab`` writes its own. See README.md ("Configuration") for a complete example.
+
+The file is validated against a schema (pydantic v2 models, :class:`SiteDocument`; each storage and
+hypervisor table against its driver's model): a wrong type, an unknown key, a missing required key or a
+bad value is one :class:`~backend.errors.ConfigError` line ``FILE: table.key: what is wrong``. pydantic
+rather than msgspec: its errors carry the exact location and kind of every problem (what the one line is
+built from), its ``Field`` descriptions feed the generated reference, and strict mode rejects TOML's
+near-misses (``"10"`` for a number, a string for a list). The README's
+configuration reference is :func:`reference_markdown` (``python -m backend.config`` prints it).
 """
 
 from __future__ import annotations
 
+import difflib
+import json
+import os
 import re
+import tempfile
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import platformdirs
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError,
+                      field_validator, model_validator)
+from pydantic_core import PydanticCustomError
 
 from .errors import ConfigError
 from .naming import DEFAULT_TEMPLATE, check_template
@@ -126,7 +141,8 @@ class SiteConfig:
     Attributes:
         image_hosts: by name.
         dom0s: by name, in file order (the first is the default target of an approval).
-        state_dir: the console's own state (job journal, rejections).
+        state_dir: the console's own state: caches, crash reports and the host-command log only (the site's
+            books are on the ledger).
         read_only: refuse every mutating operation (also set by ``--read-only``).
         settle_seconds: an upload whose mtime is younger than this is still ``writing``.
         refresh_seconds: pause between two inventory refreshes in the TUI.
@@ -137,8 +153,8 @@ class SiteConfig:
         owners: extra people who may act for an owner (``[owners] alice = ["helpdesk1"]``), beyond the
             members of the owner folder's group on the image host.
         naming: the template of final volume names (``[naming] template``; see :mod:`backend.naming`).
-        ledger: where the site keeps its books, ``HOST:/path`` (``[site] ledger``); "" means the first
-            image host, :data:`DEFAULT_LEDGER_PATH`. See :mod:`backend.ledger`.
+        ledger: where the site keeps its books, ``HOST:/absolute/path`` (``[site] ledger``); ``""`` means the
+            first image host, :data:`DEFAULT_LEDGER_PATH`. See :mod:`backend.ledger`.
         lease_seconds: how long a running job's lease lasts without renewal (``[site] lease_seconds``,
             default 30): after that any console may recover the job.
         keymap: the console's keys remapped by binding id (``[console] keymap = { approve = "A" }``; the ids
@@ -196,133 +212,427 @@ def default_state_dir() -> Path:
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+_.-]{0,31}$")
+_LEDGER_RE = re.compile(r"^(?P<host>[^:/\s]+):(?P<path>/.*)$")
 
 
-def _host(name: str, table: dict[str, Any], where: str) -> HostConfig:
+# ---------------------------------------------------------------------- the schema (pydantic v2)
+#
+# The site file is validated as a whole against these models (unknown keys are errors), then turned into
+# the dataclasses above. Each field's description is the README's configuration reference
+# (:func:`reference_markdown`; a test keeps the two equal).
+
+
+def _size_value(value: Any) -> int:
+    try:
+        return parse_size(value)
+    except ConfigError as exc:
+        raise ValueError(exc.message.removeprefix("size: ")) from None
+
+
+def _absolute(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError(f"{value!r} must be an absolute path")
+    return value
+
+
+def _members(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+def _ledger(value: str) -> str:
+    if value and not _LEDGER_RE.match(value):
+        raise ValueError(f"{value!r} must be HOST:/absolute/path")
+    return value
+
+
+Size = Annotated[int, BeforeValidator(_size_value)]
+AbsPath = Annotated[str, AfterValidator(_absolute)]
+
+
+class _Table(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class ConsoleTable(_Table):
+    """``[console]``"""
+
+    state_dir: str | None = Field(None, description="the console's own state: caches, crash reports, the "
+                                  "host-command log (the site's books are on the ledger); created with mode 0700. "
+                                  "Default: the user state dir")
+    read_only: bool = Field(False, description="refuse every mutating operation (as `--read-only`)")
+    settle_seconds: float = Field(10.0, ge=0, description="an upload younger than this is still `writing`")
+    refresh_seconds: float = Field(3.0, gt=0, description="pause between two inventory refreshes in the console")
+    gc_days: float = Field(7.0, ge=0, description="`gc` removes uploads older than this many days")
+    gc_rejected_days: float | None = Field(None, ge=0, description="... and rejected ones older than this. "
+                                           "Default: `gc_days`")
+    keymap: dict[str, str] = Field({}, description="keys remapped by binding id: `{ approve = \"A\" }` (the ids "
+                                   "are in the key table)")
+
+
+class QuotasTable(_Table):
+    """``[quotas]``"""
+
+    default: Size = Field(0, description="per-owner quota: VM disks + final CD volumes + staging volumes in "
+                          "flight; a size (`\"20 GiB\"`, `512M`, bytes); 0 = none")
+    owners: dict[str, Size] = Field({}, description="per-owner overrides: `{ alice = \"50 GiB\" }`")
+
+
+class NamingTable(_Table):
+    """``[naming]``"""
+
+    template: Annotated[str, AfterValidator(check_template)] = Field(
+        DEFAULT_TEMPLATE, description="names of final volumes: fields `{owner}` `{stem}` `{label}` `{size}` "
+        "`{date}`")
+
+
+class LedgerTable(_Table):
+    """``[site]``"""
+
+    ledger: Annotated[str, AfterValidator(_ledger)] = Field(
+        "", description="where the site keeps its books (jobs, locks, leases, rejections, the audit log): "
+        "`\"HOST:/absolute/path\"`, HOST an image host or dom0 of the site. Default: the first image host, "
+        "`/var/lib/isoadmin`")
+    lease_seconds: float = Field(30.0, ge=2, le=3600, description="a running job's lease: not renewed for this "
+                                 "long, any console may recover the job")
+
+
+class HostTable(_Table):
+    """The SSH settings every host table has."""
+
+    address: str | None = Field(None, description="host name or IP. Default: the table's name (so "
+                                "`~/.ssh/config` aliases work)")
+    port: int | None = Field(None, ge=1, le=65535, description="TCP port. Default: the SSH config's, or 22")
+    user: str | None = Field(None, description="login name. Default: the SSH config's, or yours")
+    key: str | None = Field(None, description="private key file. Default: the agent and the SSH config's keys")
+    known_hosts: str | None = Field(None, description="known_hosts file. Default: `~/.ssh/known_hosts`")
+
+
+class ImageHostTable(HostTable):
+    """``[image_hosts.NAME]``"""
+
+    uploads_root: AbsPath = Field("/tmp/cds", description="one folder per owner: `<uploads_root>/<owner>/<file>`")
+    domains: dict[str, str] = Field({}, description="for each dom0, the hypervisor's name of this VM: "
+                                    "`{ dom0-a = \"imagehost\" }`")
+    disk_id_dirs: list[str] = Field(["/dev/disk/by-id"], description="folders of by-id links searched for a "
+                                    "hot-plugged disk (after `/sys/block/*/serial`)")
+    max_copies: int = Field(2, ge=1, description="copies this console runs at once on this image host")
+
+
+class Dom0Table(HostTable):
+    """``[dom0s.NAME]``"""
+
+    staging_prefix: str = Field("cdtmp_", pattern=_PREFIX_RE.pattern,
+                                description="name prefix of volumes being copied")
+    final_prefix: str = Field("cd_", pattern=_PREFIX_RE.pattern, description="name prefix of finished volumes")
+    storage: dict[str, Any] = Field(description="`[dom0s.NAME.storage]`: the storage driver and its settings")
+    hypervisor: dict[str, Any] = Field(description="`[dom0s.NAME.hypervisor]`: the hypervisor driver and its "
+                                       "settings")
+
+
+class FilesStorageTable(_Table):
+    """``[dom0s.NAME.storage]`` with ``driver = "files"``"""
+
+    driver: Literal["files"] = Field(description="`files`: one sparse file per volume plus a JSON sidecar")
+    directory: AbsPath = Field(description="the folder of the volumes")
+    capacity: Size = Field(0, description="the space volumes may take (a size)")
+    unit: Size = Field(4 << 20, description="volume sizes are rounded up to this (a size)")
+
+
+class LvmStorageTable(_Table):
+    """``[dom0s.NAME.storage]`` with ``driver = "lvm"``"""
+
+    driver: Literal["lvm"] = Field(description="`lvm`: one LV per volume in a volume group")
+    vg: str = Field(pattern=r"^[A-Za-z0-9+_.][A-Za-z0-9+_.-]*$", description="the volume group")
+    vm_disk_pattern: str = Field(r"^d_(?P<owner>[^_]+)_", description="a regex recognising owners' VM disks "
+                                 "(listed, never touched); group `owner` names the owner")
+    emulate_activation: bool = Field(False, description="only for hosts without device-mapper (the test "
+                                     "machines): reach LVs through loop devices on `pv_file`")
+    pv_file: str = Field("", description="the PV's backing file, with `emulate_activation`")
+
+    @field_validator("vm_disk_pattern")
+    @classmethod
+    def _regex(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _pv_file(self) -> "LvmStorageTable":
+        if self.emulate_activation and not self.pv_file.startswith("/"):
+            raise PydanticCustomError("key:pv_file", "an absolute path is required with emulate_activation")
+        return self
+
+
+class LibvirtHypervisorTable(_Table):
+    """``[dom0s.NAME.hypervisor]`` with ``driver = "libvirt"``"""
+
+    driver: Literal["libvirt"] = Field(description="`libvirt`: live hot-plug through libvirt")
+    uri: str = Field(min_length=1, description="the libvirt URI, e.g. `xen+ssh://root@dom0-a/system`")
+    bus: str = Field("virtio", description="the disk bus of hot-plugged disks (`virtio`, or `xen` for PV guests)")
+
+
+class LabHypervisorTable(_Table):
+    """``[dom0s.NAME.hypervisor]`` with ``driver = "lab"``"""
+
+    driver: Literal["lab"] = Field(description="`lab`: hot-plug as a by-id link (the embedded lab's)")
+    guest_disk_dirs: dict[str, str] = Field(min_length=1, description="for each domain, the folder where its "
+                                            "hot-plugged disks appear")
+
+
+STORAGE_TABLES: dict[str, type[_Table]] = {"files": FilesStorageTable, "lvm": LvmStorageTable}
+HYPERVISOR_TABLES: dict[str, type[_Table]] = {"libvirt": LibvirtHypervisorTable, "lab": LabHypervisorTable}
+
+
+class SiteDocument(_Table):
+    """The whole site file."""
+
+    console: ConsoleTable = Field(ConsoleTable(), description="the console")
+    quotas: QuotasTable = Field(QuotasTable(), description="disk quotas per owner")
+    owners: dict[str, Annotated[list[str], BeforeValidator(_members)]] = Field(
+        {}, description="who else may act for an owner, beyond its folder's group: `alice = [\"helpdesk1\"]`")
+    naming: NamingTable = Field(NamingTable(), description="names of final volumes")
+    site: LedgerTable = Field(LedgerTable(), description="the site itself")
+    image_hosts: dict[str, ImageHostTable] = Field({}, description="the image hosts, by name")
+    dom0s: dict[str, Dom0Table] = Field({}, description="the dom0s, by name (the first is the default target)")
+
+
+# The tables of the reference, in order: (TOML table, model).
+REFERENCE_TABLES: list[tuple[str, type[_Table]]] = [
+    ("console", ConsoleTable), ("quotas", QuotasTable), ("naming", NamingTable), ("site", LedgerTable),
+    ("image_hosts.NAME", ImageHostTable), ("dom0s.NAME", Dom0Table),
+    ("dom0s.NAME.storage (files)", FilesStorageTable), ("dom0s.NAME.storage (lvm)", LvmStorageTable),
+    ("dom0s.NAME.hypervisor (libvirt)", LibvirtHypervisorTable), ("dom0s.NAME.hypervisor (lab)", LabHypervisorTable),
+]
+
+
+def _default_text(field: Any) -> str:
+    if field.is_required():
+        return "required"
+    value = field.default
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "`true`" if value else "`false`"
+    if isinstance(value, str):
+        return f"`\"{value}\"`" if value else "`\"\"`"
+    if isinstance(value, (list, dict)):
+        return f"`{json.dumps(value)}`"
+    return f"`{value}`"
+
+
+def reference_markdown() -> str:
+    """The configuration reference, generated from the schema: one markdown table row per key.
+
+    Returns:
+        markdown text (the README holds exactly this between its ``config-reference`` markers).
+    """
+    lines = ["| table | key | default | meaning |", "|---|---|---|---|"]
+    for table, model in REFERENCE_TABLES:
+        for name, field in model.model_fields.items():
+            if model is Dom0Table and name in ("storage", "hypervisor"):
+                continue
+            if model is SiteDocument:
+                continue
+            lines.append(f"| `[{table}]` | `{name}` | {_default_text(field)} | {field.description} |")
+    lines.append("| `[owners]` | any owner | — | " + SiteDocument.model_fields["owners"].description + " |")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------- errors: one line each
+
+_KIND = {"model": "a table", "int": "a whole number", "float": "a number", "bool": "true or false", "string": "a string",
+         "dict": "a table", "list": "a list", "literal": "one of"}
+
+
+def _what(error: dict) -> str:
+    """What is wrong, in words, from one pydantic error."""
+    kind, value = error["type"], error.get("input")
+    shown = repr(value) if not isinstance(value, dict) else "a table"
+    if kind == "missing":
+        return "required key missing"
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        base = kind.removesuffix("_type").removesuffix("_parsing")
+        return f"expected {_KIND.get(base, base)}, got {shown}"
+    if kind == "literal_error":
+        return f"{error['msg'].lower()}, got {shown}"
+    if kind == "value_error":
+        return error["msg"].removeprefix("Value error, ")
+    if kind.startswith("key:"):  # a check across keys, reported at the key it is about
+        return error["msg"]
+    if kind == "string_pattern_mismatch":
+        return f"{shown} must match {error['ctx']['pattern']}"
+    return f"{error['msg'][:1].lower()}{error['msg'][1:]}, got {shown}"
+
+
+def _candidates(model: type[BaseModel], path: tuple) -> list[str]:
+    """The keys the table at ``path`` (inside ``model``) accepts, for a "did you mean" hint."""
+    current: Any = model
+    for part in path:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            if field is None:
+                return []
+            current = field.annotation
+        elif get_origin(current) is dict:
+            current = get_args(current)[1]
+        else:
+            return []
+    return list(current.model_fields) if isinstance(current, type) and issubclass(current, BaseModel) else []
+
+
+def did_you_mean(key: str, known: list[str]) -> str | None:
+    """The known key ``key`` was probably meant to be: same letters without ``-``/``_`` (``readonly``,
+    ``read-only`` → ``read_only``), else the closest by :func:`difflib.get_close_matches`; or None."""
+    squashed = {k.replace("_", "").lower(): k for k in known}
+    exact = squashed.get(key.replace("-", "").replace("_", "").lower())
+    if exact:
+        return exact
+    close = difflib.get_close_matches(key.replace("-", "_").lower(), known, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _raise_first(exc: ValidationError, model: type[BaseModel], where: str, prefix: tuple = ()) -> None:
+    """Turn the first error of ``exc`` into one ConfigError line: ``FILE: table.key: what is wrong``."""
+    error = exc.errors(include_url=False)[0]
+    loc = tuple(str(p) for p in error["loc"])
+    if error["type"].startswith("key:"):
+        loc += (error["type"].removeprefix("key:"),)
+    if error["type"] == "extra_forbidden":
+        hint = did_you_mean(loc[-1], _candidates(model, loc[:-1]))
+        what = "unknown key" + (f"; did you mean {hint}?" if hint else "")
+    else:
+        what = _what(error)
+    path = ".".join(prefix + loc) or "(top level)"
+    raise ConfigError(f"{where}: {path}: {what}") from None
+
+
+def _validate(model: type[_Table], data: Any, where: str, prefix: tuple = ()) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        _raise_first(exc, model, where, prefix)
+
+
+def _driver_table(table: dict[str, Any], kind: str, drivers: dict[str, type[_Table]], where: str,
+                  prefix: tuple) -> None:
+    """Validate ``[dom0s.NAME.<kind>]`` against its driver's model."""
+    driver = table.get("driver")
+    if driver is None:
+        raise ConfigError(f"{where}: {'.'.join(prefix)}.driver: required key missing (one of: {', '.join(drivers)})")
+    if not isinstance(driver, str) or driver not in drivers:
+        raise ConfigError(f"{where}: {'.'.join(prefix)}.driver: unknown driver {driver!r} "
+                          f"(known: {', '.join(drivers)})")
+    _validate(drivers[driver], table, where, prefix)
+
+
+def _host(name: str, table: HostTable, where: str) -> HostConfig:
     if not _NAME_RE.match(name):
-        raise ConfigError(f"{where}: host name {name!r} must match [A-Za-z0-9][A-Za-z0-9_.-]*")
-    port = table.get("port")
-    if port is not None and (not isinstance(port, int) or not 0 < port < 65536):
-        raise ConfigError(f"{where}.port: expected a TCP port, got {port!r}")
+        raise ConfigError(f"{where}: {name!r} must match [A-Za-z0-9][A-Za-z0-9_.-]* (a host name)")
 
-    def path(key: str) -> str | None:
-        value = table.get(key)
-        return None if value is None else str(Path(str(value)).expanduser())
+    def path(value: str | None) -> str | None:
+        return None if value is None else str(Path(value).expanduser())
 
-    return HostConfig(
-        name=name,
-        address=str(table.get("address", name)),
-        port=port,
-        user=table.get("user"),
-        key=path("key"),
-        known_hosts=path("known_hosts"),
-    )
-
-
-def _positive(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{where}: expected a whole number ≥ 1, got {value!r}")
-    return value
-
-
-def _table(doc: dict[str, Any], key: str, where: str) -> dict[str, Any]:
-    value = doc.get(key, {})
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where}: [{key}] must be a table")
-    return value
+    return HostConfig(name=name, address=table.address or name, port=table.port, user=table.user,
+                      key=path(table.key), known_hosts=path(table.known_hosts))
 
 
 def parse_config(doc: dict[str, Any], source: Path | None = None) -> SiteConfig:
-    """Build a :class:`SiteConfig` from a parsed TOML document.
+    """Build a :class:`SiteConfig` from a parsed TOML document, validated against the schema
+    (:class:`SiteDocument`; storage and hypervisor tables against their driver's model).
 
+    Args:
+        doc: the TOML document (``tomllib`` output). source: the file it came from (for messages).
+    Returns:
+        the site.
     Raises:
-        ConfigError: a required table is missing or a value is malformed (message names the key).
+        ConfigError: one line ``FILE: table.key: what is wrong`` — an unknown key (with a "did you mean"),
+            a wrong type, a missing required key or a bad value; or no image host / dom0.
     """
     where = str(source or "config")
-    console = _table(doc, "console", where)
+    parsed: SiteDocument = _validate(SiteDocument, doc, where)
     image_hosts: dict[str, ImageHostConfig] = {}
-    for name, table in _table(doc, "image_hosts", where).items():
-        here = f"{where}: image_hosts.{name}"
-        domains = table.get("domains", {})
-        if not isinstance(domains, dict):
-            raise ConfigError(f"{here}.domains must map dom0 names to domain names")
-        root = str(table.get("uploads_root", "/tmp/cds"))
-        if not root.startswith("/"):
-            raise ConfigError(f"{here}.uploads_root must be an absolute path")
+    for name, table in parsed.image_hosts.items():
         image_hosts[name] = ImageHostConfig(
-            ssh=_host(name, table, here),
-            uploads_root=root.rstrip("/") or "/",
-            domains={str(k): str(v) for k, v in domains.items()},
-            disk_id_dirs=tuple(str(d) for d in table.get("disk_id_dirs", ["/dev/disk/by-id"])),
-            max_copies=_positive(table.get("max_copies", 2), f"{here}.max_copies"),
+            ssh=_host(name, table, f"{where}: image_hosts.{name}"),
+            uploads_root=table.uploads_root.rstrip("/") or "/",
+            domains=dict(table.domains),
+            disk_id_dirs=tuple(table.disk_id_dirs),
+            max_copies=table.max_copies,
         )
     dom0s: dict[str, Dom0Config] = {}
-    for name, table in _table(doc, "dom0s", where).items():
-        here = f"{where}: dom0s.{name}"
-        storage = dict(table.get("storage", {}))
-        hypervisor = dict(table.get("hypervisor", {}))
-        if "driver" not in storage:
-            raise ConfigError(f"{here}.storage.driver is required (files)")
-        if "driver" not in hypervisor:
-            raise ConfigError(f"{here}.hypervisor.driver is required (lab)")
-        staging = str(table.get("staging_prefix", "cdtmp_"))
-        final = str(table.get("final_prefix", "cd_"))
-        for key, prefix in (("staging_prefix", staging), ("final_prefix", final)):
-            if not _PREFIX_RE.match(prefix):
-                raise ConfigError(f"{here}.{key} {prefix!r} must match [A-Za-z0-9][A-Za-z0-9+_.-]* (LVM names)")
+    for name, table in parsed.dom0s.items():
+        here = ("dom0s", name)
+        _driver_table(table.storage, "storage", STORAGE_TABLES, where, here + ("storage",))
+        _driver_table(table.hypervisor, "hypervisor", HYPERVISOR_TABLES, where, here + ("hypervisor",))
+        staging, final = table.staging_prefix, table.final_prefix
         if staging.startswith(final) or final.startswith(staging):
-            raise ConfigError(f"{here}: staging_prefix and final_prefix must not be prefixes of each other")
-        dom0s[name] = Dom0Config(_host(name, table, here), storage, hypervisor, staging, final)
+            raise ConfigError(f"{where}: dom0s.{name}: staging_prefix and final_prefix must not be prefixes of "
+                              "each other")
+        dom0s[name] = Dom0Config(_host(name, table, f"{where}: dom0s.{name}"), dict(table.storage),
+                                 dict(table.hypervisor), staging, final)
     if not image_hosts:
-        raise ConfigError(f"{where}: no [image_hosts.NAME] table")
+        raise ConfigError(f"{where}: image_hosts: no [image_hosts.NAME] table")
     if not dom0s:
-        raise ConfigError(f"{where}: no [dom0s.NAME] table")
+        raise ConfigError(f"{where}: dom0s: no [dom0s.NAME] table")
     for ih in image_hosts.values():
         for dom0 in ih.domains:
             if dom0 not in dom0s:
-                raise ConfigError(f"{where}: image_hosts.{ih.name}.domains names unknown dom0 {dom0!r}")
-    state_dir = console.get("state_dir")
-    site = _table(doc, "site", where)
-    ledger = site.get("ledger", "")
+                raise ConfigError(f"{where}: image_hosts.{ih.name}.domains: names unknown dom0 {dom0!r}")
+    ledger = parsed.site.ledger
     if ledger:
-        host, _, path = str(ledger).partition(":")
-        if not path.startswith("/") or (host not in image_hosts and host not in dom0s):
-            raise ConfigError(f"{where}: site.ledger: expected \"HOST:/absolute/path\" with HOST an image host "
-                              f"or dom0 of this site, got {ledger!r}")
-    lease = site.get("lease_seconds", 30)
-    if isinstance(lease, bool) or not isinstance(lease, (int, float)) or not 2 <= lease <= 3600:
-        raise ConfigError(f"{where}: site.lease_seconds: expected seconds from 2 to 3600, got {lease!r}")
-    try:
-        naming = check_template(str(_table(doc, "naming", where).get("template", DEFAULT_TEMPLATE)))
-    except ValueError as exc:
-        raise ConfigError(f"{where}: naming.template: {exc}") from None
+        host = _LEDGER_RE.match(ledger).group("host")
+        if host not in image_hosts and host not in dom0s:
+            raise ConfigError(f"{where}: site.ledger: {host!r} is not a host of this site "
+                              f"(known: {', '.join([*image_hosts, *dom0s])})")
+    console = parsed.console
     return SiteConfig(
         image_hosts=image_hosts,
         dom0s=dom0s,
-        state_dir=Path(str(state_dir)).expanduser() if state_dir else default_state_dir(),
-        read_only=bool(console.get("read_only", False)),
-        settle_seconds=float(console.get("settle_seconds", 10.0)),
-        refresh_seconds=float(console.get("refresh_seconds", 3.0)),
-        gc_days=float(console.get("gc_days", 7.0)),
-        gc_rejected_days=float(console.get("gc_rejected_days", console.get("gc_days", 7.0))),
-        quota=parse_size(_table(doc, "quotas", where).get("default", 0), "quotas.default"),
-        quotas={str(k): parse_size(v, f"quotas.owners.{k}")
-                for k, v in _table(_table(doc, "quotas", where), "owners", where).items()},
-        owners={str(k): tuple(str(m) for m in (v if isinstance(v, list) else [v]))
-                for k, v in _table(doc, "owners", where).items()},
-        naming=naming,
-        ledger=str(ledger),
-        lease_seconds=float(lease),
-        keymap=_keymap(console.get("keymap", {}), where),
+        state_dir=Path(console.state_dir).expanduser() if console.state_dir else default_state_dir(),
+        read_only=console.read_only,
+        settle_seconds=console.settle_seconds,
+        refresh_seconds=console.refresh_seconds,
+        gc_days=console.gc_days,
+        gc_rejected_days=console.gc_days if console.gc_rejected_days is None else console.gc_rejected_days,
+        quota=parsed.quotas.default,
+        quotas=dict(parsed.quotas.owners),
+        owners={k: tuple(v) for k, v in parsed.owners.items()},
+        naming=parsed.naming.template,
+        ledger=ledger,
+        lease_seconds=parsed.site.lease_seconds,
+        keymap=dict(console.keymap),
         source=source,
     )
 
 
-def _keymap(value: Any, where: str) -> dict[str, str]:
-    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) and v.strip()
-                                              for k, v in value.items()):
-        raise ConfigError(f"{where}: console.keymap: expected a table of binding id = \"keys\", got {value!r}")
-    return dict(value)
+def prepare_state_dir(path: Path, source: Path | None = None) -> Path:
+    """Check the state dir once, when the site opens: create it (mode 0700) and make sure a file can be
+    written there.
+
+    Args:
+        path: the state dir. source: the site file (for the message).
+    Returns:
+        ``path``.
+    Raises:
+        ConfigError: one line: it is a file, lies under /proc or /sys, cannot be created or is not writable.
+    """
+    where = f"{source or 'config'}: console.state_dir"
+    resolved = Path(os.path.realpath(path))
+    for system in ("/proc", "/sys"):
+        if resolved == Path(system) or Path(system) in resolved.parents:
+            raise ConfigError(f"{where}: {path} is under {system}, which holds no files of ours")
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{where}: {path} is not a directory")
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".probe-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError(f"{where}: {path} is not usable: {exc.strerror or exc}") from None
+    return path
 
 
 def load_config(path: Path | None = None) -> SiteConfig:
@@ -341,3 +651,7 @@ def load_config(path: Path | None = None) -> SiteConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     return parse_config(doc, path)
+
+
+if __name__ == "__main__":  # python -m backend.config: the README's configuration reference
+    print(reference_markdown(), end="")

@@ -69,7 +69,7 @@ ledger_dump "$1"
 _FETCH = r"""
 cd -- "$1" || exit 3
 shift
-for f; do [ -f "$f" ] && { printf 'data %s ' "$f"; head -n 1 -- "$f"; }; done
+for f; do [ -f "$f" ] && printf 'data %s %s\n' "$f" "$(head -n 1 -- "$f")"; done
 exit 0
 """
 
@@ -210,7 +210,7 @@ class Books:
         now: the ledger host's clock (epoch seconds) when it was read. present: the ledger folder exists.
         jobs: job id → record (every record, recent ones from the dump, older ones from the cache).
         leases: job id → :class:`Lease`. locks: upload key → job id holding it (``""`` when the lock has
-        no holder file yet). rejections: every rejection record, oldest first (dicts with host, path,
+        no holder file yet). holders: upload key → who holds it (approver, dom0, owner, upload, time). rejections: every rejection record, oldest first (dicts with host, path,
         owner, name, size, mtime, reason, by, time). audit_count, audit_hash: ``audit.head``.
         error: why the ledger could not be read ("" when it was).
     """
@@ -220,6 +220,7 @@ class Books:
     jobs: dict[str, JobRecord] = field(default_factory=dict)
     leases: dict[str, Lease] = field(default_factory=dict)
     locks: dict[str, str] = field(default_factory=dict)
+    holders: dict[str, dict] = field(default_factory=dict)
     rejections: list[dict] = field(default_factory=list)
     audit_count: int = 0
     audit_hash: str = GENESIS
@@ -229,6 +230,19 @@ class Books:
         """True when job ``job_id`` holds a live lease."""
         lease = self.leases.get(job_id)
         return lease is not None and lease.live(self.now)
+
+    def holder(self, key: str) -> str:
+        """Who holds upload ``key``'s lock, for people: ``WHO (job ID, onto DOM0)``, or "" when free."""
+        if key not in self.locks:
+            return ""
+        job_id = self.locks[key]
+        job = self.jobs.get(job_id)
+        info = self.holders.get(key, {})
+        who = job.approver if job else info.get("approver", "another console")
+        dom0 = job.dom0 if job else info.get("dom0", "?")
+        state = "" if job_id and self.live(job_id) else \
+            "; its console stopped: `isoadmin repair --apply` rolls it back"
+        return f"{who} (job {job_id or '?'}, onto {dom0}){state}"
 
     def rejection(self, host: str, path: str) -> dict | None:
         """The newest rejection of upload ``host:path``, or None."""
@@ -381,8 +395,13 @@ class Ledger:
                         int(_number(parts[6] if len(parts) > 6 else "0")), _number(parts[7] if len(parts) > 7 else "0"))
             elif word == "lock":
                 key, _, holder = rest.partition(" ")
-                job = holder.split(" ", 1)[0]
+                job, _, info = holder.partition(" ")
                 books.locks[key] = "" if job == "-" else job
+                try:
+                    who = json.loads(info) if job != "-" else {}
+                except ValueError:
+                    who = {}
+                books.holders[key] = who if isinstance(who, dict) else {}
         missing = [n for n in named if n not in self._records]
         for name in named:
             record = self._records.get(name)

@@ -23,7 +23,7 @@ from .commands import Command
 from .audit import AuditLog
 from .config import SiteConfig
 from .errors import (CapacityShort, ConfigError, HostError, IsoadminError, JobFailed, NotApprovable, NotFound,
-                     QuotaExceeded, ReadOnlyError, UploadRejected)
+                     QuotaExceeded, ReadOnlyError, UploadRejected, UsageError)
 from .hypervisor import HypervisorDriver, make_hypervisor
 from .isoinfo import HEADER_BYTES, IsoFacts, inspect_header
 from .jobs import ImportJob, JobContext, JobListener, PhaseHook, busy
@@ -422,22 +422,19 @@ class Site:
             staging = [v for v in vols if v.namespace == "staging"]
             final = [v for v in vols if v.namespace == "final" and v.sha256]
             rejected = books.rejection(u.host, u.path)
-            held = books.locks.get(upload_key(u.host, u.path))
-            holder = jobs.get(held) if held else None
+            lock = upload_key(u.host, u.path)
+            held = books.locks.get(lock)
             if running or staging or held is not None:
                 u.state = UploadState.IMPORTING
                 if running:
-                    u.job, u.reason = running.job.id, f"by {running.job.approver}"
-                elif holder is not None:
-                    u.job, u.reason = holder.id, f"by {holder.approver} onto {holder.dom0}"
-                    if not books.live(holder.id):
-                        u.reason += " (its console stopped: any console's next start or `repair --apply` rolls it back)"
-                elif staging:
-                    u.job = str(staging[0].meta.get("job", ""))
-                    u.reason = (f"by {staging[0].meta.get('approver', 'someone')}, staging volume "
-                                f"{staging[0].name} on {staging[0].dom0}")
+                    u.job = running.job.id
+                    u.reason = f"by {running.job.approver} (job {running.job.id}, onto {running.job.dom0})"
+                elif held is not None:
+                    u.job, u.reason = held, f"by {books.holder(lock)}"
                 else:
-                    u.job, u.reason = held or "", "locked on the ledger"
+                    u.job = str(staging[0].meta.get("job", ""))
+                    u.reason = (f"by {staging[0].meta.get('approver', 'someone')} (job {u.job or '?'}, staging "
+                                f"volume {staging[0].name} on {staging[0].dom0})")
             elif final:
                 u.state = UploadState.AVAILABLE
                 u.reason = f"{final[0].dom0}:{final[0].name}"
@@ -534,7 +531,7 @@ class Site:
         if upload.state not in APPROVABLE:
             why = {
                 UploadState.WRITING: "it is still being written",
-                UploadState.IMPORTING: f"it is already importing {upload.reason} (job {upload.job})",
+                UploadState.IMPORTING: f"it is already importing {upload.reason}",
                 UploadState.AVAILABLE: f"it is already imported as {upload.reason}",
                 UploadState.REFUSED: f"it is refused: {upload.reason}",
             }.get(upload.state, upload.state.value)
@@ -546,14 +543,15 @@ class Site:
             raise NotFound(f"no dom0 {dom0!r} (known: {', '.join(self.config.dom0s)})")
         if dom0 not in ih.domains:
             raise NotApprovable(f"image host {ih.name} has no domain on {dom0} (image_hosts.{ih.name}.domains)")
+        holder = await imagehost.in_use(self.hosts[upload.host], upload.path)
+        if holder is not None:  # still being written comes before what the header says
+            raise NotApprovable(f"cannot approve {key}: it is still open (process {holder} on {upload.host}: "
+                                f"an upload in progress?)")
         warnings = []
         books = await self.read_books()  # the site-wide lock and rejections, as they are now
-        held = books.locks.get(upload_key(upload.host, upload.path))
-        if held is not None:
-            job = books.jobs.get(held)
-            who = f"{job.approver} (job {job.id}, onto {job.dom0})" if job else f"another console (job {held or '?'})"
-            state = "" if held and books.live(held) else "; its console stopped: `isoadmin repair --apply` rolls it back"
-            raise NotApprovable(f"cannot approve {key}: already importing by {who}{state}")
+        held = books.holder(upload_key(upload.host, upload.path))
+        if held:
+            raise NotApprovable(f"cannot approve {key}: already importing by {held}")
         rejection = books.rejection(upload.host, upload.path)
         if rejection and (rejection.get("size"), rejection.get("mtime")) != (upload.size, upload.mtime):
             rejection = None  # a rejection of an earlier file of that name
@@ -567,12 +565,9 @@ class Site:
         if upload.iso is None or not upload.iso.is_iso9660:
             what = upload.iso.problem if upload.iso else "header not read"
             if not allow_non_iso:
-                raise NotApprovable(f"{key} is not ISO 9660 ({what}); approve it explicitly to import it anyway")
+                raise NotApprovable(f"{key} is not ISO 9660 ({what}); pass --allow-non-iso (in the console: "
+                                    "confirm) to import it anyway")
             warnings.append(f"not ISO 9660: {what}")
-        holder = await imagehost.in_use(self.hosts[upload.host], upload.path)
-        if holder is not None:
-            raise NotApprovable(f"cannot approve {key}: it is still open (process {holder} on {upload.host}: "
-                                f"an upload in progress?)")
         storage = self.storage[dom0]
         report = await storage.report()
         names = {v.name for v in report.volumes}
@@ -695,15 +690,16 @@ class Site:
         """Mark upload ``OWNER/FILE`` rejected with ``reason``, on the ledger; the file itself is kept.
 
         Raises:
-            ReadOnlyError, NotFound, NotApprovable (importing or already available), HostError (ledger down).
+            UsageError (an empty reason, checked before anything else), ReadOnlyError, NotFound,
+            NotApprovable (importing or already available), HostError (ledger down).
         """
+        if not reason.strip():
+            raise UsageError(f"cannot reject {key}: a rejection needs a reason")
         await self.refuse_if_read_only("reject", key)
         upload = self.find_upload(key)
         if upload.state in (UploadState.IMPORTING, UploadState.AVAILABLE):
             await self.audit_refusal("reject", key, f"it is {upload.state.value}", upload.host)
             raise NotApprovable(f"cannot reject {key}: it is {upload.state.value}")
-        if not reason.strip():
-            raise NotApprovable("a rejection needs a reason")
         await self.ledger.reject({
             "host": upload.host, "path": upload.path, "owner": upload.owner, "name": upload.name,
             "reason": reason.strip(), "by": self.approver, "time": time.time(),

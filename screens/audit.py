@@ -20,6 +20,7 @@ from backend.errors import IsoadminError
 
 from .filtering import FilterMixin
 from .keys import bindings
+from .plain import plain
 
 COLUMNS = ("time", "who", "action", "target", "host", "outcome", "reason")
 OUTCOME_STYLE = {"done": "green", "started": "cyan", "failed": "bold red", "refused": "magenta"}
@@ -68,7 +69,7 @@ class AuditScreen(FilterMixin, Screen):
             self.entries = await site.audit.entries()
             problem = await site.audit.verify()
         except IsoadminError as exc:
-            banner.update(Text(f"audit log unreadable: {exc.message}"))
+            banner.update(plain(f"audit log unreadable: {exc.message}"))
             banner.display = True
             return
         self.loaded = head
@@ -76,7 +77,7 @@ class AuditScreen(FilterMixin, Screen):
             self.entries = [e for e in self.entries if "/" in e.target and site.may_act_for(e.target.split("/", 1)[0])]
         banner.display = problem is not None
         if problem is not None:
-            banner.update(Text(f"AUDIT LOG BROKEN at entry {problem.entry}: {problem.detail} "
+            banner.update(plain(f"AUDIT LOG BROKEN at entry {problem.entry}: {problem.detail} "
                                f"({site.ledger.where}/audit.jsonl)"))
         self.render_rows()
 
@@ -89,4 +90,5 @@ class AuditScreen(FilterMixin, Screen):
                    e.outcome, e.reason)
             if text and text not in " ".join(row).lower():
                 continue
-            table.add_row(*row[:5], Text(e.outcome, style=OUTCOME_STYLE.get(e.outcome, "")), row[6])
+            table.add_row(*map(plain, row[:5]), plain(e.outcome, style=OUTCOME_STYLE.get(e.outcome, "")),
+                          plain(row[6]))

@@ -15,11 +15,13 @@ from backend.errors import IsoadminError
 
 from .keys import bindings
 from .modals import ConfirmRepair
+from .plain import plain, printable
+from .workers import ForwardWorkerErrors
 
 COLUMNS = ("kind", "host", "target", "detail", "fix")
 
 
-class HealthScreen(Screen):
+class HealthScreen(ForwardWorkerErrors, Screen):
     """Findings of :func:`backend.health.check`; ``c`` checks again, ``R`` repairs (after a confirmation
     that lists every fix; absent in read-only sessions)."""
 
@@ -46,12 +48,12 @@ class HealthScreen(Screen):
     def action_check(self) -> None:
         self.run_check()
 
-    @work(group="health", exclusive=True)
+    @work(group="health", exclusive=True, exit_on_error=False)
     async def run_check(self) -> None:
         try:
             self.findings = await health.check(self.app.site)
-        except IsoadminError as exc:
-            self.query_one("#summary", Static).update(Text(f"check failed: {exc.message}", style="bold red"))
+        except IsoadminError as exc:  # shown in place: the screen's state, not a dialog
+            self.query_one("#summary", Static).update(plain(f"check failed: {exc.message}", style="bold red"))
             return
         self.show()
 
@@ -59,8 +61,9 @@ class HealthScreen(Screen):
         table = self.query_one("#findings", DataTable)
         table.clear()
         for i, f in enumerate(self.findings):
-            table.add_row(Text(f.kind, style="bold yellow" if f.fix else "bold red"), f.host, f.target, f.detail,
-                          f.fix or Text("needs a person", style="red"), key=str(i))
+            table.add_row(plain(f.kind, style="bold yellow" if f.fix else "bold red"), plain(f.host),
+                          plain(f.target), plain(f.detail), plain(f.fix) if f.fix else Text("needs a person", style="red"),
+                          key=str(i))
         summary = (Text("healthy: no orphan volumes, no stray disks, no unfinished jobs", style="green")
                    if not self.findings else Text(f"{len(self.findings)} finding(s)", style="bold yellow"))
         self.query_one("#summary", Static).update(summary)
@@ -70,7 +73,7 @@ class HealthScreen(Screen):
             return
         fixable = [f for f in self.findings if f.fix]
         if not fixable:
-            self.app.notify("nothing to repair", title="Health")
+            self.app.say("nothing to repair", title="Health")
             return
 
         def confirmed(yes: bool | None) -> None:
@@ -79,18 +82,14 @@ class HealthScreen(Screen):
 
         self.app.push_screen(ConfirmRepair(fixable), confirmed)
 
-    @work(group="health", exclusive=True)
+    @work(group="health", exclusive=True, exit_on_error=False)
     async def run_repair(self, findings: list[health.Finding]) -> None:
-        try:
-            results = await health.repair(self.app.site, findings, apply=True)
-        except IsoadminError as exc:
-            self.app.show_error(exc)
-            return
-        failed = [f"{f.target}: {o}" for f, o in results if o.startswith("failed")]
+        results = await health.repair(self.app.site, findings, apply=True)
+        failed = [printable(f"{f.target}: {o}") for f, o in results if o.startswith("failed")]
         if failed:
-            self.app.notify("\n".join(failed), title="Repair incomplete", severity="error", timeout=10)
+            self.app.say("\n".join(failed), title="Repair incomplete", severity="error", timeout=10)
         else:
-            self.app.notify(f"{len(results)} fix(es) done", title="Repaired")
+            self.app.say(f"{len(results)} fix(es) done", title="Repaired")
         self.findings = await health.check(self.app.site)
         self.show()
         self.app.refresh_site()

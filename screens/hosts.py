@@ -10,6 +10,7 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
+from .plain import plain
 from .volumes import capacity_line
 
 COLUMNS = ("host", "role", "state", "latency", "last refresh", "error")
@@ -43,5 +44,5 @@ class HostsScreen(Screen):
         for h in snap.hosts:
             state = Text("up", style="green") if h.up else Text("DOWN", style="bold red")
             ago = f"{time.time() - h.checked:.0f} s ago" if h.checked else "—"
-            table.add_row(h.name, h.role, state, f"{h.latency * 1000:.0f} ms", ago, h.error, key=h.name)
+            table.add_row(plain(h.name), h.role, state, f"{h.latency * 1000:.0f} ms", ago, plain(h.error), key=h.name)
         self.query_one("#capacity", Static).update(capacity_line(snap))

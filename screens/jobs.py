@@ -14,6 +14,7 @@ from textual.widgets import Footer, Header, ProgressBar, Static
 from backend.state import PHASES, JobRecord
 
 from .keys import bindings
+from .plain import printable
 
 STATE_STYLE = {"running": "bold cyan", "done": "green", "failed": "bold red"}
 
@@ -39,11 +40,11 @@ def job_status(job: JobRecord, now: float | None = None) -> Text:
                 f"{humanize.precisedelta(max(0.0, end - job.created), minimum_unit='seconds', format='%0.0f')}",
                 style="dim")
     if job.state == "done":
-        text.append(f"  → {job.dom0}:{job.final}  sha256 {job.sha256[:16]}…", style="green")
+        text.append(printable(f"  → {job.dom0}:{job.final}  sha256 {job.sha256[:16]}…"), style="green")
     if job.state == "failed":
-        text.append(f"\n{job.error}", style="red")
+        text.append("\n" + printable(job.error), style="red")
         if job.rollback:
-            text.append(f"\nrollback: {job.rollback}", style="dim")
+            text.append("\nrollback: " + printable(job.rollback), style="dim")
     return text
 
 
@@ -67,8 +68,8 @@ class JobView(Vertical, can_focus=True):
         self.set_class(job.state == "failed", "failed")
         self.set_class(job.state == "done", "done")
         title = Text()
-        title.append(job.key, style="bold")
-        title.append(f"   {job.host} → {job.dom0} · job {job.id} · by {job.approver}", style="dim")
+        title.append(printable(job.key), style="bold")
+        title.append(printable(f"   {job.host} → {job.dom0} · job {job.id} · by {job.approver}"), style="dim")
         self.query_one(".job-title", Static).update(title)
         done = job.total_bytes if job.state == "done" else job.done_bytes
         self.query_one(ProgressBar).update(total=max(1, job.total_bytes), progress=done)

@@ -1,11 +1,13 @@
-"""Modal screens: the approval plan, the non-ISO confirmation, a rejection reason, details, help, errors."""
+"""Modal screens: the approval plan, the non-ISO confirmation, a rejection reason, details, help, errors.
+
+Every text that comes from a host or a person is shown with :func:`screens.plain.plain` (escaped, never
+markup)."""
 
 from __future__ import annotations
 
 import time
 
 import humanize
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -18,6 +20,7 @@ from backend.models import Upload
 from backend.site import ImportPlan
 
 from .keys import KEYS, display
+from .plain import plain
 
 
 def _size(n: int) -> str:
@@ -60,20 +63,20 @@ class ConfirmApprove(_Confirm):
 
     def body(self) -> ComposeResult:
         p, u = self.plan, self.plan.upload
-        yield Label(f"Approve {escape(u.key)}?", classes="dialog-title")
+        yield Label(plain(f"Approve {u.key}?"), classes="dialog-title")
         facts = Table.grid(padding=(0, 2))
         for name, value in (("upload", f"{u.host}:{u.path}"), ("size", _size(u.size)),
                             ("dom0", f"{p.dom0} (storage {p.storage}, domain {p.domain})"),
                             ("staging", p.staging), ("final", p.final),
                             ("allocation", f"{_size(p.alloc)} of {humanize.naturalsize(p.free, binary=True)} free"),
                             ("job", f"{p.job_id} (serial {p.serial})")):
-            facts.add_row(Text(name, style="bold"), Text(value))
+            facts.add_row(Text(name, style="bold"), plain(value))
         yield Static(facts)
         for warning in p.warnings:
-            yield Static(Text(f"⚠ {warning}", style="bold yellow"))
+            yield Static(plain(f"⚠ {warning}", style="bold yellow"))
         steps = Table("phase", "host", "command", box=None, header_style="bold", expand=True)
         for step in p.steps:
-            steps.add_row(step.phase, step.host, Text(step.command, style="cyan"))
+            steps.add_row(plain(step.phase), plain(step.host), plain(step.command, style="cyan"))
         with VerticalScroll(classes="plan-steps"):
             yield Static(steps)
 
@@ -91,7 +94,7 @@ class ConfirmRepair(_Confirm):
         yield Label(f"Repair {len(self.findings)} finding(s)?", classes="dialog-title")
         table = Table("kind", "host", "target", "fix", box=None, header_style="bold", expand=True)
         for f in self.findings:
-            table.add_row(f.kind, f.host, f.target, Text(f.fix, style="cyan"))
+            table.add_row(plain(f.kind), plain(f.host), plain(f.target), plain(f.fix, style="cyan"))
         with VerticalScroll(classes="plan-steps"):
             yield Static(table)
 
@@ -108,10 +111,12 @@ class ConfirmNonIso(_Confirm):
     def body(self) -> ComposeResult:
         u = self.upload
         why = u.iso.problem if u.iso else "header not read"
-        yield Label(f"{escape(u.key)} is not ISO 9660", classes="dialog-title")
+        yield Label(plain(f"{u.key} is not ISO 9660"), classes="dialog-title")
         kind = "It has a boot sector (0x55AA): a floppy or disk image." if u.iso and u.iso.hybrid_mbr else \
             "It has no boot sector either."
-        yield Static(f"{escape(why or '')}\n{kind}\nImport it anyway?")
+        text = plain(why)
+        text.append(f"\n{kind}\nImport it anyway?")
+        yield Static(text)
 
 
 class ConfirmText(_Confirm):
@@ -122,8 +127,8 @@ class ConfirmText(_Confirm):
         self.title_text, self.text, self.yes_label = title, text, yes_label
 
     def body(self) -> ComposeResult:
-        yield Label(escape(self.title_text), classes="dialog-title")
-        yield Static(Text(self.text))
+        yield Label(plain(self.title_text), classes="dialog-title")
+        yield Static(plain(self.text, keep_newlines=True))
 
 
 class ViewAs(ModalScreen[str | None]):
@@ -142,7 +147,8 @@ class ViewAs(ModalScreen[str | None]):
         with Vertical(classes="dialog"):
             yield Label("View as user", classes="dialog-title")
             yield Static("Only the owners this user may act for are shown: the owner, the members of its "
-                         "folder's group on the image host, [owners] in the config. Empty: every owner.")
+                         "folder's group on the image host, [owners] in the config. Empty: every owner.",
+                         markup=False)
             yield Input(value=self.current, placeholder="user (empty: every owner)", id="as-user")
             with Horizontal(classes="buttons"):
                 yield Button("View", variant="primary", id="yes")
@@ -173,7 +179,7 @@ class RejectReason(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(f"Reject {escape(self.upload.key)}", classes="dialog-title")
+            yield Label(plain(f"Reject {self.upload.key}"), classes="dialog-title")
             yield Static("The file stays on the image host; the owner can see why.")
             yield Input(placeholder="reason (required)", id="reason")
             with Horizontal(classes="buttons"):
@@ -215,7 +221,7 @@ class MessageLog(ModalScreen[None]):
         style = {"error": "bold red", "warning": "yellow"}
         for when, severity, title, text in reversed(self.messages):
             grid.add_row(Text(time.strftime("%H:%M:%S", time.localtime(when)), style="dim"),
-                         Text(title, style=style.get(severity, "bold")), Text(text))
+                         plain(title, style=style.get(severity, "bold")), plain(text))
         with Vertical(classes="dialog"):
             yield Label(f"Messages ({len(self.messages)})", classes="dialog-title")
             with VerticalScroll(classes="details"):
@@ -239,9 +245,9 @@ class Details(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         grid = Table.grid(padding=(0, 2))
         for name, value in self.rows:
-            grid.add_row(Text(name, style="bold"), Text(value))
+            grid.add_row(Text(name, style="bold"), plain(value))
         with Vertical(classes="dialog"):
-            yield Label(escape(self.title_text), classes="dialog-title")
+            yield Label(plain(self.title_text), classes="dialog-title")
             with VerticalScroll(classes="details"):
                 yield Static(grid)
             yield Static("escape closes", classes="hint")
@@ -262,8 +268,8 @@ class ErrorModal(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog error"):
-            yield Label(escape(self.title_text), classes="dialog-title")
-            yield Static(Text(self.message))
+            yield Label(plain(self.title_text), classes="dialog-title")
+            yield Static(plain(self.message, keep_newlines=True))
             yield Button("Close", id="close")
         yield Footer()
 

@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 from backend import quota
 
 from .keys import bindings
+from .plain import plain
 
 COLUMNS = {"owner": "Owner", "group": "Group", "may act": "May act", "quota": "Quota", "pending": "Pending",
            "cds": "CD volumes", "vm disks": "VM disks"}
@@ -70,14 +71,14 @@ class OwnersScreen(Screen):
             return
         self._shown_for = (snap, site.as_user)
         who = f"as {site.as_user}: " if site.as_user else ""
-        self.query_one("#owners-note", Static).update(f"{who}{len(snap.owners)} owner(s)")
+        self.query_one("#owners-note", Static).update(plain(f"{who}{len(snap.owners)} owner(s)"))
         table = self.query_one("#owners", DataTable)
         row = table.cursor_row
         table.clear()
         for r in quota.owner_summary(site.config, snap.owners, snap.uploads, snap.volumes):
             name = r["name"]
             table.add_row(
-                name, r["group"], ", ".join(sorted(set(r["members"]) - {name})) or "—",
+                plain(name), plain(r["group"]), plain(", ".join(sorted(set(r["members"]) - {name})) or "—"),
                 quota_bar(r["used"], r["quota"]), str(r["pending"]), str(r["cds"]), str(r["vm_disks"]), key=name)
         if table.row_count:
             table.move_cursor(row=min(row, table.row_count - 1))

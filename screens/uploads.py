@@ -14,13 +14,15 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
 from backend import catalog
-from backend.errors import UploadRejected, IsoadminError, QuotaExceeded
-from backend.models import Upload, UploadState
+from backend.errors import QuotaExceeded, UploadRejected
+from backend.models import APPROVABLE, Upload, UploadState
 
 from .filtering import FilterMixin, SortMixin
 from .keys import bindings
 from .modals import ConfirmApprove, ConfirmNonIso, ConfirmText, Details, RejectReason
+from .plain import printable
 from .vtable import VirtualTable
+from .workers import ForwardWorkerErrors
 
 COLUMNS = (("owner", "Owner"), ("file", "File"), ("size", "Size"), ("age", "Age"), ("volume id", "Volume id"),
            ("boot", "Boot"), ("state", "State"))
@@ -40,10 +42,10 @@ def upload_cells(u: Upload, now: float) -> tuple:
     if u.iso is None:
         vid, boot = "", ""
     elif u.iso.is_iso9660:
-        vid, boot = u.iso.volume_id or "", "yes" if u.iso.bootable else "no"
+        vid, boot = printable(u.iso.volume_id), "yes" if u.iso.bootable else "no"
     else:
         vid, boot = Text("not ISO", style="italic"), "mbr" if u.iso.hybrid_mbr else "—"
-    return (u.owner, u.name, humanize.naturalsize(u.size, binary=True),
+    return (printable(u.owner), printable(u.name), humanize.naturalsize(u.size, binary=True),
             humanize.naturaltime(max(0.0, now - u.mtime)), vid, boot,
             Text(u.state.value, style=STATE_STYLE.get(u.state, "")))
 
@@ -55,15 +57,15 @@ def host_line(snapshot) -> Text:
         if i:
             line.append(" · ", style="dim")
         if h.up:
-            line.append(f"{h.name} ", style="bold")
+            line.append(f"{printable(h.name)} ", style="bold")
             line.append(f"up {h.latency * 1000:.0f} ms", style="green")
         else:
-            line.append(f"{h.name} ", style="bold")
-            line.append(f"DOWN: {h.error}", style="bold red")
+            line.append(f"{printable(h.name)} ", style="bold")
+            line.append(f"DOWN: {printable(h.error)}", style="bold red")
     return line if snapshot.hosts else Text("connecting…", style="dim")
 
 
-class UploadsScreen(FilterMixin, SortMixin, Screen):
+class UploadsScreen(ForwardWorkerErrors, FilterMixin, SortMixin, Screen):
     """All uploads of all owners, in a :class:`VirtualTable` (10,000 rows stay fast). The cells are
     computed once per snapshot; a filter keystroke only picks rows. The cursor stays on its upload."""
 
@@ -195,7 +197,8 @@ class UploadsScreen(FilterMixin, SortMixin, Screen):
         u = self.selected()
         if self.app.refuse_read_only("approve", u.key if u else "") or u is None:
             return
-        if u.iso is not None and not u.iso.is_iso9660 and u.state != UploadState.REFUSED:
+        # what stops an import (still being written, refused, importing ...) is said before "not ISO" is asked
+        if u.state in APPROVABLE and u.iso is not None and not u.iso.is_iso9660:
             def confirmed(yes: bool | None) -> None:
                 if yes:
                     self.plan(u.key, True)
@@ -203,20 +206,20 @@ class UploadsScreen(FilterMixin, SortMixin, Screen):
         else:
             self.plan(u.key, False)
 
-    @work(group="plan", exclusive=True)
+    @work(group="plan", exclusive=True, exit_on_error=False)
     async def plan(self, key: str, allow_non_iso: bool, override_quota: bool = False,
                    override_rejection: bool = False) -> None:
         try:
             plan = await self.app.site.plan(key, allow_non_iso=allow_non_iso, override_quota=override_quota,
                                             override_rejection=override_rejection)
-        except QuotaExceeded as exc:
+        except QuotaExceeded as exc:  # a question, not an error; other errors go to the app's handler
             def override(yes: bool | None) -> None:
                 if yes:
                     self.plan(key, allow_non_iso, True, override_rejection)
             self.app.push_screen(ConfirmText("Quota exceeded", f"{exc.message}.\n\nOverride the quota for this "
                                              "import? (audited)", "Override"), override)
             return
-        except UploadRejected as exc:
+        except UploadRejected as exc:  # a question too: importing it anyway is deliberate
             r = exc.rejection
 
             def overrule(yes: bool | None) -> None:
@@ -226,20 +229,20 @@ class UploadsScreen(FilterMixin, SortMixin, Screen):
                                              f"{r.get('reason', '')}\n\nImport it anyway? (audited)",
                                              "Import anyway"), overrule)
             return
-        except IsoadminError as exc:
-            self.app.show_error(exc)
-            return
 
         def confirmed(yes: bool | None) -> None:
             if yes:
                 self.app.start_import(plan)
-                self.app.notify(f"importing {plan.upload.key} onto {plan.dom0}", title="Approved")
+                self.app.say(f"importing {plan.upload.key} onto {plan.dom0}", title="Approved")
 
         self.app.push_screen(ConfirmApprove(plan), confirmed)
 
     def action_reject(self) -> None:
         u = self.selected()
         if self.app.refuse_read_only("reject", u.key if u else "") or u is None:
+            return
+        if u.state in (UploadState.IMPORTING, UploadState.AVAILABLE):  # say so before asking for a reason
+            self.app.say(f"{u.key} is {u.state.value}: {u.reason}", title="Cannot reject", severity="warning")
             return
 
         def given(reason: str | None) -> None:
@@ -248,14 +251,10 @@ class UploadsScreen(FilterMixin, SortMixin, Screen):
 
         self.app.push_screen(RejectReason(u), given)
 
-    @work(group="reject")
+    @work(group="reject", exit_on_error=False)
     async def reject(self, key: str, reason: str) -> None:
-        try:
-            await self.app.site.reject(key, reason)
-        except IsoadminError as exc:
-            self.app.show_error(exc)
-            return
-        self.app.notify(f"{key} rejected: {reason}", title="Rejected")
+        await self.app.site.reject(key, reason)
+        self.app.say(f"{key} rejected: {reason}", title="Rejected")
         self.update_view()
         self.app.refresh_site()
 
@@ -265,9 +264,9 @@ class UploadsScreen(FilterMixin, SortMixin, Screen):
             return
         items = catalog.gc_plan(self.app.site)
         if not items:
-            self.app.notify("nothing is old enough to collect", title="GC")
+            self.app.say("nothing is old enough to collect", title="GC")
             return
-        lines = "\n".join(f"{i.owner}/{i.name}: {i.reason} ({i.age:.1f} days)" for i in items)
+        lines = "\n".join(printable(f"{i.owner}/{i.name}: {i.reason} ({i.age:.1f} days)") for i in items)
 
         def confirmed(yes: bool | None) -> None:
             if yes:
@@ -275,14 +274,10 @@ class UploadsScreen(FilterMixin, SortMixin, Screen):
 
         self.app.push_screen(ConfirmText(f"Remove {len(items)} old upload(s)?", lines, "Remove"), confirmed)
 
-    @work(group="gc", exclusive=True)
+    @work(group="gc", exclusive=True, exit_on_error=False)
     async def gc(self, items: list) -> None:
-        try:
-            results = await catalog.gc_apply(self.app.site, items)
-        except IsoadminError as exc:
-            self.app.show_error(exc)
-            return
-        kept = [f"{i.owner}/{i.name}: {o}" for i, o in results if o != "removed"]
-        self.app.notify("\n".join(kept) or f"{len(results)} upload(s) removed", title="GC",
+        results = await catalog.gc_apply(self.app.site, items)
+        kept = [printable(f"{i.owner}/{i.name}: {o}") for i, o in results if o != "removed"]
+        self.app.say("\n".join(kept) or f"{len(results)} upload(s) removed", title="GC",
                         severity="warning" if kept else "information")
         self.app.refresh_site()

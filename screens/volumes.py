@@ -13,13 +13,14 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
 from backend import catalog
-from backend.errors import IsoadminError
 from backend.models import Volume
 
 from .keys import bindings
 from .filtering import FilterMixin, SortMixin
 from .modals import ConfirmText, Details
+from .plain import printable
 from .vtable import VirtualTable
+from .workers import ForwardWorkerErrors
 
 COLUMNS = (("dom0", "Dom0"), ("namespace", "Namespace"), ("name", "Name"), ("owner", "Owner"),
            ("upload", "Upload"), ("size", "Size"), ("sha256", "sha256"))
@@ -33,9 +34,9 @@ def capacity_line(snapshot) -> Text:
     for h in (h for h in snapshot.hosts if h.role == "dom0"):
         if text:
             text.append("\n")
-        text.append(f"{h.name:12}", style="bold")
+        text.append(f"{printable(h.name):12}", style="bold")
         if not h.up or h.storage is None:
-            text.append(f"DOWN: {h.error}", style="bold red")
+            text.append(f"DOWN: {printable(h.error)}", style="bold red")
             continue
         cap, free = h.storage.capacity, h.storage.free
         used = max(0, cap - free)
@@ -50,11 +51,12 @@ def capacity_line(snapshot) -> Text:
 
 
 def volume_cells(v: Volume) -> tuple:
-    return (v.dom0, Text(v.namespace, style=NS_STYLE.get(v.namespace, "")), v.name, v.owner, v.upload,
+    return (printable(v.dom0), Text(v.namespace, style=NS_STYLE.get(v.namespace, "")), printable(v.name),
+            printable(v.owner), printable(v.upload),
             humanize.naturalsize(v.size, binary=True), (v.sha256[:12] + "…") if v.sha256 else "")
 
 
-class VolumesScreen(FilterMixin, SortMixin, Screen):
+class VolumesScreen(ForwardWorkerErrors, FilterMixin, SortMixin, Screen):
     """Volumes of every dom0 (staging first, then final, then the rest) in a :class:`VirtualTable`; the
     cursor stays on its volume across refreshes."""
 
@@ -70,18 +72,14 @@ class VolumesScreen(FilterMixin, SortMixin, Screen):
     def action_verify(self) -> None:
         vol = self._selected()
         if vol is not None and vol.namespace == "final":
-            self.app.notify(f"verifying {vol.dom0}:{vol.name} ({humanize.naturalsize(vol.size, binary=True)})…",
-                            title="Verify")
+            self.app.say(f"verifying {vol.dom0}:{vol.name} ({humanize.naturalsize(vol.size, binary=True)})…",
+                         title="Verify")
             self.verify(f"{vol.dom0}:{vol.name}")
 
-    @work(group="verify")
+    @work(group="verify", exit_on_error=False)
     async def verify(self, ref: str) -> None:
-        try:
-            vol = await catalog.verify_volume(self.app.site, ref)
-        except IsoadminError as exc:
-            self.app.show_error(exc, modal=True)
-            return
-        self.app.notify(f"{ref}: sha256 matches ({vol.sha256[:16]}…)", title="Verified")
+        vol = await catalog.verify_volume(self.app.site, ref)
+        self.app.say(f"{ref}: sha256 matches ({vol.sha256[:16]}…)", title="Verified")
 
     def action_delete(self) -> None:
         vol = self._selected()
@@ -96,14 +94,10 @@ class VolumesScreen(FilterMixin, SortMixin, Screen):
                                          f"{vol.owner}/{vol.upload}, {humanize.naturalsize(vol.size, binary=True)}. "
                                          "This cannot be undone.", "Delete"), confirmed)
 
-    @work(group="delete")
+    @work(group="delete", exit_on_error=False)
     async def delete(self, ref: str) -> None:
-        try:
-            vol = await self.app.site.delete_volume(ref)
-        except IsoadminError as exc:
-            self.app.show_error(exc)
-            return
-        self.app.notify(f"deleted {ref} ({vol.owner}/{vol.upload})", title="Deleted")
+        vol = await self.app.site.delete_volume(ref)
+        self.app.say(f"deleted {ref} ({vol.owner}/{vol.upload})", title="Deleted")
         self.app.refresh_site()
 
     def __init__(self) -> None:

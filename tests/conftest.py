@@ -77,3 +77,60 @@ async def no_leftover_tasks():
             return
         await asyncio.sleep(0.05)
     pytest.fail("tasks still running after the test: " + "; ".join(repr(t.get_coro()) for t in left[:5]))
+
+
+async def cli(*args: str, config: Path | None = None, lab_dir: Path | None = None,
+              timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run the real CLI (``python -m tui``) as a separate process without blocking this event loop, so a lab
+    served by this test's loop answers it. ``config`` passes ``--config``, ``lab_dir`` ``--lab``.
+
+    Returns:
+        the finished process (stdout and stderr as text, decoded with surrogateescape).
+    """
+    import asyncio
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="200")
+    where = ["--config", str(config)] if config is not None else ["--lab", str(lab_dir)] if lab_dir else []
+    argv = [sys.executable, "-m", "tui", *where, *args]
+    proc = await asyncio.create_subprocess_exec(*argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                                stderr=subprocess.PIPE, env=env, cwd=ROOT)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    return subprocess.CompletedProcess(argv, proc.returncode, out.decode("utf-8", "surrogateescape"),
+                                       err.decode("utf-8", "surrogateescape"))
+
+
+def edit_config(lab, path: Path, **tables: dict) -> Path:
+    """Write a copy of the lab's ``site.toml`` to ``path`` with ``tables`` merged in (``"dom0s.dom0-b"`` →
+    keys to set in that table) and return ``path``."""
+    import tomllib
+
+    doc = tomllib.loads(lab.config_path.read_text())
+    for dotted, values in tables.items():
+        table = doc
+        for part in dotted.split("."):
+            table = table.setdefault(part, {})
+        table.update(values)
+    path.write_text(to_toml(doc))
+    return path
+
+
+def to_toml(doc: dict) -> str:
+    """A TOML text for ``doc``: each top-level key a table, its values inline (tables, strings, numbers,
+    booleans, lists)."""
+    import json
+
+    def value(v) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return json.dumps(v)
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{json.dumps(k)} = {value(x)}" for k, x in v.items()) + " }"
+        raise TypeError(type(v))
+
+    return "".join(f"[{json.dumps(name)}]\n" + "".join(f"{json.dumps(k)} = {value(v)}\n" for k, v in table.items())
+                   for name, table in doc.items())

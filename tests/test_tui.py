@@ -222,7 +222,7 @@ async def test_owners_and_hosts_screens(lab):
         await pilot.press("6")
         assert isinstance(app.screen, OwnersScreen)
         table = app.screen.query_one("#owners", DataTable)
-        assert [table.get_row_at(i)[0] for i in range(table.row_count)] == ["alice", "bob", "carol"]
+        assert [str(table.get_row_at(i)[0]) for i in range(table.row_count)] == ["alice", "bob", "carol"]
         assert "0 Bytes / 64.0 MiB" in str(table.get_cell("bob", "quota"))
         await pilot.press("down", "enter")
         await wait_for(pilot, lambda: isinstance(app.screen, UploadsScreen) and
@@ -235,7 +235,7 @@ async def test_owners_and_hosts_screens(lab):
         await wait_for(pilot, lambda: type(app.screen).__name__ == "ViewAs")
         await pilot.press(*"carol", "enter")
         await wait_for(pilot, lambda: isinstance(app.screen, OwnersScreen) and table.row_count == 1)
-        assert table.get_row_at(0)[0] == "carol" and "as carol" in app.sub_title
+        assert str(table.get_row_at(0)[0]) == "carol" and "as carol" in app.sub_title
         assert {u.owner for u in app.snapshot.uploads} == {"carol"}
         await pilot.press("u")
         await wait_for(pilot, lambda: type(app.screen).__name__ == "ViewAs")
@@ -362,3 +362,84 @@ async def test_a_restarted_console_has_the_iso_facts_at_once(lab):
     assert not any("isoadmin-headers" in r.argv for r in log if r.host == "imagehost" and
                    any("ipxe" in a for a in r.argv))  # nothing of the settled uploads read again
     await second.close()
+
+
+async def test_messages_say_what_stops_an_action_first(lab):
+    """``r`` on an imported upload: a toast titled "Cannot reject" (no reason asked). ``a`` on an upload
+    that is both still being written and not ISO: "still being written", never "Import it anyway?"."""
+    import os
+    import time
+
+    from screens.modals import ErrorModal
+
+    partial = lab.uploads_root / "alice" / "partial.img"
+    partial.write_bytes(b"\xeb\x3c\x90" + b"\0" * 100_000)  # young (settle time) and not ISO 9660
+    site = Site(lab.config)
+    await site.refresh()
+    job = await site.approve(await site.plan("alice/tools.iso"))
+    app = IsoadminApp(site, lab=lab)
+    async with app.run_test(size=SIZE) as pilot:
+        await select(pilot, app, "alice/tools.iso")
+        assert state_cell(app, "alice/tools.iso") == "available"
+        await pilot.press("r")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, UploadsScreen)  # no reason asked
+        toasts = [n for n in app._notifications if n.title == "Cannot reject"]
+        assert len(toasts) == 1 and job.final in toasts[0].message, [n.title for n in app._notifications]
+        partial.write_bytes(partial.read_bytes() + b"\0" * 10)  # still growing
+        now = time.time()
+        os.utime(partial, (now, now))
+        app.action_refresh_now()
+        await wait_for(pilot, lambda: any(u.key == "alice/partial.img" and u.state.value == "writing"
+                                          and u.iso is not None and not u.iso.is_iso9660
+                                          for u in app.snapshot.uploads))
+        await select(pilot, app, "alice/partial.img")
+        await pilot.press("a")
+        await wait_for(pilot, lambda: not isinstance(app.screen, UploadsScreen))
+        assert isinstance(app.screen, ErrorModal), type(app.screen).__name__
+        assert "still being written" in app.screen.message
+    await site.close()
+
+
+async def test_view_as_modal_shows_brackets_literally(lab):
+    from textual.widgets import Static
+
+    site = Site(lab.config)
+    app = IsoadminApp(site, lab=lab)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("u")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "ViewAs")
+        texts = [str(s.render()) for s in app.screen.query(Static)]
+        assert any("[owners] in the config" in t for t in texts), texts
+    await site.close()
+
+
+async def test_an_unexpected_worker_error_is_one_modal_and_the_console_keeps_running(lab):
+    import json
+
+    from screens.jobs import JobsScreen
+    from screens.modals import ErrorModal
+
+    site = Site(lab.config)
+    app = IsoadminApp(site, lab=lab, refresh_seconds=0.2)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.refreshes > 0)
+        jobs = lab.ledger_dir / "jobs"
+        jobs.mkdir(parents=True, exist_ok=True)
+        record = {"id": "a", "serial": "isoaa", "owner": "alice", "upload": "x", "host": "imagehost", "path": "/x",
+                  "size": 1, "mtime": 0, "inode": 1, "dom0": "dom0-a", "domain": "imagehost", "staging": "s",
+                  "final": "f", "alloc": 1, "approver": "t", "created": 1.0, "state": "done"}
+        (jobs / "a.json").write_text(json.dumps(record))
+        (jobs / "b.json").write_text(json.dumps({**record, "id": "b", "created": "yesterday"}))  # not ours
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal))
+        assert app.screen.title_text == "Unexpected error" and "TypeError" in app.screen.message
+        report = app.screen.message.split("crash report: ", 1)[1].splitlines()[0]
+        assert report.startswith(str(lab.dir / "state" / "crash-")) and "Traceback" in open(report).read()
+        (jobs / "b.json").unlink()
+        await pilot.press("escape", "2")
+        await wait_for(pilot, lambda: isinstance(app.screen, JobsScreen))
+        app.action_refresh_now()
+        seen = app.refreshes
+        await wait_for(pilot, lambda: app.refreshes > seen)  # refreshing again
+        assert len([s for s in app.screen_stack if isinstance(s, ErrorModal)]) == 0
+    await site.close()

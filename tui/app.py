@@ -3,6 +3,11 @@ import workers.
 
 The app holds the last :class:`~backend.site.Snapshot` and the live jobs; screens render from them and
 start work through the app's workers. Host work happens only in ``backend``.
+
+Errors: every worker runs with ``exit_on_error=False``; one handler (:meth:`IsoadminApp.on_worker_state_changed`)
+shows a failed worker's error in one :class:`~screens.modals.ErrorModal` (an unexpected exception also
+writes a crash report to the state dir) and the console keeps running. Text from hosts and people is shown
+under the display rule (:mod:`backend.text`): notifications go through :meth:`IsoadminApp.say`.
 """
 
 from __future__ import annotations
@@ -16,8 +21,12 @@ from textual.app import App, ScreenStackError, UnknownModeError
 from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.message import Message
+from textual.notifications import SeverityLevel
+from textual.worker import Worker, WorkerState
 
+from backend.crash import one_line, write_crash_report
 from backend.errors import IsoadminError
+from backend.text import printable
 from backend.site import ImportPlan, Site, Snapshot
 from backend.state import JobRecord
 from screens.audit import AuditScreen
@@ -89,21 +98,18 @@ class IsoadminApp(App[int]):
         where = "lab" if self.lab is not None else str(self.site.config.source or "")
         if self.site.as_user:
             where += f" · as {self.site.as_user}"
-        self.sub_title = f"READ-ONLY · {where}" if self.read_only else where
+        self.sub_title = printable(f"READ-ONLY · {where}" if self.read_only else where)
 
     def on_mount(self) -> None:
         self.recover_jobs()
         self.action_refresh_now()
 
-    @work(group="recover", exclusive=True)
+    @work(group="recover", exclusive=True, exit_on_error=False)
     async def recover_jobs(self) -> None:
         """Resume or roll back jobs a killed console left running; say so."""
-        try:
-            for job in await self.site.recover():
-                self.notify(f"job {job.id} ({job.key}) was left running by a stopped console: {job.state}, "
-                            f"{job.rollback}", title="Recovered", timeout=10)
-        except IsoadminError as exc:
-            self.show_error(exc)
+        for job in await self.site.recover():
+            self.say(f"job {job.id} ({job.key}) was left running by a stopped console: {job.state}, "
+                     f"{job.rollback}", title="Recovered", timeout=10)
 
     # ------------------------------------------------------------------ refresh
 
@@ -111,7 +117,7 @@ class IsoadminApp(App[int]):
         """Refresh the inventory now (a newer refresh replaces one still running)."""
         self.refresh_site()
 
-    @work(group="refresh", exclusive=True)
+    @work(group="refresh", exclusive=True, exit_on_error=False)
     async def refresh_site(self) -> None:
         snapshot = await self.site.refresh(on_rows=lambda rows: self.post_message(SnapshotReady(rows, partial=True)))
         self.post_message(SnapshotReady(snapshot))
@@ -173,7 +179,8 @@ class IsoadminApp(App[int]):
 
     def start_import(self, plan: ImportPlan) -> None:
         """Run an approved plan in its own worker (several jobs may run at once)."""
-        self.run_worker(self._import(plan), group=f"job-{plan.job_id}", name=f"import {plan.upload.key}")
+        self.run_worker(self._import(plan), group=f"job-{plan.job_id}", name=f"import {plan.upload.key}",
+                        exit_on_error=False)
 
     async def _import(self, plan: ImportPlan) -> None:
         def listener(job: JobRecord) -> None:
@@ -181,11 +188,9 @@ class IsoadminApp(App[int]):
 
         try:
             job = await self.site.approve(plan, listener)
-        except IsoadminError as exc:
-            self.notify(exc.message, title=exc.title, severity="error", timeout=10)
-        else:
-            self.notify(f"{job.key} → {job.final} on {job.dom0}", title="Imported")
-        self.refresh_site()
+        finally:
+            self.refresh_site()
+        self.say(f"{job.key} → {job.final} on {job.dom0}", title="Imported")
 
     def on_job_progress(self, message: JobProgress) -> None:
         self.jobs[message.job.id] = message.job
@@ -236,20 +241,38 @@ class IsoadminApp(App[int]):
 
     # ------------------------------------------------------------------ errors and help
 
-    def show_error(self, exc: IsoadminError, modal: bool = False) -> None:
-        """Show a backend error one way: a notification, or a modal for errors that need reading."""
-        if modal:
+    def say(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+            timeout: float | None = None) -> None:
+        """Notify under the display rule: ``message`` and ``title`` escaped (:func:`backend.text.printable`;
+        the message keeps its line breaks) and never parsed as markup."""
+        self.notify(printable(message, keep_newlines=True), title=printable(title), severity=severity,
+                    timeout=timeout, markup=False)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The one handler of worker errors (every worker runs with ``exit_on_error=False``)."""
+        if event.state == WorkerState.ERROR and event.worker.error is not None:
+            self.show_error(event.worker.error)
+
+    def show_error(self, exc: BaseException) -> None:
+        """Show a failure in one :class:`ErrorModal`: an :class:`IsoadminError` with its title and message;
+        anything else as "Unexpected error" with the path of the crash report it writes to the state dir."""
+        if isinstance(exc, IsoadminError):
             self.push_screen(ErrorModal(exc.title, exc.message))
-        else:
-            self.notify(exc.message, title=exc.title, severity="error", timeout=8)
+            return
+        try:
+            where = f"crash report: {write_crash_report(exc, self.site.config.state_dir)}"
+        except OSError as report_exc:
+            where = f"no crash report ({report_exc})"
+        self.push_screen(ErrorModal("Unexpected error", f"{one_line(exc)}\n{where}\nThe console keeps running."))
 
     def notify(self, message: str, *, title: str = "", severity="information", timeout: float | None = None,
                markup: bool = False) -> None:
         """Show a notification (never parsed as markup), keep it in the message log, and keep at most
         :attr:`MAX_TOASTS` on screen (the oldest go first)."""
+        message, title = printable(message, keep_newlines=True), printable(title)  # the display rule, always
         self.messages.append((time.time(), str(severity), title, message))
         del self.messages[:-500]
-        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
         self.call_later(self._cap_toasts)
 
     def _cap_toasts(self) -> None:

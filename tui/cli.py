@@ -2,8 +2,10 @@
 
 Exit status: 0 success; otherwise the failing :class:`~backend.errors.IsoadminError`'s ``exit_code``
 (2 usage/config, 3 host, 4 read-only, 5 not found, 6 not approvable, 7 capacity short, 8 import failed),
-9 when ``check`` finds something, 10 when ``verify`` finds a volume that does not match, 11 quota exceeded, 12 when ``audit --verify`` finds the hash chain broken,
-130 when interrupted. Expected failures print one line on stderr, never a traceback.
+9 when ``check`` finds something, 10 when ``verify`` finds a volume that does not match, 11 quota exceeded,
+12 when ``audit --verify`` finds the hash chain broken, 70 an unexpected error (a crash report is written to
+the state dir and its path printed), 130 when interrupted. Every failure prints one line on stderr, never a
+traceback. Text from hosts and people is printed under the display rule (:mod:`backend.text`).
 """
 
 from __future__ import annotations
@@ -25,11 +27,13 @@ import humanize
 import shtab
 
 from backend import catalog, health, quota
-from backend.config import SiteConfig, default_state_dir, load_config
+from backend.config import SiteConfig, default_state_dir, load_config, prepare_state_dir
+from backend.crash import EXIT_CRASH, one_line, write_crash_report
 from backend.errors import ConfigError, HostError, IsoadminError, UsageError
 from backend.lab import Lab, default_lab_dir
 from backend.site import ImportPlan, Site
 from backend.state import JobRecord
+from backend.text import printable
 
 COMMANDS = ("uploads", "volumes", "jobs", "hosts", "owners", "approve", "reject", "check", "repair", "audit", "gc", "catalog",
             "verify", "delete-volume")
@@ -118,9 +122,11 @@ async def open_site(args: argparse.Namespace, recover_jobs: bool = True):
     try:
         if args.lab is not None:
             lab = Lab(Path(args.lab) if args.lab else None)
-            config: SiteConfig = await lab.start()
+            config: SiteConfig = await _start_lab(lab)
         else:
             config = load_config(args.config)
+        prepare_state_dir(config.state_dir, config.source)
+        _crash_dir[0] = config.state_dir
         site = Site(config, read_only=args.read_only, as_user=args.as_user)
         try:
             if recover_jobs:
@@ -133,13 +139,35 @@ async def open_site(args: argparse.Namespace, recover_jobs: bool = True):
             await lab.stop()
 
 
+_crash_dir: list[Path | None] = [None]  # where a crash report goes: the state dir, once it is known good
+
+
+async def _start_lab(lab: Lab) -> SiteConfig:
+    """Start ``lab``; a folder that cannot hold one is a usage error (one line, exit 2)."""
+    if lab.dir.exists() and not lab.dir.is_dir():
+        raise UsageError(f"--lab {lab.dir}: not a directory")
+    try:
+        return await lab.start()
+    except OSError as exc:
+        raise UsageError(f"--lab {lab.dir}: cannot hold a lab: {exc.strerror or exc}") from None
+
+
+async def _refresh_for(site: Site, key: str) -> None:
+    """Refresh before acting on upload ``key``: when it is not listed because its image host is down (or
+    its key changed), that is the host's failure (exit 3), not a missing upload (exit 5)."""
+    snap = await site.refresh()
+    down = [h for h in snap.hosts if not h.up and h.role == "image host"]
+    if down and not any(u.key == key for u in snap.uploads):
+        raise HostError(down[0].name, down[0].error.removeprefix(f"{down[0].name}: "))
+
+
 async def recover(site: Site) -> None:
     """Resume or roll back jobs a killed console left running (a warning per job, never fatal)."""
     try:
         for job in await site.recover():
-            print(f"isoadmin: recovered job {job.id} ({job.key}): {job.state}, {job.rollback}", file=sys.stderr)
+            say(f"isoadmin: recovered job {job.id} ({job.key}): {job.state}, {job.rollback}")
     except IsoadminError as exc:
-        print(f"isoadmin: warning: could not recover unfinished jobs: {exc.message}", file=sys.stderr)
+        say(f"isoadmin: warning: could not recover unfinished jobs: {exc.message}")
 
 
 def _print_json(items: list[dict]) -> None:
@@ -147,68 +175,108 @@ def _print_json(items: list[dict]) -> None:
     sys.stdout.write("\n")
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> None:
-    """Print a table. Piped (stdout not a terminal): full values, tab-separated, one line per row, tabs
-    and newlines inside values escaped. At a terminal: a Rich table whose cells fold instead of being cut,
-    so two different values never shrink to the same text."""
-    if not sys.stdout.isatty():
+def say(message: object, file=None) -> None:
+    """Print one line for a person (stderr by default) under the display rule: control characters escaped
+    (:func:`backend.text.printable`), nothing parsed as markup."""
+    print(printable(message), file=file or sys.stderr)
+
+
+def render_table(headers: list[str], rows: list[list[str]], file=None) -> None:
+    """Print a table, every cell escaped by :func:`backend.text.printable` (tabs and newlines included).
+    ``file`` defaults to stdout. Not a terminal (piped): full values, tab-separated, a line per row. At a
+    terminal: a Rich table of plain-text cells (``rich.text.Text``, never markup) that fold instead of
+    being cut, so two different values never shrink to the same text."""
+    out = file or sys.stdout
+    if not out.isatty():
         for row in [headers, *rows]:
-            print("\t".join(str(cell).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
-                            for cell in row))
+            print("\t".join(printable(cell) for cell in row), file=out)
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=None, pad_edge=False, header_style="bold")
     for name in headers:
         table.add_column(name, overflow="fold")
     for row in rows:
-        table.add_row(*row)
-    Console().print(table)
+        table.add_row(*(Text(printable(cell)) for cell in row))
+    Console(file=file, highlight=False, markup=False, emoji=False).print(table)
 
 
 def _size(n: int | None) -> str:
     return "—" if n is None else humanize.naturalsize(n, binary=True)
 
 
+def uploads_table(snap) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows of ``uploads`` (raw strings; :func:`render_table` escapes them)."""
+    return ["OWNER", "FILE", "SIZE", "AGE", "VOLUME ID", "BOOT", "STATE", "NOTE"], [
+        [u.owner, u.name, _size(u.size), humanize.naturaltime(time.time() - u.mtime),
+         (u.iso.volume_id or "") if u.iso and u.iso.is_iso9660 else ("not ISO" if u.iso else ""),
+         ("yes" if u.iso.bootable else "no") if u.iso and u.iso.is_iso9660 else "",
+         u.state.value, u.reason] for u in sorted(snap.uploads, key=lambda u: u.key)]
+
+
+def volumes_table(snap) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows of ``volumes``."""
+    return ["DOM0", "NAMESPACE", "NAME", "OWNER", "UPLOAD", "SIZE", "SHA256"], [
+        [v.dom0, v.namespace, v.name, v.owner, v.upload, _size(v.size), v.sha256[:16]]
+        for v in sorted(snap.volumes, key=lambda v: (v.dom0, v.namespace, v.name))]
+
+
+def owners_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows of ``owners`` (from :func:`backend.quota.owner_summary`)."""
+    return ["OWNER", "GROUP", "MAY ACT", "USED", "QUOTA", "PENDING", "CDS", "VM DISKS"], [
+        [r["name"], r["group"], ",".join(r["members"]), _size(r["used"]),
+         _size(r["quota"]) if r["quota"] else "none", str(r["pending"]), str(r["cds"]), str(r["vm_disks"])]
+        for r in rows]
+
+
+def hosts_table(snap) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows of ``hosts``."""
+    return ["HOST", "ROLE", "STATE", "LATENCY", "FREE", "CAPACITY"], [
+        [h.name, h.role, "up" if h.up else f"DOWN: {h.error}", f"{h.latency * 1000:.0f} ms",
+         _size(h.storage.free) if h.storage else "", _size(h.storage.capacity) if h.storage else ""]
+        for h in snap.hosts]
+
+
+def jobs_table(jobs: list[JobRecord]) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows of ``jobs``."""
+    return ["JOB", "UPLOAD", "DOM0", "VOLUME", "PHASE", "STATE", "NOTE"], [
+        [j.id, j.key, j.dom0, j.final if j.state == "done" else j.staging, j.phase, j.state, j.error]
+        for j in jobs]
+
+
+def audit_table(entries: list) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows of ``audit``."""
+    return ["TIME", "WHO", "ACTION", "TARGET", "OUTCOME", "REASON"], [
+        [time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.time)), e.who, e.action, e.target,
+         e.outcome, e.reason] for e in entries]
+
+
+def catalog_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows of ``catalog``."""
+    return ["OWNER", "UPLOAD", "VOLUME ID", "BOOT", "SIZE", "DOM0", "VOLUME", "SHA256"], [
+        [r["owner"], r["upload"], r["volume_id"] or "", "yes" if r["bootable"] else "no", _size(r["size"]),
+         r["dom0"], r["volume"], (r["sha256"] or "")[:16]] for r in rows]
+
+
 async def cmd_list(site: Site, args: argparse.Namespace) -> int:
     snap = await site.refresh()
     for h in snap.hosts:
         if not h.up:
-            print(f"isoadmin: warning: {h.error}", file=sys.stderr)
-    if args.command == "uploads":
-        if args.json:
-            _print_json([u.to_json() for u in snap.uploads])
-        else:
-            _table(["OWNER", "FILE", "SIZE", "AGE", "VOLUME ID", "BOOT", "STATE", "NOTE"], [
-                [u.owner, u.name, _size(u.size), humanize.naturaltime(time.time() - u.mtime),
-                 (u.iso.volume_id or "") if u.iso and u.iso.is_iso9660 else ("not ISO" if u.iso else ""),
-                 ("yes" if u.iso.bootable else "no") if u.iso and u.iso.is_iso9660 else "",
-                 u.state.value, u.reason] for u in sorted(snap.uploads, key=lambda u: u.key)])
-    elif args.command == "volumes":
-        if args.json:
-            _print_json([v.to_json() for v in snap.volumes])
-        else:
-            _table(["DOM0", "NAMESPACE", "NAME", "OWNER", "UPLOAD", "SIZE", "SHA256"], [
-                [v.dom0, v.namespace, v.name, v.owner, v.upload, _size(v.size), v.sha256[:16]]
-                for v in sorted(snap.volumes, key=lambda v: (v.dom0, v.namespace, v.name))])
-    elif args.command == "owners":
+            say(f"isoadmin: warning: {h.error}")
+    if args.command == "owners":
         rows = quota.owner_summary(site.config, snap.owners, snap.uploads, snap.volumes)
         if args.json:
             _print_json(rows)
         else:
-            _table(["OWNER", "GROUP", "MAY ACT", "USED", "QUOTA", "PENDING", "CDS", "VM DISKS"], [
-                [r["name"], r["group"], ",".join(r["members"]), _size(r["used"]),
-                 _size(r["quota"]) if r["quota"] else "none", str(r["pending"]), str(r["cds"]), str(r["vm_disks"])]
-                for r in rows])
-    elif args.command == "hosts":
-        if args.json:
-            _print_json([h.to_json() for h in snap.hosts])
-        else:
-            _table(["HOST", "ROLE", "STATE", "LATENCY", "FREE", "CAPACITY"], [
-                [h.name, h.role, "up" if h.up else f"DOWN: {h.error}", f"{h.latency * 1000:.0f} ms",
-                 _size(h.storage.free) if h.storage else "", _size(h.storage.capacity) if h.storage else ""]
-                for h in snap.hosts])
+            render_table(*owners_table(rows))
+    elif args.json:
+        items = {"uploads": snap.uploads, "volumes": snap.volumes, "hosts": snap.hosts}[args.command]
+        _print_json([item.to_json() for item in items])
+    else:
+        table = {"uploads": uploads_table, "volumes": volumes_table, "hosts": hosts_table}[args.command]
+        render_table(*table(snap))
     return 0 if all(h.up for h in snap.hosts) else 3
 
 
@@ -221,24 +289,22 @@ async def cmd_jobs(site: Site, args: argparse.Namespace) -> int:
     if args.json:
         _print_json([j.to_json() for j in jobs])
     else:
-        _table(["JOB", "UPLOAD", "DOM0", "VOLUME", "PHASE", "STATE", "NOTE"], [
-            [j.id, j.key, j.dom0, j.final if j.state == "done" else j.staging, j.phase, j.state, j.error]
-            for j in jobs])
+        render_table(*jobs_table(jobs))
     return 0
 
 
 def _show_plan(plan: ImportPlan) -> None:
     u = plan.upload
-    print(f"Import {u.key} ({_size(u.size)}) from {u.host}:{u.path}", file=sys.stderr)
-    print(f"  onto {plan.dom0} ({plan.storage}): {plan.staging} -> {plan.final}, "
-          f"{_size(plan.alloc)} of {_size(plan.free)} free", file=sys.stderr)
+    say(f"Import {u.key} ({_size(u.size)}) from {u.host}:{u.path}")
+    say(f"  onto {plan.dom0} ({plan.storage}): {plan.staging} -> {plan.final}, "
+        f"{_size(plan.alloc)} of {_size(plan.free)} free")
     for step in plan.steps:
-        print(f"  {step.phase:7} {step.host:12} {step.command}", file=sys.stderr)
+        say(f"  {step.phase:7} {step.host:12} {step.command}")
     for w in plan.warnings:
-        print(f"  WARNING: {w}", file=sys.stderr)
+        say(f"  WARNING: {w}")
     if plan.rejection:
-        print(f"  REJECTED by {plan.rejection.get('by', '?')}: {plan.rejection.get('reason', '')} "
-              "(importing it anyway, as --override-rejection asks)", file=sys.stderr)
+        say(f"  REJECTED by {plan.rejection.get('by', '?')}: {plan.rejection.get('reason', '')} "
+            "(importing it anyway, as --override-rejection asks)")
 
 
 async def cmd_approve(site: Site, args: argparse.Namespace) -> int:
@@ -246,16 +312,16 @@ async def cmd_approve(site: Site, args: argparse.Namespace) -> int:
                                TransferSpeedColumn)
 
     await site.refuse_if_read_only("approve", args.upload)
-    await site.refresh()
+    await _refresh_for(site, args.upload)
     plan = await site.plan(args.upload, args.dom0, args.allow_non_iso, args.override_quota, args.override_rejection)
     _show_plan(plan)
     if not args.yes:
         if not sys.stdin.isatty():
             raise UsageError("not confirmed: pass --yes to approve without a terminal")
         if input("Approve? [y/N] ").strip().lower() not in ("y", "yes"):
-            print("not approved", file=sys.stderr)
+            say("not approved")
             return 1
-    columns = (TextColumn("{task.description:8}"), BarColumn(), DownloadColumn(binary_units=True),
+    columns = (TextColumn("{task.description:8}", markup=False), BarColumn(), DownloadColumn(binary_units=True),
                TransferSpeedColumn(), TimeRemainingColumn())
     with Progress(*columns, transient=False) as progress:
         task = progress.add_task("create", total=plan.upload.size)
@@ -265,14 +331,16 @@ async def cmd_approve(site: Site, args: argparse.Namespace) -> int:
 
         job = await site.approve(plan, on_event)
         progress.update(task, description="done", completed=job.size)
-    print(f"{job.key} -> {job.dom0}:{job.final} sha256 {job.sha256}")
+    say(f"{job.key} -> {job.dom0}:{job.final} sha256 {job.sha256}", sys.stdout)
     return 0
 
 
 async def cmd_reject(site: Site, args: argparse.Namespace) -> int:
-    await site.refresh()
+    if not args.reason.strip():
+        raise UsageError("reject: --reason must not be empty (say why the upload is rejected)")
+    await _refresh_for(site, args.upload)
     await site.reject(args.upload, args.reason)
-    print(f"{args.upload} rejected: {args.reason}")
+    say(f"{args.upload} rejected: {args.reason.strip()}", sys.stdout)
     return 0
 
 
@@ -282,16 +350,16 @@ async def cmd_check(site: Site, args: argparse.Namespace) -> int:
         if args.json:
             _print_json([f.to_json() for f in findings])
         else:
-            _table(["KIND", "HOST", "TARGET", "DETAIL", "FIX"],
+            render_table(["KIND", "HOST", "TARGET", "DETAIL", "FIX"],
                    [[f.kind, f.host, f.target, f.detail, f.fix or "needs a person"] for f in findings])
         return 9 if findings else 0
     results = await health.repair(site, findings, apply=args.apply)
     if args.json:
         _print_json([{**f.to_json(), "outcome": outcome} for f, outcome in results])
     else:
-        _table(["KIND", "HOST", "TARGET", "OUTCOME"], [[f.kind, f.host, f.target, o] for f, o in results])
+        render_table(["KIND", "HOST", "TARGET", "OUTCOME"], [[f.kind, f.host, f.target, o] for f, o in results])
         if not args.apply and any(o.startswith("would") for _, o in results):
-            print("dry run: nothing changed; repair --apply does it", file=sys.stderr)
+            say("dry run: nothing changed; repair --apply does it")
     return 1 if any(o.startswith("failed") for _, o in results) else 0
 
 
@@ -299,10 +367,10 @@ async def cmd_audit(site: Site, args: argparse.Namespace) -> int:
     if args.verify:
         problem = await site.audit.verify()
         if problem is not None:
-            print(f"isoadmin: audit log {site.ledger.where}/audit.jsonl is broken at entry {problem.entry}: "
-                  f"{problem.detail}", file=sys.stderr)
+            say(f"isoadmin: audit log {site.ledger.where}/audit.jsonl is broken at entry {problem.entry}: "
+                f"{problem.detail}")
             return 12
-        print(f"audit log intact: {len(await site.audit.entries())} entries, hash chain and head match")
+        say(f"audit log intact: {len(await site.audit.entries())} entries, hash chain and head match", sys.stdout)
         return 0
     entries = await site.audit.entries()
     if site.as_user is not None:
@@ -311,9 +379,7 @@ async def cmd_audit(site: Site, args: argparse.Namespace) -> int:
     if args.json:
         _print_json([asdict(e) for e in entries])
     else:
-        _table(["TIME", "WHO", "ACTION", "TARGET", "OUTCOME", "REASON"], [
-            [time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.time)), e.who, e.action, e.target,
-             e.outcome, e.reason] for e in entries])
+        render_table(*audit_table(entries))
     return 0
 
 
@@ -324,15 +390,15 @@ async def cmd_gc(site: Site, args: argparse.Namespace) -> int:
         if args.json:
             _print_json([i.to_json() for i in items])
         else:
-            _table(["OWNER", "FILE", "STATE", "AGE (DAYS)", "WHY"],
+            render_table(["OWNER", "FILE", "STATE", "AGE (DAYS)", "WHY"],
                    [[i.owner, i.name, i.state, f"{i.age:.1f}", i.reason] for i in items])
-            print(f"dry run: {len(items)} upload(s) would be removed; gc --apply does it", file=sys.stderr)
+            say(f"dry run: {len(items)} upload(s) would be removed; gc --apply does it")
         return 0
     results = await catalog.gc_apply(site, items)
     if args.json:
         _print_json([{**i.to_json(), "outcome": o} for i, o in results])
     else:
-        _table(["OWNER", "FILE", "OUTCOME"], [[i.owner, i.name, o] for i, o in results])
+        render_table(["OWNER", "FILE", "OUTCOME"], [[i.owner, i.name, o] for i, o in results])
     return 1 if any(o != "removed" for _, o in results) else 0
 
 
@@ -349,16 +415,14 @@ async def cmd_catalog(site: Site, args: argparse.Namespace) -> int:
         out.writeheader()
         out.writerows(rows)
     else:
-        _table(["OWNER", "UPLOAD", "VOLUME ID", "BOOT", "SIZE", "DOM0", "VOLUME", "SHA256"], [
-            [r["owner"], r["upload"], r["volume_id"] or "", "yes" if r["bootable"] else "no", _size(r["size"]),
-             r["dom0"], r["volume"], (r["sha256"] or "")[:16]] for r in rows])
+        render_table(*catalog_table(rows))
     return 0
 
 
 async def cmd_verify(site: Site, args: argparse.Namespace) -> int:
     await site.refresh()
     vol = await catalog.verify_volume(site, args.volume)
-    print(f"{vol.dom0}:{vol.name} ok sha256 {vol.sha256}")
+    say(f"{vol.dom0}:{vol.name} ok sha256 {vol.sha256}", sys.stdout)
     return 0
 
 
@@ -366,11 +430,11 @@ async def cmd_delete_volume(site: Site, args: argparse.Namespace) -> int:
     if not args.yes:
         if not sys.stdin.isatty():
             raise UsageError("not confirmed: pass --yes to delete without a terminal")
-        if input(f"Delete {args.volume}? This cannot be undone. [y/N] ").strip().lower() not in ("y", "yes"):
-            print("not deleted", file=sys.stderr)
+        if input(f"Delete {printable(args.volume)}? This cannot be undone. [y/N] ").strip().lower() not in ("y", "yes"):
+            say("not deleted")
             return 1
     vol = await site.delete_volume(args.volume)
-    print(f"deleted {vol.dom0}:{vol.name} ({vol.owner}/{vol.upload})")
+    say(f"deleted {vol.dom0}:{vol.name} ({vol.owner}/{vol.upload})", sys.stdout)
     return 0
 
 
@@ -444,14 +508,27 @@ def log_to_file(state_dir: Path) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``isoadmin``; returns the exit status."""
-    args = build_parser().parse_args(_normalise_lab(sys.argv[1:] if argv is None else argv))
+    """Entry point of ``isoadmin``; returns the exit status.
+
+    Expected failures (:class:`~backend.errors.IsoadminError`) print one line and exit with their code;
+    anything else writes a crash report (:func:`backend.crash.write_crash_report`), prints one line with
+    its path and exits 70.
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(_normalise_lab(argv))
     setup_logging(args)
     try:
         return asyncio.run(run_command(args) if args.command else run_tui(args))
     except IsoadminError as exc:
-        print(f"isoadmin: {exc.message}", file=sys.stderr)
+        say(f"isoadmin: {exc.message}")
         return exc.exit_code
     except KeyboardInterrupt:
-        print("isoadmin: interrupted", file=sys.stderr)
+        say("isoadmin: interrupted")
         return 130
+    except Exception as exc:  # the last resort: a bug, not a failure we expected
+        try:
+            where = f"crash report: {write_crash_report(exc, _crash_dir[0], ['isoadmin', *argv])}"
+        except OSError as report_exc:
+            where = f"no crash report ({report_exc})"
+        say(f"isoadmin: unexpected error: {one_line(exc)}; {where}")
+        return EXIT_CRASH

@@ -1,0 +1,128 @@
+"""The display rule: text chosen by strangers (file and owner names, ISO volume ids, rejection reasons, host
+errors) is shown as text, never parsed as markup, with control characters shown escaped; ``--json`` keeps it
+exact. The CLI runs as a separate process against a real lab; the console through Pilot."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from backend.isoinfo import SECTOR
+from backend.lab import make_iso
+from backend.site import Site
+from backend.text import is_printable, printable
+from textual.widgets import DataTable
+from tui.app import IsoadminApp
+
+from .conftest import cli
+
+ESCAPES = {
+    "clear.iso": "\x1b[2Jclear.iso",                 # ESC [2J: clear the screen
+    "title.iso": "\x1b]0;owned\x07title.iso",        # OSC 0: set the window title
+    "rlo.iso": "\u202egpj.iso",                      # right-to-left override
+    "c1.iso": "c1\x9b31m.iso",                       # C1 CSI
+}
+
+
+def test_printable_escapes_what_acts_on_a_terminal():
+    assert printable("\x1b[2J") == "\\x1b[2J"
+    assert printable("a\nb\tc\x7f\x85") == "a\\x0ab\\x09c\\x7f\\x85"
+    assert printable("a\nb", keep_newlines=True) == "a\nb"
+    assert printable("\u202e\u2066\u200f\u061c") == "\\u202e\\u2066\\u200f\\u061c"
+    assert printable(b"\xff\xfe".decode("utf-8", "surrogateescape")) == "\\xff\\xfe"
+    assert printable("[/] [bold]x[/bold] ünïcödé ＩＳＯ") == "[/] [bold]x[/bold] ünïcödé ＩＳＯ"
+    assert printable(None) == "" and printable(3) == "3"
+    for s in ("\x1b", "\x00", "\x9b", "\u202e", "\udcff"):
+        assert not is_printable(s) and is_printable(printable(s))
+
+
+def iso_with_volume_id(volume_id: bytes) -> bytes:
+    """A real ISO whose primary volume descriptor's volume identifier is ``volume_id`` (any bytes,
+    space-padded to 32: pycdlib itself only writes d-characters)."""
+    data = bytearray(make_iso("PLACEHOLDER", {"README.TXT;1": b"x\n"}))
+    offset = 16 * SECTOR + 40  # ECMA-119 8.4.6: volume identifier, 32 bytes
+    data[offset:offset + 32] = volume_id.ljust(32, b" ")[:32]
+    return bytes(data)
+
+
+def put(lab, owner: str, name: str | bytes, content: bytes) -> None:
+    folder = os.path.join(os.fsencode(lab.uploads_root), os.fsencode(owner))
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, os.fsencode(name))
+    with open(path, "wb") as f:
+        f.write(content)
+    old = time.time() - 600
+    os.utime(path, (old, old))
+
+
+def clean(stdout: str) -> None:
+    """No raw control character on stdout; a piped table's tabs separate its columns and nothing else
+    (every line has as many fields as the header)."""
+    lines = stdout.splitlines()
+    if lines and "\t" in lines[0]:
+        assert {len(line.split("\t")) for line in lines} == {len(lines[0].split("\t"))}, lines
+        stdout = stdout.replace("\t", " ")
+    assert is_printable(stdout), repr([c for c in stdout if not is_printable(c)][:5])
+
+
+async def test_markup_in_a_volume_id_and_escapes_in_names_are_shown_as_text(lab):
+    put(lab, "alice", "brackets.iso", iso_with_volume_id(b"[/]"))
+    for name in ESCAPES.values():
+        put(lab, "bob", name, make_iso("ESC", {"README.TXT;1": name.encode()}))
+    site = Site(lab.config)
+    await site.refresh()
+    await site.approve(await site.plan("alice/brackets.iso"))
+    await site.approve(await site.plan(f"bob/{ESCAPES['clear.iso']}"))
+    await site.approve(await site.plan(f"bob/{ESCAPES['title.iso']}"), )
+    await site.close()
+    for command in ("uploads", "volumes", "catalog"):
+        r = await cli(command, config=lab.config_path)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, (command, r.stderr)
+        clean(r.stdout)
+        if command in ("uploads", "catalog"):
+            assert "[/]" in r.stdout
+        assert "\\x1b[2Jclear.iso" in r.stdout and "\\x1b]0;owned\\x07title.iso" in r.stdout
+        if command == "uploads":
+            assert "\\u202egpj.iso" in r.stdout and "c1\\x9b31m.iso" in r.stdout
+    r = await cli("uploads", "--json", config=lab.config_path)
+    names = {u["name"] for u in json.loads(r.stdout)}
+    assert set(ESCAPES.values()) <= names  # --json keeps the exact names
+    vids = {(u["iso"] or {}).get("volume_id") for u in json.loads(r.stdout)}
+    assert "[/]" in vids
+
+
+async def test_markup_in_a_rejection_reason_is_shown_as_text(lab):
+    site = Site(lab.config)
+    await site.refresh()
+    reason = "[/] [bold]no[/bold] \x1b[2J"
+    await site.reject("alice/tools.iso", reason)
+    await site.close()
+    for command in ("audit", "jobs", "uploads"):
+        r = await cli(command, config=lab.config_path)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, (command, r.stderr)
+        clean(r.stdout)
+    r = await cli("audit", config=lab.config_path)
+    assert "[/] [bold]no[/bold] \\x1b[2J" in r.stdout
+    r = await cli("audit", "--json", config=lab.config_path)
+    assert reason in [e["reason"] for e in json.loads(r.stdout)]
+
+    rows = await audit_screen_rows(lab)
+    assert "[/] [bold]no[/bold] \\x1b[2J" in [row[6] for row in rows]
+
+
+async def audit_screen_rows(lab) -> list[list[str]]:
+    """The console's Audit screen (key ``5``) on ``lab``: every row's cells as shown."""
+    site = Site(lab.config)
+    app = IsoadminApp(site, lab=lab)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await pilot.press("5")
+        table = app.screen.query_one("#audit", DataTable)
+        for _ in range(200):  # the log is read from the ledger after the first refresh
+            if table.row_count and app.refreshes:
+                break
+            await pilot.pause(0.05)
+        await pilot.pause(0.2)
+        rows = [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
+    await site.close()
+    return rows
