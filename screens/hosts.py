@@ -1,8 +1,10 @@
-"""Hosts screen: every host's role, up/down, latency, last refresh and error; dom0 capacity bars."""
+"""Hosts screen: every host's role, up/down (and why), free space and capacity; dom0 capacity bars. No
+latencies or timings: a number that changes at every refresh says nothing to a person deciding
+(``isoadmin hosts`` prints the latency; ``-v`` logs every command's time)."""
 
 from __future__ import annotations
 
-import time
+import humanize
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -13,7 +15,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from .plain import plain
 from .volumes import capacity_line
 
-COLUMNS = ("host", "role", "state", "latency", "last refresh", "error")
+COLUMNS = ("host", "role", "state", "free", "capacity", "error")
 
 
 class HostsScreen(Screen):
@@ -43,6 +45,7 @@ class HostsScreen(Screen):
         table.clear()
         for h in snap.hosts:
             state = Text("up", style="green") if h.up else Text("DOWN", style="bold red")
-            ago = f"{time.time() - h.checked:.0f} s ago" if h.checked else "—"
-            table.add_row(plain(h.name), h.role, state, f"{h.latency * 1000:.0f} ms", ago, plain(h.error), key=h.name)
+            free = humanize.naturalsize(h.storage.free, binary=True) if h.storage else ""
+            capacity = humanize.naturalsize(h.storage.capacity, binary=True) if h.storage else ""
+            table.add_row(plain(h.name), h.role, state, free, capacity, plain(h.error), key=h.name)
         self.query_one("#capacity", Static).update(capacity_line(snap))

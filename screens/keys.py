@@ -105,3 +105,18 @@ def display(keys: str) -> str:
 def mutating_actions(where: str) -> set[str]:
     """Actions of ``where`` that change the site (a read-only session answers them "read-only session")."""
     return {k.action for k in KEYS if k.where == where and k.mutating}
+
+
+def reference_markdown() -> str:
+    """The README's key table, generated from :data:`KEYS` (``python -m screens.keys``; a test keeps the
+    README and the bindings from drifting apart)."""
+    lines = ["| key | where | id (for `[console] keymap`) | action |", "|---|---|---|---|"]
+    for k in KEYS:
+        keys = " / ".join(f"`{key}`" for key in display(k.keys).split(" / "))
+        where = k.where.title() + (" (mutating: refused in a read-only session)" if k.mutating else "")
+        lines.append(f"| {keys} | {where} | `{k.id}` | {k.help} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(reference_markdown(), end="")

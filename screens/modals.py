@@ -39,7 +39,8 @@ class _Confirm(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield from self.body()
+            with VerticalScroll(classes="dialog-body"):  # scrolls; the buttons stay in view
+                yield from self.body()
             with Horizontal(classes="buttons"):
                 yield Button(f"{self.yes_label} \\[y]", variant="primary", id="yes")
                 yield Button("Cancel \\[n]", id="no")
@@ -74,11 +75,11 @@ class ConfirmApprove(_Confirm):
         yield Static(facts)
         for warning in p.warnings:
             yield Static(plain(f"⚠ {warning}", style="bold yellow"))
-        steps = Table("phase", "host", "command", box=None, header_style="bold", expand=True)
+        steps = Table("phase", "host", box=None, header_style="bold", expand=True)
+        steps.add_column("command", overflow="fold")  # the exact commands, never cut
         for step in p.steps:
             steps.add_row(plain(step.phase), plain(step.host), plain(step.command, style="cyan"))
-        with VerticalScroll(classes="plan-steps"):
-            yield Static(steps)
+        yield Static(steps, classes="plan-steps")
 
 
 class ConfirmRepair(_Confirm):
@@ -95,8 +96,7 @@ class ConfirmRepair(_Confirm):
         table = Table("kind", "host", "target", "fix", box=None, header_style="bold", expand=True)
         for f in self.findings:
             table.add_row(plain(f.kind), plain(f.host), plain(f.target), plain(f.fix, style="cyan"))
-        with VerticalScroll(classes="plan-steps"):
-            yield Static(table)
+        yield Static(table, classes="plan-steps")
 
 
 class ConfirmNonIso(_Confirm):

@@ -24,8 +24,10 @@ from .plain import printable
 from .vtable import VirtualTable
 from .workers import ForwardWorkerErrors
 
-COLUMNS = (("owner", "Owner"), ("file", "File"), ("size", "Size"), ("age", "Age"), ("volume id", "Volume id"),
-           ("boot", "Boot"), ("state", "State"))
+# What an admin decides with comes first (owner, file, state, size, age); at 80 columns the rest is to the
+# right (the header shows an arrow), reached by scrolling.
+COLUMNS = (("owner", "Owner"), ("file", "File"), ("state", "State"), ("size", "Size"), ("age", "Age"),
+           ("volume id", "Volume id"), ("boot", "Boot"))
 STATE_STYLE = {
     UploadState.WRITING: "yellow", UploadState.PENDING: "", UploadState.IMPORTING: "bold cyan",
     UploadState.AVAILABLE: "green", UploadState.FAILED: "bold red", UploadState.REJECTED: "magenta",
@@ -37,28 +39,42 @@ def row_key(upload: Upload) -> str:
     return f"{upload.host}\0{upload.path}"
 
 
-def upload_cells(u: Upload, now: float) -> tuple:
-    """The table cells of one upload."""
+def state_cell(u: Upload, job=None) -> Text:
+    """The State cell: the state, and for an importing upload its job's phase and progress
+    (``copy ███▌░░░░ 45%``)."""
+    text = Text(u.state.value, style=STATE_STYLE.get(u.state, ""))
+    if u.state == UploadState.IMPORTING and job is not None and job.state == "running":
+        text = Text(job.phase, style="bold cyan")
+        if job.phase == "copy" and job.total_bytes:
+            done = min(1.0, job.done_bytes / job.total_bytes)
+            cells = int(done * 8)
+            text.append(" " + "█" * cells + "░" * (8 - cells), style="cyan")
+            text.append(f" {done * 100:3.0f}%")
+    return text
+
+
+def upload_cells(u: Upload, now: float, job=None) -> tuple:
+    """The table cells of one upload (``job``: its running job, for the progress in the State cell)."""
     if u.iso is None:
         vid, boot = "", ""
     elif u.iso.is_iso9660:
         vid, boot = printable(u.iso.volume_id), "yes" if u.iso.bootable else "no"
     else:
         vid, boot = Text("not ISO", style="italic"), "mbr" if u.iso.hybrid_mbr else "—"
-    return (printable(u.owner), printable(u.name), humanize.naturalsize(u.size, binary=True),
-            humanize.naturaltime(max(0.0, now - u.mtime)), vid, boot,
-            Text(u.state.value, style=STATE_STYLE.get(u.state, "")))
+    return (printable(u.owner), printable(u.name), state_cell(u, job), humanize.naturalsize(u.size, binary=True),
+            humanize.naturaltime(max(0.0, now - u.mtime)), vid, boot)
 
 
 def host_line(snapshot) -> Text:
-    """``imagehost up 12 ms · dom0-a up 8 ms · dom0-b DOWN: reason``."""
+    """``imagehost up · dom0-a up · dom0-b DOWN: reason`` (no latency: a number that means nothing to a
+    person deciding; the Hosts screen has it)."""
     line = Text()
     for i, h in enumerate(snapshot.hosts):
         if i:
             line.append(" · ", style="dim")
         if h.up:
             line.append(f"{printable(h.name)} ", style="bold")
-            line.append(f"up {h.latency * 1000:.0f} ms", style="green")
+            line.append("up", style="green")
         else:
             line.append(f"{printable(h.name)} ", style="bold")
             line.append(f"DOWN: {printable(h.error)}", style="bold red")
@@ -71,9 +87,8 @@ class UploadsScreen(ForwardWorkerErrors, FilterMixin, SortMixin, Screen):
 
     AUTO_FOCUS = "#uploads"
     BINDINGS = [*bindings("uploads"), Binding("escape", "clear_filter", "Clear filter", show=False)]
-    SORT_KEYS = (lambda u: u.owner, lambda u: u.name, lambda u: u.size, lambda u: -u.mtime,
-                 lambda u: (u.iso.volume_id or "") if u.iso else "", lambda u: bool(u.iso and u.iso.bootable),
-                 lambda u: u.state.value)
+    SORT_KEYS = (lambda u: u.owner, lambda u: u.name, lambda u: u.state.value, lambda u: u.size, lambda u: -u.mtime,
+                 lambda u: (u.iso.volume_id or "") if u.iso else "", lambda u: bool(u.iso and u.iso.bootable))
 
     def __init__(self) -> None:
         super().__init__()
@@ -136,11 +151,12 @@ class UploadsScreen(ForwardWorkerErrors, FilterMixin, SortMixin, Screen):
     def _cells(self, u: Upload, now: float) -> tuple:
         """The upload's cells, reused from the last snapshot when nothing shown changed; the age is
         recomputed once it may read differently (after a twentieth of it, at least every 10 s)."""
-        inputs = (u.size, u.mtime, u.state, u.reason, u.iso)
+        job = self.app.jobs.get(u.job) if u.state == UploadState.IMPORTING else None
+        inputs = (u.size, u.mtime, u.state, u.reason, u.iso, job and (job.phase, job.done_bytes))
         cached = self._cell_cache.get(row_key(u))
         if cached and cached[0] == inputs and now - cached[1] < max(10.0, (now - u.mtime) / 20):
             return cached[2]
-        cells = upload_cells(u, now)
+        cells = upload_cells(u, now, job)
         self._cell_cache[row_key(u)] = (inputs, now, cells)
         return cells
 
@@ -167,6 +183,14 @@ class UploadsScreen(ForwardWorkerErrors, FilterMixin, SortMixin, Screen):
                             else "no uploads: an image host is down (see above)")
         table.set_rows(rows, self._widths)
         self._shown_for = (snapshot, self.filter_text)
+
+    def show_progress(self, job) -> None:
+        """A job moved: redraw its upload's row alone (phase and bar in the State cell)."""
+        key = f"{job.host}\0{job.path}"
+        u = self._objects.get(key)
+        if u is not None:
+            cells = upload_cells(u, time.time(), job)
+            self.query_one("#uploads", VirtualTable).update_row(key, cells)
 
     def selected(self) -> Upload | None:
         """The upload under the cursor, or None."""

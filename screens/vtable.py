@@ -27,6 +27,8 @@ from textual.strip import Strip
 from .keys import bindings
 
 Cell = str | Text
+#: widest a column gets (a longer value ends in "…"; details show it whole)
+MAX_COLUMN = 48
 Row = tuple[str, Sequence[Cell]]  # (key, cells)
 
 
@@ -107,7 +109,7 @@ class VirtualTable(ScrollView, can_focus=True):
                 w = _width(cell)
                 if w > widths[i]:
                     widths[i] = w
-        return widths
+        return [min(w, MAX_COLUMN) for w in widths]
 
     def set_rows(self, rows: list[Row], widths: list[int] | None = None) -> None:
         """Show ``rows`` (already filtered and sorted). The cursor stays on the same key when it is still
@@ -132,6 +134,13 @@ class VirtualTable(ScrollView, can_focus=True):
         if old_rows[window] != rows[window] or len(old_rows) != len(rows):
             self.refresh()
         self._keep_cursor_visible()
+
+    def update_row(self, key: str, cells: Sequence[Cell]) -> None:
+        """Replace the cells of row ``key`` (if shown) and repaint that line only."""
+        index = self._positions.get(key)
+        if index is not None:
+            self.rows[index] = (key, cells)
+            self._refresh_row(index)
 
     def move_cursor(self, row: int) -> None:
         """Put the cursor on row ``row`` (clamped) and scroll it into view."""
@@ -195,7 +204,8 @@ class VirtualTable(ScrollView, can_focus=True):
                 text.truncate(width, pad=True)
                 segments.extend(text.render(self.app.console, end=""))
             else:
-                segments.append(Segment(cell[:width].ljust(width), style))
+                text = cell if len(cell) <= width else cell[:width - 1] + "…"
+                segments.append(Segment(text.ljust(width), style))
             segments.append(Segment("  ", style))
         return list(Segment.apply_style(segments, style))
 
@@ -209,6 +219,10 @@ class VirtualTable(ScrollView, can_focus=True):
             labels = [label + ((" ▼" if self.sort_reverse else " ▲") if i == self.sort_column else "")
                       for i, (_, label) in enumerate(self.columns)]
             segments = self._line(labels, style)
+            total = sum(self.widths) + 2 * len(self.widths) + 1
+            if total > scroll_x + width:  # more to the right: say so at the header's right edge
+                return Strip.join([Strip(segments, total).crop_extend(scroll_x, scroll_x + width - 1, style),
+                                   Strip([Segment("→", style)], 1)])
         else:
             row = top + y - 1
             if not self.rows and y == 1:

@@ -23,3 +23,17 @@ def test_piped_tables_are_full_and_tab_separated_and_v_logs_host_commands(tmp_pa
     assert all(len(line.split("\t")) == 8 for line in lines)
     logged = [line for line in r.stderr.splitlines() if line.startswith("isoadmin: imagehost isoadmin-list exit 0 ")]
     assert logged and logged[0].endswith(" s")  # host, what, exit status, seconds
+
+
+def test_readme_key_table_is_the_bindings():
+    """The README's key table is exactly what ``python -m screens.keys`` prints from the bindings."""
+    import re
+
+    from screens.keys import reference_markdown
+
+    from .conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    found = re.search(r"<!-- key table: generated[^\n]*-->\n(.*?)<!-- end of the key table -->", readme, re.S)
+    assert found, "README.md has no generated key table"
+    assert found.group(1) == reference_markdown(), "run: .venv/bin/python -m screens.keys, paste into README"

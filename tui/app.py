@@ -196,6 +196,8 @@ class IsoadminApp(App[int]):
         self.jobs[message.job.id] = message.job
         if isinstance(self.screen, JobsScreen):
             self.screen.update_job(message.job)
+        elif isinstance(self.screen, UploadsScreen):
+            self.screen.show_progress(message.job)
 
     # ------------------------------------------------------------------ quitting
 
