@@ -17,7 +17,8 @@ from tui.app import IsoadminApp
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
-async def main() -> None:
+async def shoot(size: tuple[int, int], suffix: str) -> None:
+    """Every README screenshot at ``size`` (file names end in ``suffix``)."""
     with tempfile.TemporaryDirectory() as tmp:
         lab = Lab(Path(tmp) / "lab")
         config = await lab.start()
@@ -25,28 +26,33 @@ async def main() -> None:
         config = dataclasses.replace(config, quota=16 << 20, quotas={"alice": 32 << 20})
         site = Site(config, approver="admin@console")
         app = IsoadminApp(site, lab=lab)
-        async with app.run_test(size=(120, 30)) as pilot:
+        async with app.run_test(size=size) as pilot:
             while not app.refreshes:
                 await pilot.pause(0.05)
-            app.save_screenshot("screenshot.svg", str(DOCS))
+            app.save_screenshot(f"screenshot{suffix}.svg", str(DOCS))
             await pilot.press("a")
             while type(app.screen).__name__ != "ConfirmApprove":
                 await pilot.pause(0.05)
-            app.save_screenshot("screenshot-approve.svg", str(DOCS))
+            app.save_screenshot(f"screenshot-approve{suffix}.svg", str(DOCS))
             await pilot.press("y")
             while not any(j.state == "done" for j in app.jobs.values()):
                 await pilot.pause(0.05)
             await pilot.press("2")
             await pilot.pause(0.3)
-            app.save_screenshot("screenshot-jobs.svg", str(DOCS))
+            app.save_screenshot(f"screenshot-jobs{suffix}.svg", str(DOCS))
             await pilot.press("6")
             await pilot.pause(0.3)
-            app.save_screenshot("screenshot-owners.svg", str(DOCS))
+            app.save_screenshot(f"screenshot-owners{suffix}.svg", str(DOCS))
             await pilot.press("7")
             await pilot.pause(0.3)
-            app.save_screenshot("screenshot-hosts.svg", str(DOCS))
+            app.save_screenshot(f"screenshot-hosts{suffix}.svg", str(DOCS))
         await site.close()
         await lab.stop()
+
+
+async def main() -> None:
+    await shoot((120, 30), "")
+    await shoot((80, 24), "-80x24")
 
 
 if __name__ == "__main__":

@@ -308,8 +308,7 @@ def _show_plan(plan: ImportPlan) -> None:
 
 
 async def cmd_approve(site: Site, args: argparse.Namespace) -> int:
-    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                               TransferSpeedColumn)
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
     await site.refuse_if_read_only("approve", args.upload)
     await _refresh_for(site, args.upload)
@@ -321,13 +320,17 @@ async def cmd_approve(site: Site, args: argparse.Namespace) -> int:
         if input("Approve? [y/N] ").strip().lower() not in ("y", "yes"):
             say("not approved")
             return 1
+    # the rate and the time left are the job's own (measured on the image host), not Rich's estimate,
+    # which has too few samples at 4 updates a second to say anything but "?"
     columns = (TextColumn("{task.description:8}", markup=False), BarColumn(), DownloadColumn(binary_units=True),
-               TransferSpeedColumn(), TimeRemainingColumn())
+               TextColumn("{task.fields[rate]:>12}", markup=False), TextColumn("{task.fields[eta]:>9}", markup=False))
     with Progress(*columns, transient=False) as progress:
-        task = progress.add_task("create", total=plan.upload.size)
+        task = progress.add_task("create", total=plan.upload.size, rate="", eta="")
 
         def on_event(job: JobRecord) -> None:
-            progress.update(task, description=job.phase, completed=job.done_bytes)
+            rate = f"{humanize.naturalsize(job.rate, binary=True)}/s" if job.rate else ""
+            eta = time.strftime("%H:%M:%S", time.gmtime(job.eta)) if job.eta is not None else ""
+            progress.update(task, description=job.phase, completed=job.done_bytes, rate=rate, eta=f"ETA {eta}" if eta else "")
 
         job = await site.approve(plan, on_event)
         progress.update(task, description="done", completed=job.size)
