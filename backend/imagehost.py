@@ -33,7 +33,7 @@ class Entry:
         kind: see :data:`KINDS`. size: bytes. mtime: epoch seconds. inode, nlink: from ``stat``.
         depth: 1 for an owner folder (or a stray entry in the root), 2 for an upload.
         rel: path relative to the uploads root, decoded as UTF-8 with ``surrogateescape``.
-        group: the entry's group name on the image host.
+        group: the entry's group name on the image host. target: a symlink's target (never followed), else "".
     """
 
     kind: str
@@ -44,16 +44,16 @@ class Entry:
     depth: int
     rel: str
     group: str = ""
+    target: str = ""
 
 
 LIST_SCRIPT = DUMP_SH + r"""
 date +%s.%N
 { getent group 2>/dev/null || cat /etc/group; } | sed 's/^/group /'
 echo --
-find "$1" -mindepth 1 -maxdepth 2 -printf '%y %s %T@ %i %n %d %G %P\0' || exit
+find "$1" -mindepth 1 -maxdepth 2 -printf '%y %s %T@ %i %n %d %G %P\0%l\0' || exit
 [ -n "${2-}" ] || exit 0
-printf '@ledger\0'
-ledger_dump "$2"
+ledger_dump "$2" >&2
 """
 
 
@@ -65,7 +65,8 @@ def list_command(root: str, ledger: str = "") -> Command:
 
     Args:
         root: the uploads root. ledger: the site's ledger folder when it lives on this host: its dump
-            (:data:`~backend.ledger.DUMP_SH`) follows the listing, in the same round trip.
+            (:data:`~backend.commands.DUMP_SH`) comes on stderr, in the same round trip (apart from the
+            listing, whose file names and link targets may hold anything but NUL).
     """
     return script(LIST_SCRIPT, "isoadmin-list", root, *([ledger] if ledger else []))
 
@@ -76,13 +77,12 @@ class Listing:
 
     Attributes:
         now: the image host's clock (epoch seconds). groups: group name → member user names.
-        entries: the uploads root's entries. ledger: the ledger's dump when it was asked for, else b"".
+        entries: the uploads root's entries.
     """
 
     now: float
     groups: dict[str, set[str]]
     entries: list[Entry]
-    ledger: bytes = b""
 
 
 @dataclass
@@ -101,10 +101,6 @@ def parse_listing(data: bytes, cache: ListingCache | None = None) -> Listing:
         data: the command's stdout. cache: reuse entries of records seen before (optional).
     """
     head, _, body = data.partition(b"\n--\n")
-    if body.startswith(b"@ledger\0"):
-        body, ledger = b"", body[len(b"@ledger\0"):]
-    else:
-        body, _, ledger = body.partition(b"\0@ledger\0")
     lines = head.decode("utf-8", "replace").splitlines()
     try:
         now = float(lines[0])
@@ -122,23 +118,26 @@ def parse_listing(data: bytes, cache: ListingCache | None = None) -> Listing:
     known = cache.entries if cache.entries is not None and cache.gids == gid_names else {}
     seen: dict[bytes, Entry] = {}
     entries = []
-    for record in body.split(b"\0"):
+    fields = body.split(b"\0")
+    for record, target in zip(fields[0::2], fields[1::2]):  # each entry: its record, then a link's target
+        record += b"\0" + target
         entry = known.get(record)
         if entry is None:
-            parts = record.split(b" ", 7)
+            parts = record[:-len(target) - 1].split(b" ", 7)
             if len(parts) != 8:
                 continue
             try:
                 entry = Entry(
                     KINDS.get(parts[0].decode(), "other"), int(parts[1]), float(parts[2]), int(parts[3]),
                     int(parts[4]), int(parts[5]), parts[7].decode("utf-8", "surrogateescape"),
-                    gid_names.get(parts[6]) or parts[6].decode("utf-8", "replace"))
+                    gid_names.get(parts[6]) or parts[6].decode("utf-8", "replace"),
+                    target.decode("utf-8", "surrogateescape"))
             except ValueError:
                 continue
         seen[record] = entry
         entries.append(entry)
     cache.gids, cache.entries = gid_names, seen
-    return Listing(now, groups, entries, ledger)
+    return Listing(now, groups, entries)
 
 
 # One ``dd`` per file (no other process): it writes the header to stdout, padded with NULs to 64 KiB

@@ -231,11 +231,11 @@ class Site:
                 if lines:
                     raise HostError(name, f"cannot list uploads root {ih.uploads_root}: {lines[0][:200]}") from None
                 raise
-            uploads, dump = await self._off_loop(self._parse_listing, name, ih.uploads_root, result.stdout)
+            uploads = await self._off_loop(self._parse_listing, name, ih.uploads_root, result.stdout)
             if ledger:
-                self.books = await self.ledger.parse(dump)
-            if defer is not None and self._needs_headers(uploads):
-                defer.append((host, uploads))  # read after the rows are shown
+                self.books = await self.ledger.parse(result.stderr.encode("utf-8", "replace"))
+            if defer is not None and await self._off_loop(self._cached_facts, name, uploads):
+                defer.append((host, uploads))  # read after the rows are shown (with the facts known so far)
             else:
                 await self._read_headers(host, uploads)
             status.up = True
@@ -258,7 +258,7 @@ class Site:
         listed = {u.path for u in uploads}
         for key in [k for k in self._seen if k[0] == name and k[1] not in listed]:
             del self._seen[key]  # the file is gone: forget it
-        return uploads, listing.ledger
+        return uploads
 
     async def _read_books(self) -> None:
         """Read the ledger on its own (when it is not on an image host, whose listing carries it)."""
@@ -350,22 +350,17 @@ class Site:
         except OSError:
             pass
 
-    def _needs_headers(self, uploads: list[Upload]) -> bool:
-        """True when some upload's ISO facts are neither known nor cached."""
+    def _cached_facts(self, host: str, uploads: list[Upload]) -> list[Upload]:
+        """Give every upload the ISO facts known for it (same size, mtime and inode); forget the facts of
+        files gone from ``host``.
+
+        Returns:
+            the uploads whose header must be read.
+        """
         if not self._facts_loaded:
             self._load_facts()
-        for u in uploads:
-            if u.kind == "file" and u.state != UploadState.REFUSED:
-                cached = self._headers.get((u.host, u.path))
-                if not cached or cached[0] != (u.size, u.mtime, u.inode):
-                    return True
-        return False
-
-    async def _read_headers(self, host: Host, uploads: list[Upload]) -> None:
-        if not self._facts_loaded:
-            await self._off_loop(self._load_facts)
         listed = {(u.host, u.path) for u in uploads}
-        for key in [k for k in self._headers if k[0] == host.name and k not in listed]:
+        for key in [k for k in self._headers if k[0] == host and k not in listed]:
             del self._headers[key]  # the file is gone: forget it (``_seen`` is pruned by _parse_listing)
         need = []
         for u in uploads:
@@ -376,6 +371,10 @@ class Site:
                 u.iso = cached[1]
             else:
                 need.append(u)
+        return need
+
+    async def _read_headers(self, host: Host, uploads: list[Upload]) -> None:
+        need = await self._off_loop(self._cached_facts, host.name, uploads)
         if not need:
             return
         by_path = {u.path: u for u in need}
@@ -793,6 +792,8 @@ class Site:
 def _refusal(u: Upload, e: imagehost.Entry) -> str:
     if e.depth == 1:
         return "not inside an owner folder"
+    if u.kind == "symlink":
+        return f"symlink to {e.target}: never followed or opened"
     if u.kind != "file":
         return f"{u.kind}: never followed or opened"
     if e.nlink > 1:

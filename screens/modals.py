@@ -27,6 +27,27 @@ def _size(n: int) -> str:
     return f"{humanize.naturalsize(n, binary=True)} ({n} B)"
 
 
+def when(epoch: float | None) -> str:
+    """A time for people: local date and time, and how long ago (``2026-12-01 14:03:12 (an hour ago)``)."""
+    if not epoch:
+        return "—"
+    return (f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(epoch))} "
+            f"({humanize.naturaltime(max(0.0, time.time() - epoch))})")
+
+
+def iso_rows(facts: dict | None) -> list[tuple[str, str]]:
+    """ISO facts as labelled rows (``facts``: :meth:`~backend.isoinfo.IsoFacts.to_json`-like dict or None)."""
+    if not facts:
+        return [("ISO 9660", "no")]
+    size = facts.get("volume_bytes")
+    return [("ISO 9660", "yes" if facts.get("is_iso9660", True) else "no"),
+            ("volume id", facts.get("volume_id") or "—"),
+            ("volume size", _size(size) if isinstance(size, int) else "—"),
+            ("El Torito", "bootable" if facts.get("bootable") else "no"),
+            ("hybrid MBR", "yes (0x55AA)" if facts.get("hybrid_mbr") else "no"),
+            ("note", facts.get("problem") or "—")]
+
+
 class _Confirm(ModalScreen[bool]):
     """A yes/no modal: ``y`` / ``n`` / ``escape``."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import humanize
@@ -19,7 +20,7 @@ from backend.models import APPROVABLE, Upload, UploadState
 
 from .filtering import FilterMixin, SortMixin
 from .keys import bindings
-from .modals import ConfirmApprove, ConfirmNonIso, ConfirmText, Details, RejectReason
+from .modals import ConfirmApprove, ConfirmNonIso, ConfirmText, Details, RejectReason, iso_rows, when
 from .plain import printable
 from .vtable import VirtualTable
 from .workers import ForwardWorkerErrors
@@ -205,16 +206,12 @@ class UploadsScreen(ForwardWorkerErrors, FilterMixin, SortMixin, Screen):
         u = self.selected()
         if u is None:
             return
-        rows = [("owner", u.owner), ("file", u.name), ("host", u.host), ("path", u.path), ("kind", u.kind),
-                ("size", f"{u.size} B ({humanize.naturalsize(u.size, binary=True)})"),
-                ("modified", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(u.mtime))),
-                ("inode / links", f"{u.inode} / {u.nlink}"), ("state", u.state.value), ("reason", u.reason or "—"),
-                ("job", u.job or "—")]
+        rows = [("owner", u.owner), ("file", u.name), ("where", f"{u.host}:{u.path}"), ("kind", u.kind),
+                ("size", f"{humanize.naturalsize(u.size, binary=True)} ({u.size} B)"),
+                ("modified", when(u.mtime)), ("inode / links", f"{u.inode} / {u.nlink}"),
+                ("state", u.state.value), ("why", u.reason or "—"), ("job", u.job or "—")]
         if u.iso is not None:
-            rows += [("ISO 9660", "yes" if u.iso.is_iso9660 else "no"), ("volume id", u.iso.volume_id or "—"),
-                     ("volume size", f"{u.iso.volume_bytes} B" if u.iso.volume_bytes else "—"),
-                     ("El Torito", "bootable" if u.iso.bootable else "no"),
-                     ("hybrid MBR", "0x55AA" if u.iso.hybrid_mbr else "no"), ("note", u.iso.problem or "—")]
+            rows += iso_rows(dataclasses.asdict(u.iso))
         self.app.push_screen(Details(f"Upload {u.key}", rows))
 
     def action_approve(self) -> None:

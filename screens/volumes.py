@@ -17,7 +17,7 @@ from backend.models import Volume
 
 from .keys import bindings
 from .filtering import FilterMixin, SortMixin
-from .modals import ConfirmText, Details
+from .modals import ConfirmText, Details, iso_rows, when
 from .plain import printable
 from .vtable import VirtualTable
 from .workers import ForwardWorkerErrors
@@ -163,7 +163,18 @@ class VolumesScreen(ForwardWorkerErrors, FilterMixin, SortMixin, Screen):
         v = self._selected()
         if v is None:
             return
+        m = dict(v.meta)
         rows = [("dom0", v.dom0), ("name", v.name), ("namespace", v.namespace), ("path", v.path),
-                ("size", f"{v.size} B ({humanize.naturalsize(v.size, binary=True)})")]
-        rows += [(k, str(val)) for k, val in sorted(v.meta.items())]
+                ("size", f"{humanize.naturalsize(v.size, binary=True)} ({v.size} B)")]
+        upload = m.pop("size", None)
+        rows += [("owner", str(m.pop("owner", "") or "—")), ("upload", str(m.pop("upload", "") or "—")),
+                 ("upload size", f"{humanize.naturalsize(upload, binary=True)} ({upload} B)"
+                  if isinstance(upload, int) else "—"),
+                 ("source", f"{m.pop('source_host', '?')}:{m.pop('source_path', '?')}"),
+                 ("source modified", when(m.pop("source_mtime", None))),
+                 ("approved by", str(m.pop("approver", "") or "—")), ("approved", when(m.pop("time", None))),
+                 ("job", str(m.pop("job", "") or "—")), ("sha256", str(m.pop("sha256", "") or "—"))]
+        if "iso" in m:
+            rows += iso_rows(m.pop("iso"))
+        rows += [(k, str(val)) for k, val in sorted(m.items()) if k not in ("created_by", "source_inode")]
         self.app.push_screen(Details(f"Volume {v.dom0}:{v.name}", rows))

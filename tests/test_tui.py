@@ -443,3 +443,30 @@ async def test_an_unexpected_worker_error_is_one_modal_and_the_console_keeps_run
         await wait_for(pilot, lambda: app.refreshes > seen)  # refreshing again
         assert len([s for s in app.screen_stack if isinstance(s, ErrorModal)]) == 0
     await site.close()
+
+
+async def test_sorting_and_vi_keys(lab):
+    site = Site(lab.config)
+    app = IsoadminApp(site, lab=lab)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.refreshes > 0)
+        table = app.screen.query_one("#uploads", VirtualTable)
+        await pilot.press("j", "j", "k")
+        assert table.cursor_row == 1
+        await pilot.press("G")
+        assert table.cursor_row == table.row_count - 1
+        await pilot.press("g")
+        assert table.cursor_row == 0
+        for _ in range(4):  # owner → file → state → size
+            await pilot.press("s")
+        sizes = [next(u for u in app.snapshot.uploads if f"{u.host}\0{u.path}" == key).size
+                 for key, _ in table.rows]
+        assert sizes == sorted(sizes) and table.sort_column == 3
+        await pilot.press("S")
+        sizes = [next(u for u in app.snapshot.uploads if f"{u.host}\0{u.path}" == key).size
+                 for key, _ in table.rows]
+        assert sizes == sorted(sizes, reverse=True)
+        await pilot.click("#uploads", offset=(2, 0))  # the Owner header
+        assert table.sort_column == 0 and not table.sort_reverse
+        assert [r[1][0] for r in table.rows] == sorted(r[1][0] for r in table.rows)
+    await site.close()
