@@ -470,3 +470,20 @@ async def test_sorting_and_vi_keys(lab):
         assert table.sort_column == 0 and not table.sort_reverse
         assert [r[1][0] for r in table.rows] == sorted(r[1][0] for r in table.rows)
     await site.close()
+
+
+async def test_three_notifications_at_most_and_a_message_log(lab):
+    from screens.modals import MessageLog
+
+    site = Site(lab.config)
+    app = IsoadminApp(site, lab=lab)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.refreshes > 0)
+        for i in range(6):
+            app.notify(f"message {i} [/] \x1b[2J")
+        await pilot.pause(0.2)
+        assert len(app._notifications) <= 3
+        assert [m[3] for m in app.messages[-6:]] == [f"message {i} [/] \\x1b[2J" for i in range(6)]
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, MessageLog))
+    await site.close()
