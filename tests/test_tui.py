@@ -159,7 +159,7 @@ async def test_filter_and_host_down(lab):
     await site.close()
 
 
-@pytest.mark.parametrize("key", ["question_mark", "colon"])
+@pytest.mark.parametrize("key", ["question_mark", "colon", "ctrl+p"])
 async def test_help_and_palette_open(lab, key):
     site = Site(lab.config)
     app = IsoadminApp(site, lab=lab)
@@ -486,4 +486,34 @@ async def test_three_notifications_at_most_and_a_message_log(lab):
         assert [m[3] for m in app.messages[-6:]] == [f"message {i} [/] \\x1b[2J" for i in range(6)]
         await pilot.press("n")
         await wait_for(pilot, lambda: isinstance(app.screen, MessageLog))
+    await site.close()
+
+
+async def test_keymap_remaps_by_binding_id_and_x_cancels_an_import(lab):
+    import dataclasses
+    import os
+    import time
+
+    big = lab.uploads_root / "carol" / "big.iso"
+    with open(big, "wb") as f:
+        f.write((lab.uploads_root / "alice" / "tools.iso").read_bytes())
+        f.truncate(400 << 20)
+    old = time.time() - 600
+    os.utime(big, (old, old))
+    site = Site(dataclasses.replace(lab.config, keymap={"approve": "A"}))
+    app = IsoadminApp(site, lab=lab)
+    async with app.run_test(size=SIZE) as pilot:
+        await select(pilot, app, "carol/big.iso")
+        await pilot.press("a")  # remapped away
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, UploadsScreen)
+        await pilot.press("A")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmApprove))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: any(r.job.phase in ("copy", "verify") for r in site.active.values()))
+        await pilot.press("2", "x")
+        await wait_for(pilot, lambda: not site.active, timeout=60)
+    job = next(j for j in site.jobs() if j.key == "carol/big.iso")
+    assert job.state == "failed" and "cancelled" in job.error and "removed" in job.rollback
+    assert [p for d in ("dom0-a", "dom0-b") for p in lab.volumes_dir(d).iterdir()] == []
     await site.close()
