@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 
 from .commands import DUMP_SH, SHA256_SH, Command, script
-from .errors import HostError, IsoadminError
+from .errors import HostError
 from .ssh import Host
 from .state import JobRecord
 
@@ -311,8 +311,8 @@ class Ledger:
     """The ledger of a site: a folder on one of its hosts (``[site] ledger = "HOST:/path"``).
 
     Args:
-        host: the host it lives on. path: absolute folder there. read_only: this session only reads
-            (it still appends its refusals to the audit log).
+        host: the host it lives on (its read-only guard applies: a read-only session reads the ledger and
+            appends only its refused attempts to the audit log). path: absolute folder there.
     """
 
     def __init__(self, host: Host, path: str) -> None:
@@ -553,13 +553,6 @@ def _record(job: JobRecord) -> str:
 def _lease(holder: str, ttl: float, job: JobRecord, phase: str | None = None) -> str:
     return (f"{holder} {int(ttl)} {phase or job.phase} {int(job.done_bytes)} {int(job.total_bytes)} "
             f"{job.rate:.0f}")
-
-
-class LedgerError(IsoadminError):
-    """The ledger is unusable (its host is not part of the site, or its path is not absolute)."""
-
-    title = "Ledger"
-    exit_code = 2
 
 
 __all__ = ["Ledger", "Books", "Lease", "AuditProblem", "verify_chain", "upload_key", "line_hash", "GENESIS",

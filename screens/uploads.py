@@ -168,7 +168,8 @@ class UploadsScreen(ForwardWorkerErrors, FilterMixin, SortMixin, Screen):
         if (not force and self._shown_for is not None and self._shown_for[0] is snapshot
                 and self._shown_for[1] == self.filter_text):
             return
-        self.query_one("#hosts", Static).update(host_line(snapshot))
+        if self._rows_of is not snapshot:  # a filter keystroke leaves the host line (and the layout) alone
+            self.query_one("#hosts", Static).update(host_line(snapshot))
         self._snapshot_rows()
         order = (self.sort_column, self.sort_reverse)
         if self._ordered_for != order:
