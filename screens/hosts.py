@@ -39,8 +39,14 @@ class HostsScreen(Screen):
     def on_screen_resume(self) -> None:
         self.update_view()
 
+    shown_for = None  # the snapshot the table shows
+
     def update_view(self) -> None:
+        """Show the last snapshot's hosts (nothing to do when it is the one shown, as on a screen switch)."""
         snap = self.app.snapshot
+        if self.shown_for is snap:
+            return
+        self.shown_for = snap
         table = self.query_one("#hosts-table", DataTable)
         table.clear()
         for h in snap.hosts:

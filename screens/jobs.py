@@ -123,6 +123,8 @@ class JobsScreen(Screen):
         container = self.query_one("#jobs", VerticalScroll)
         found = container.query(f"#job-{job.id}")
         if found:
-            found.first(JobView).show(job)
+            view = found.first(JobView)
+            if view.job != job or job.state == "running":  # a finished job's card never changes
+                view.show(job)
         else:
             container.mount(JobView(job), before=0 if container.children else None)
