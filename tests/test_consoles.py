@@ -158,6 +158,9 @@ def test_an_auditor_elsewhere_sees_every_action_and_a_flipped_byte(served):
     assert seen == [("approve", "started"), ("approve", "done"), ("reject", "done"), ("approve", "refused")]
     assert all(e["key"].startswith("SHA256:") and "@" in e["who"] for e in entries)
     assert console(served, "auditor", "--read-only", "audit", "--verify").returncode == 0
+    ledger = served.layout.ledger_dir  # private to its owner: 0700 folders, 0600 files
+    assert all(p.stat().st_mode & 0o777 == (0o700 if p.is_dir() else 0o600)
+               for p in [ledger, *ledger.rglob("*")]), {str(p): oct(p.stat().st_mode) for p in ledger.rglob("*")}
 
     log = served.layout.ledger_dir / "audit.jsonl"
     lines = log.read_bytes().split(b"\n")
