@@ -195,3 +195,36 @@ async def test_detach_that_does_not_complete_leaves_the_volume_staging(reallab, 
     await site.storage["dom0"].remove(job.staging)
     assert job.staging not in lvs(reallab)
     await site.close()
+
+
+async def test_lvs_without_metadata_and_the_ledger_in_the_guest(reallab, real_config, guest):
+    """Volumes with our prefixes but no isoadmin tags are `check` findings on LVM too (a staging one is
+    removed by `repair`, a final one needs a person); the ledger lives in the image-host guest and a
+    second console (its own state dir) sees the first one's books."""
+    import dataclasses
+
+    from backend import health
+
+    vg = reallab.facts["VG"]
+    lvm(reallab, "lvcreate", "--yes", "--wipesignatures", "n", "-L", "4m", "-n", "cdtmp_bare_00000000", vg)
+    lvm(reallab, "lvcreate", "--yes", "--wipesignatures", "n", "-L", "4m", "-n", "cd_bare_11111111", vg)
+    try:
+        site = await ready_site(real_config)
+        found = {f.target: f for f in await health.check(site)}
+        assert found["cdtmp_bare_00000000"].kind == "volume without metadata"
+        assert found["cdtmp_bare_00000000"].fix == "remove it"
+        assert found["cd_bare_11111111"].kind == "volume without metadata" and found["cd_bare_11111111"].fix == ""
+        results = dict((f.target, outcome) for f, outcome in await health.repair(site, list(found.values()), apply=True))
+        assert results["cdtmp_bare_00000000"] == "done" and results["cd_bare_11111111"] == "needs a person"
+        assert "cdtmp_bare_00000000" not in lvs(reallab)
+        await site.audit.record("test", "marker", "done", "written by the first console")
+        await site.close()
+        other = Site(dataclasses.replace(real_config, state_dir=reallab.dir / "second-console-state"))
+        entries = await other.audit.entries()
+        assert entries[-1].reason == "written by the first console" and await other.audit.verify() is None
+        ledger = (await guest.run("ls -ld /var/lib/isoadmin /var/lib/isoadmin/audit.jsonl", check=True)).stdout
+        assert ledger.count("rw-------") == 1 and "drwx------" in ledger
+        await other.close()
+    finally:
+        for name in ("cdtmp_bare_00000000", "cd_bare_11111111"):
+            subprocess.run(["lvremove", "--yes", f"{vg}/{name}"], capture_output=True, env=reallab.env)
