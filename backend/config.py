@@ -81,6 +81,9 @@ class ImageHostConfig:
             a hot-plugged disk by its serial.
         max_copies: how many copies this console runs at once on this image host (default 2); more
             imports wait their turn before the copy phase.
+        sys_block: the image host's ``/sys/block`` (``locate = "new-device"`` lists it before and after
+            the attach; the embedded lab points it at a folder of its own).
+        dev_dir: where the image host's block device nodes are (``/dev``).
     """
 
     ssh: HostConfig
@@ -88,6 +91,8 @@ class ImageHostConfig:
     domains: dict[str, str] = field(default_factory=dict)
     disk_id_dirs: tuple[str, ...] = ("/dev/disk/by-id",)
     max_copies: int = 2
+    sys_block: str = "/sys/block"
+    dev_dir: str = "/dev"
 
     @property
     def name(self) -> str:
@@ -105,6 +110,12 @@ class Dom0Config:
         hypervisor: driver name (``lab``) and its settings (table ``[dom0s.NAME.hypervisor]``).
         staging_prefix: name prefix of volumes being copied (default ``cdtmp_``).
         final_prefix: name prefix of finished volumes (default ``cd_``).
+        locate: how the image host finds a hot-plugged disk (``[dom0s.NAME] locate``): ``serial``
+            (default: ``/sys/block/*/serial``, as virtio-blk shows a libvirt ``<serial>``) or ``new-device``
+            (the one block device that appeared since the attach with exactly the volume's size: a Xen
+            PV disk, xen-blkfront, has no serial).
+        domain_owner_pattern: a regular expression with a group ``owner`` read from a domain's name, used
+            when the domain carries no isoadmin owner in its libvirt ``<metadata>`` ("" = none).
     """
 
     ssh: HostConfig
@@ -112,6 +123,8 @@ class Dom0Config:
     hypervisor: dict[str, Any]
     staging_prefix: str = "cdtmp_"
     final_prefix: str = "cd_"
+    locate: str = "serial"
+    domain_owner_pattern: str = ""
 
     @property
     def name(self) -> str:
@@ -191,6 +204,9 @@ def default_state_dir() -> Path:
     return Path(platformdirs.user_state_dir(APP))
 
 
+#: ``[dom0s.NAME] locate`` values (see :class:`Dom0Config`).
+LOCATE_STRATEGIES = ("serial", "new-device")
+
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+_.-]{0,31}$")
 
@@ -220,6 +236,12 @@ def _positive(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{where}: expected a whole number ≥ 1, got {value!r}")
     return value
+
+
+def _absolute(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ConfigError(f"{where}: expected an absolute path, got {value!r}")
+    return value.rstrip("/") or "/"
 
 
 def _table(doc: dict[str, Any], key: str, where: str) -> dict[str, Any]:
@@ -252,6 +274,8 @@ def parse_config(doc: dict[str, Any], source: Path | None = None) -> SiteConfig:
             domains={str(k): str(v) for k, v in domains.items()},
             disk_id_dirs=tuple(str(d) for d in table.get("disk_id_dirs", ["/dev/disk/by-id"])),
             max_copies=_positive(table.get("max_copies", 2), f"{here}.max_copies"),
+            sys_block=_absolute(table.get("sys_block", "/sys/block"), f"{here}.sys_block"),
+            dev_dir=_absolute(table.get("dev_dir", "/dev"), f"{here}.dev_dir"),
         )
     dom0s: dict[str, Dom0Config] = {}
     for name, table in _table(doc, "dom0s", where).items():
@@ -269,7 +293,16 @@ def parse_config(doc: dict[str, Any], source: Path | None = None) -> SiteConfig:
                 raise ConfigError(f"{here}.{key} {prefix!r} must match [A-Za-z0-9][A-Za-z0-9+_.-]* (LVM names)")
         if staging.startswith(final) or final.startswith(staging):
             raise ConfigError(f"{here}: staging_prefix and final_prefix must not be prefixes of each other")
-        dom0s[name] = Dom0Config(_host(name, table, here), storage, hypervisor, staging, final)
+        locate = table.get("locate", "serial")
+        if locate not in LOCATE_STRATEGIES:
+            raise ConfigError(f"{here}.locate: expected one of {', '.join(LOCATE_STRATEGIES)}, got {locate!r}")
+        pattern = str(table.get("domain_owner_pattern", ""))
+        try:
+            if pattern and "owner" not in re.compile(pattern).groupindex:
+                raise ConfigError(f"{here}.domain_owner_pattern: needs a group (?P<owner>...)")
+        except re.error as exc:
+            raise ConfigError(f"{here}.domain_owner_pattern: not a regular expression: {exc}") from None
+        dom0s[name] = Dom0Config(_host(name, table, here), storage, hypervisor, staging, final, locate, pattern)
     if not image_hosts:
         raise ConfigError(f"{where}: no [image_hosts.NAME] table")
     if not dom0s:

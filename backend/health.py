@@ -151,6 +151,9 @@ async def repair(site, findings: list[Finding], apply: bool = False) -> list[tup
                     domain = ih.domains.get(f.host)
                     if f.job and domain and serial in await site.hypervisors[f.host].attached(domain):
                         await site.hypervisors[f.host].detach(domain, serial, site.detach_timeout)
+                    if domain:  # hot-plugged without a serial (locate = "new-device"): found by its source
+                        await site.hypervisors[f.host].detach(domain, "", site.detach_timeout,
+                                                              device=site.storage[f.host].device_path(f.target))
                 await site.storage[f.host].remove(f.target)
             else:  # a final volume: its metadata again, from the job that made it
                 job = books.jobs[f.job]

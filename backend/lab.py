@@ -112,11 +112,17 @@ class Lab:
         seeded: create the owners' demo uploads and run the writer (default); False leaves the uploads
             root empty for the caller to fill (the benchmarks do).
         lease_seconds: the site's lease time (``[site] lease_seconds``).
+        locate: dom0 name → its ``locate`` (``serial``, the default, or ``new-device``: hot-plug makes a new
+            ``xvdX`` device in the image host's ``sys/block`` and ``dev`` folders, with no serial).
+
+    Each dom0 also has two owners' VMs in ``DIR/<dom0>/vms`` (``alice-vm`` and ``bob-vm``, owned by alice
+    and bob), with an empty CD-ROM drive.
     """
 
     def __init__(self, directory: Path | None = None, *, writer_chunk: int = 64 * 1024,
                  writer_interval: float = 1.0, settle_seconds: float = 5.0,
-                 dom0s: dict[str, str] | None = None, seeded: bool = True, lease_seconds: float = 30.0) -> None:
+                 dom0s: dict[str, str] | None = None, seeded: bool = True, lease_seconds: float = 30.0,
+                 locate: dict[str, str] | None = None) -> None:
         self.dir = Path(directory or default_lab_dir()).absolute()
         self.dom0s = dict(dom0s or DOM0_CAPACITY)
         self.hosts = ("imagehost", *self.dom0s)
@@ -125,6 +131,7 @@ class Lab:
         self.writer_interval = writer_interval
         self.settle_seconds = settle_seconds
         self.lease_seconds = lease_seconds
+        self.locate = dict(locate or {})
         self.servers: dict[str, asyncssh.SSHAcceptor] = {}
         self.ports: dict[str, int] = {}
         self.children: set[asyncio.subprocess.Process] = set()
@@ -147,6 +154,20 @@ class Lab:
         """The image host's ``/dev/disk/by-id``: where the lab hypervisor hot-plugs disks."""
         return self.dir / "imagehost" / "dev" / "disk" / "by-id"
 
+    @property
+    def sys_block(self) -> Path:
+        """The image host's ``/sys/block``: where a hot-plug without a serial makes a new device."""
+        return self.dir / "imagehost" / "sys" / "block"
+
+    @property
+    def dev_dir(self) -> Path:
+        """The image host's ``/dev`` (block device nodes of ``new-device`` hot-plugs)."""
+        return self.dir / "imagehost" / "dev"
+
+    def vm_dir(self, dom0: str) -> Path:
+        """The owners' VMs of ``dom0`` (one folder each, see :class:`~backend.hypervisor.lab.LabHypervisor`)."""
+        return self.dir / dom0 / "vms"
+
     def volumes_dir(self, dom0: str) -> Path:
         """The ``files`` storage folder of ``dom0``."""
         return self.dir / dom0 / "volumes"
@@ -166,8 +187,15 @@ class Lab:
         """
         keys = self.dir / "keys"
         keys.mkdir(parents=True, exist_ok=True)
-        for d in (self.uploads_root, self.by_id, *map(self.volumes_dir, self.dom0s), self.dir / "state"):
+        for d in (self.uploads_root, self.by_id, self.sys_block, *map(self.volumes_dir, self.dom0s),
+                  self.dir / "state"):
             d.mkdir(parents=True, exist_ok=True)
+        for dom0 in self.dom0s:
+            for owner in ("alice", "bob"):
+                vm = self.vm_dir(dom0) / f"{owner}-vm"
+                if not vm.is_dir():
+                    vm.mkdir(parents=True)
+                    (vm / "owner").write_text(owner + "\n")
         client = self._key(keys / "client")
         self._write(keys / "authorized_keys", client.export_public_key().decode())
         for name in self.hosts:
@@ -298,15 +326,20 @@ class Lab:
             f"\n[site]\nledger = {q('imagehost:' + str(self.ledger_dir))}\nlease_seconds = {self.lease_seconds:g}\n",
             f"\n[image_hosts.imagehost]\n{ssh('imagehost')}"
             f"uploads_root = {q(self.uploads_root)}\ndisk_id_dirs = [{q(self.by_id)}]\n"
+            f"sys_block = {q(self.sys_block)}\ndev_dir = {q(self.dev_dir)}\n"
             "domains = { " + ", ".join(f"{q(d)} = \"imagehost\"" for d in self.dom0s) + " }\n",
         ]
         for dom0 in self.dom0s:
             out.append(
                 f"\n[dom0s.{dom0}]\n{ssh(dom0)}"
+                f"locate = {q(self.locate.get(dom0, 'serial'))}\n"
                 f"[dom0s.{dom0}.storage]\ndriver = \"files\"\ndirectory = {q(self.volumes_dir(dom0))}\n"
                 f"capacity = {q(self.dom0s[dom0])}\n"
                 f"[dom0s.{dom0}.hypervisor]\ndriver = \"lab\"\n"
-                f"guest_disk_dirs = {{ imagehost = {q(self.by_id)} }}\n")
+                f"guest_disk_dirs = {{ imagehost = {q(self.by_id)} }}\n"
+                f"guest_block_dirs = {{ imagehost = {q(self.sys_block)} }}\n"
+                f"guest_dev_dirs = {{ imagehost = {q(self.dev_dir)} }}\n"
+                f"vm_dir = {q(self.vm_dir(dom0))}\n")
         return "".join(out)
 
     def seed(self) -> None:
