@@ -21,7 +21,7 @@ from pathlib import Path
 
 import humanize
 
-from backend import catalog, health, quota
+from backend import catalog, cdrom, health, quota
 from backend.config import SiteConfig, load_config
 from backend.errors import HostError, IsoadminError, UsageError
 from backend.lab import Lab, default_lab_dir
@@ -29,7 +29,7 @@ from backend.site import ImportPlan, Site
 from backend.state import JobRecord
 
 COMMANDS = ("uploads", "volumes", "jobs", "hosts", "owners", "approve", "reject", "check", "repair", "audit", "gc", "catalog",
-            "verify", "delete-volume")
+            "verify", "delete-volume", "insert-cd", "eject-cd")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("delete-volume", help="delete a final CD volume (refused while a VM has it; audited)")
     d.add_argument("volume", metavar="[DOM0:]VOLUME")
     d.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    ins = sub.add_parser("insert-cd", help="put a final CD volume into the CD-ROM drive of an owner's VM on its dom0 "
+                                           "(live and persistent; only a VM of an owner the volume's owner may act for)")
+    ins.add_argument("volume", metavar="[DOM0:]VOLUME")
+    ins.add_argument("domain", metavar="DOMAIN")
+    ej = sub.add_parser("eject-cd", help="empty the CD-ROM drive of a VM (live and persistent)")
+    ej.add_argument("domain", metavar="DOM0:DOMAIN")
     return p
 
 
@@ -353,10 +359,25 @@ async def cmd_delete_volume(site: Site, args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_insert_cd(site: Site, args: argparse.Namespace) -> int:
+    await site.refresh()  # who may act for which owner comes with the listing
+    vol = await cdrom.insert_cd(site, args.volume, args.domain)
+    print(f"{vol.dom0}:{vol.name} ({vol.owner}/{vol.upload}) is in the CD-ROM drive of {args.domain}")
+    return 0
+
+
+async def cmd_eject_cd(site: Site, args: argparse.Namespace) -> int:
+    await site.refresh()
+    before = await cdrom.eject_cd(site, args.domain)
+    print(f"{args.domain}: ejected {before}" if before else f"{args.domain}: the CD-ROM drive was already empty")
+    return 0
+
+
 HANDLERS: dict[str, Callable[[Site, argparse.Namespace], Awaitable[int]]] = {
     "uploads": cmd_list, "volumes": cmd_list, "hosts": cmd_list, "owners": cmd_list, "jobs": cmd_jobs,
     "approve": cmd_approve, "reject": cmd_reject, "check": cmd_check, "repair": cmd_check, "audit": cmd_audit,
     "gc": cmd_gc, "catalog": cmd_catalog, "verify": cmd_verify, "delete-volume": cmd_delete_volume,
+    "insert-cd": cmd_insert_cd, "eject-cd": cmd_eject_cd,
 }
 
 
