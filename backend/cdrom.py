@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import NotApprovable, NotFound, UsageError
+from .errors import HostError, NotApprovable, NotFound, UsageError
 from .models import Volume
 
 
@@ -47,6 +47,33 @@ async def domain_owner(site, dom0: str, domain: str) -> str:
 
 def _image_host_domains(site, dom0: str) -> set[str]:
     return {ih.domains[dom0] for ih in site.config.image_hosts.values() if dom0 in ih.domains}
+
+
+async def vm_domains(site, dom0: str) -> list[str]:
+    """The domains of ``dom0`` that may take a CD: every domain but the image host's.
+
+    Raises:
+        HostError: the hypervisor is unreachable.
+    """
+    skip = _image_host_domains(site, dom0)
+    return [d for d in await site.hypervisors[dom0].domains() if d not in skip]
+
+
+async def holding(site, vol: Volume) -> list[str]:
+    """The domains of ``vol``'s dom0 with ``vol`` in their CD-ROM drive.
+
+    Raises:
+        HostError: the hypervisor is unreachable.
+    """
+    hyper = site.hypervisors[vol.dom0]
+    out = []
+    for domain in await hyper.users(vol.path):
+        try:
+            if await hyper.cdrom(domain) == vol.path:
+                out.append(domain)
+        except (HostError, NotImplementedError):
+            continue  # no CD-ROM drive: it uses the volume as a disk
+    return out
 
 
 async def _find_volume(site, ref: str) -> Volume:
@@ -115,4 +142,4 @@ async def eject_cd(site, ref: str) -> str:
     return before
 
 
-__all__ = ["domain_owner", "eject_cd", "insert_cd", "members"]
+__all__ = ["domain_owner", "eject_cd", "holding", "insert_cd", "members", "vm_domains"]

@@ -12,10 +12,11 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
-from backend import catalog
+from backend import catalog, cdrom
 from backend.errors import IsoadminError
 from backend.models import Volume
 
+from .cdrom import PickDomain
 from .filtering import FilterMixin
 from .modals import ConfirmText, Details
 from .vtable import VirtualTable
@@ -61,11 +62,13 @@ class VolumesScreen(FilterMixin, Screen):
     BINDINGS = [Binding("enter", "details", "Details", id="volume-details"),
                 Binding("v", "verify", "Verify", id="verify"),
                 Binding("D", "delete", "Delete", id="delete-volume"),
+                Binding("i", "insert_cd", "Insert CD", id="insert-cd"),
+                Binding("e", "eject_cd", "Eject CD", id="eject-cd"),
                 Binding("slash", "filter", "Filter", id="volume-filter"),
                 Binding("escape", "clear_filter", "Clear filter", show=False)]
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action == "delete" and self.app.read_only:
+        if action in ("delete", "insert_cd", "eject_cd") and self.app.read_only:
             return False
         return True
 
@@ -111,6 +114,57 @@ class VolumesScreen(FilterMixin, Screen):
             return
         self.app.notify(f"deleted {ref} ({vol.owner}/{vol.upload})", title="Deleted")
         self.app.refresh_site()
+
+    def action_insert_cd(self) -> None:
+        vol = self._selected()
+        if vol is not None and vol.namespace == "final" and not self.app.read_only:
+            self.pick_domain(vol)
+
+    @work(group="cdrom", exclusive=True)
+    async def pick_domain(self, vol: Volume) -> None:
+        try:
+            domains = await cdrom.vm_domains(self.app.site, vol.dom0)
+        except IsoadminError as exc:
+            self.app.show_error(exc)
+            return
+        if not domains:
+            self.app.notify(f"{vol.dom0} has no VM to insert a CD into", title="Insert CD", markup=False)
+            return
+
+        def picked(domain: str | None) -> None:
+            if domain:
+                self.insert_cd(f"{vol.dom0}:{vol.name}", domain)
+
+        self.app.push_screen(PickDomain(f"Insert {vol.dom0}:{vol.name} ({vol.owner}/{vol.upload}) into", domains),
+                             picked)
+
+    @work(group="cdrom", exclusive=True)
+    async def insert_cd(self, ref: str, domain: str) -> None:
+        try:
+            await cdrom.insert_cd(self.app.site, ref, domain)
+        except IsoadminError as exc:
+            self.app.show_error(exc, modal=True)
+            return
+        self.app.notify(f"{ref} is in the CD-ROM drive of {domain}", title="CD inserted", markup=False)
+
+    def action_eject_cd(self) -> None:
+        vol = self._selected()
+        if vol is not None and not self.app.read_only:
+            self.eject_cd(vol)
+
+    @work(group="cdrom", exclusive=True)
+    async def eject_cd(self, vol: Volume) -> None:
+        try:
+            domains = await cdrom.holding(self.app.site, vol)
+            if not domains:
+                self.app.notify(f"{vol.dom0}:{vol.name} is in no VM's CD-ROM drive", title="Eject CD", markup=False)
+                return
+            for domain in domains:
+                await cdrom.eject_cd(self.app.site, f"{vol.dom0}:{domain}")
+        except IsoadminError as exc:
+            self.app.show_error(exc, modal=True)
+            return
+        self.app.notify(f"ejected {vol.dom0}:{vol.name} from {', '.join(domains)}", title="CD ejected", markup=False)
 
     def __init__(self) -> None:
         super().__init__()

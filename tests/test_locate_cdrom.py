@@ -188,3 +188,15 @@ def test_cli_insert_and_eject_cd(tmp_path):
     out = run_cli("eject-cd", "dom0-a:alice-vm", lab_dir=lab_dir)
     assert out.returncode == 0 and "ejected" in out.stdout
     assert run_cli("eject-cd", "alice-vm", lab_dir=lab_dir).returncode == 2
+
+
+def test_read_only_cli_insert_and_eject_send_nothing_mutating(tmp_path):
+    from .test_readonly import assert_only_reads
+
+    lab_dir = tmp_path / "lab"
+    assert run_cli("uploads", lab_dir=lab_dir).returncode == 0  # creates the lab
+    (lab_dir / "hosts.log").unlink()
+    for args in (("insert-cd", "dom0-a:cd_x", "alice-vm"), ("eject-cd", "dom0-a:alice-vm")):
+        r = run_cli("--read-only", *args, lab_dir=lab_dir)
+        assert r.returncode == 4 and "read-only" in r.stderr, (args, r.stderr)
+    assert_only_reads(lab_dir)
