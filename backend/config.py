@@ -116,6 +116,8 @@ class Dom0Config:
             PV disk, xen-blkfront, has no serial).
         domain_owner_pattern: a regular expression with a group ``owner`` read from a domain's name, used
             when the domain carries no isoadmin owner in its libvirt ``<metadata>`` ("" = none).
+        kernel_dir: where kernel sets are staged on this dom0 ("" = ``/var/lib/isoadmin/kernels``); one
+            folder per owner, one per set (see :mod:`backend.kernels`).
     """
 
     ssh: HostConfig
@@ -125,6 +127,7 @@ class Dom0Config:
     final_prefix: str = "cd_"
     locate: str = "serial"
     domain_owner_pattern: str = ""
+    kernel_dir: str = ""
 
     @property
     def name(self) -> str:
@@ -145,6 +148,8 @@ class SiteConfig:
         refresh_seconds: pause between two inventory refreshes in the TUI.
         gc_days: uploads older than this many days are garbage-collected (``gc``; default 7).
         gc_rejected_days: the same for rejected uploads (default: ``gc_days``).
+        kernel_gc_days: kernel sets staged longer ago than this, that no domain boots, are
+            garbage-collected (``kernel-gc``; ``[console] kernel_gc_days``, default 30).
         quota: default per-owner disk quota in bytes (``[quotas] default``; 0 = unlimited).
         quotas: per-owner overrides in bytes (``[quotas.owners]``).
         owners: extra people who may act for an owner (``[owners] alice = ["helpdesk1"]``), beyond the
@@ -165,6 +170,7 @@ class SiteConfig:
     refresh_seconds: float = 3.0
     gc_days: float = 7.0
     gc_rejected_days: float = 7.0
+    kernel_gc_days: float = 30.0
     quota: int = 0
     quotas: dict[str, int] = field(default_factory=dict)
     owners: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -302,7 +308,13 @@ def parse_config(doc: dict[str, Any], source: Path | None = None) -> SiteConfig:
                 raise ConfigError(f"{here}.domain_owner_pattern: needs a group (?P<owner>...)")
         except re.error as exc:
             raise ConfigError(f"{here}.domain_owner_pattern: not a regular expression: {exc}") from None
-        dom0s[name] = Dom0Config(_host(name, table, here), storage, hypervisor, staging, final, locate, pattern)
+        kdir = table.get("kernel_dir", "")
+        if kdir != "":
+            kdir = _absolute(kdir, f"{here}.kernel_dir")
+            if kdir == "/":
+                raise ConfigError(f"{here}.kernel_dir: must not be /")
+        dom0s[name] = Dom0Config(_host(name, table, here), storage, hypervisor, staging, final, locate, pattern,
+                                 kdir)
     if not image_hosts:
         raise ConfigError(f"{where}: no [image_hosts.NAME] table")
     if not dom0s:
@@ -322,6 +334,9 @@ def parse_config(doc: dict[str, Any], source: Path | None = None) -> SiteConfig:
     lease = site.get("lease_seconds", 30)
     if isinstance(lease, bool) or not isinstance(lease, (int, float)) or not 2 <= lease <= 3600:
         raise ConfigError(f"{where}: site.lease_seconds: expected seconds from 2 to 3600, got {lease!r}")
+    kernel_gc = console.get("kernel_gc_days", 30)
+    if isinstance(kernel_gc, bool) or not isinstance(kernel_gc, (int, float)) or kernel_gc < 0:
+        raise ConfigError(f"{where}: console.kernel_gc_days: expected days (a number ≥ 0), got {kernel_gc!r}")
     try:
         naming = check_template(str(_table(doc, "naming", where).get("template", DEFAULT_TEMPLATE)))
     except ValueError as exc:
@@ -335,6 +350,7 @@ def parse_config(doc: dict[str, Any], source: Path | None = None) -> SiteConfig:
         refresh_seconds=float(console.get("refresh_seconds", 3.0)),
         gc_days=float(console.get("gc_days", 7.0)),
         gc_rejected_days=float(console.get("gc_rejected_days", console.get("gc_days", 7.0))),
+        kernel_gc_days=float(kernel_gc),
         quota=parse_size(_table(doc, "quotas", where).get("default", 0), "quotas.default"),
         quotas={str(k): parse_size(v, f"quotas.owners.{k}")
                 for k, v in _table(_table(doc, "quotas", where), "owners", where).items()},

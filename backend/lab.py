@@ -75,6 +75,33 @@ def make_iso(label: str, files: dict[str, bytes], bootable: bool = False) -> byt
     return out.getvalue()
 
 
+def make_kernel_iso(label: str, kernel: bytes, ramdisk: bytes, cmdline: str) -> bytes:
+    """An ISO 9660 image with Rock Ridge names laid out as a live CD: ``/casper/vmlinuz``,
+    ``/casper/initrd.gz``, an isolinux config (``/isolinux/isolinux.cfg``: one ``LABEL live`` with ``KERNEL``
+    and ``APPEND initrd=… CMDLINE``) and a GRUB config (``/boot/grub/grub.cfg``: the same as a
+    ``menuentry``), built with pycdlib.
+
+    Returns:
+        the image bytes.
+    """
+    iso = pycdlib.PyCdlib()
+    iso.new(interchange_level=3, vol_ident=label, rock_ridge="1.09")
+    for d in ("/CASPER", "/ISOLINUX", "/BOOT", "/BOOT/GRUB"):
+        iso.add_directory(d, rr_name=d.rsplit("/", 1)[1].lower())
+    isolinux = (f"DEFAULT live\nLABEL live\n  MENU LABEL ^Live system\n  KERNEL /casper/vmlinuz\n"
+                f"  APPEND initrd=/casper/initrd.gz {cmdline}\nLABEL hd\n  COM32 chain.c32\n").encode()
+    grub = (f"set timeout=5\nmenuentry 'Live system (GRUB)' {{\n  linux /casper/vmlinuz {cmdline}\n"
+            f"  initrd /casper/initrd.gz\n}}\n").encode()
+    for path, rr, data in (("/CASPER/VMLINUZ.;1", "vmlinuz", kernel), ("/CASPER/INITRD.GZ;1", "initrd.gz", ramdisk),
+                           ("/ISOLINUX/ISOLINUX.CFG;1", "isolinux.cfg", isolinux),
+                           ("/BOOT/GRUB/GRUB.CFG;1", "grub.cfg", grub)):
+        iso.add_fp(io.BytesIO(data), len(data), path, rr_name=rr)
+    out = io.BytesIO()
+    iso.write_fp(out)
+    iso.close()
+    return out.getvalue()
+
+
 def floppy_image() -> bytes:
     """A 1.44 MB floppy image with a boot sector (0x55AA signature) and no ISO 9660: legitimate
     boot media that is not an ISO."""
@@ -333,6 +360,7 @@ class Lab:
             out.append(
                 f"\n[dom0s.{dom0}]\n{ssh(dom0)}"
                 f"locate = {q(self.locate.get(dom0, 'serial'))}\n"
+                f"kernel_dir = {q(self.dir / dom0 / 'kernels')}\n"
                 f"[dom0s.{dom0}.storage]\ndriver = \"files\"\ndirectory = {q(self.volumes_dir(dom0))}\n"
                 f"capacity = {q(self.dom0s[dom0])}\n"
                 f"[dom0s.{dom0}.hypervisor]\ndriver = \"lab\"\n"

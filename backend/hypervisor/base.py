@@ -64,6 +64,11 @@ class HypervisorDriver(abc.ABC):
         Xen PV disk shows its guest."""
         return getattr(self.dom0, "locate", "serial") != "new-device"
 
+    async def boot_users(self, prefix: str) -> list[str]:
+        """Domains (running or defined) that boot a kernel or ramdisk whose path starts with ``prefix``
+        (libvirt ``<os><kernel>`` / ``<initrd>``)."""
+        return []
+
     # CD-ROM drives of owners' VMs (``insert-cd`` / ``eject-cd``)
 
     async def domains(self) -> list[str]:

@@ -9,7 +9,8 @@ Settings (``[dom0s.NAME.hypervisor]``): ``guest_disk_dirs``: domain name → tha
 for ``[dom0s.NAME] locate = "new-device"``: attaching then makes a new ``xvdX`` device (``SYS/xvdX/size``
 in 512-byte sectors, ``DEV/xvdX`` a symlink to the volume) and no by-id link, as a Xen PV disk shows no
 serial; ``vm_dir``: the dom0's owners' VMs, one folder each (``NAME/owner`` holds its owner, the lab's
-equivalent of libvirt ``<metadata>``; ``NAME/cdrom`` is a symlink to the volume in its CD-ROM drive).
+equivalent of libvirt ``<metadata>``; ``NAME/cdrom`` is a symlink to the volume in its CD-ROM drive;
+``NAME/kernel`` and ``NAME/initrd``, links to the files it boots, as libvirt ``<os><kernel>``).
 """
 
 from __future__ import annotations
@@ -169,6 +170,19 @@ class LabHypervisor(HypervisorDriver):
                 folder, _, target = line.partition(" ")
                 if target == device:
                     found.append(folder.rsplit("/", 1)[-1])
+        return found
+
+    async def boot_users(self, prefix: str) -> list[str]:
+        """VMs in ``vm_dir`` whose ``kernel`` or ``initrd`` link points under ``prefix``."""
+        if not self.vm_dir:
+            return []
+        result = await self.host.run(cmd("find", self.vm_dir, "-mindepth", "2", "-maxdepth", "2", "(", "-name", "kernel",
+                                         "-o", "-name", "initrd", ")", "-printf", "%h %l\\n"), check=False)
+        found = []
+        for line in result.stdout.decode("utf-8", "surrogateescape").splitlines():
+            folder, _, target = line.partition(" ")
+            if target.startswith(prefix) and folder.rsplit("/", 1)[-1] not in found:
+                found.append(folder.rsplit("/", 1)[-1])
         return found
 
     async def domains(self) -> list[str]:

@@ -224,6 +224,26 @@ class LibvirtHypervisor(HypervisorDriver):
             return found
         return await asyncio.to_thread(scan)
 
+    async def boot_users(self, prefix: str) -> list[str]:
+        """Domains whose live or persistent ``<os><kernel>`` or ``<initrd>`` starts with ``prefix``."""
+        def scan() -> list[str]:
+            import libvirt
+
+            found = []
+            for dom in self._connection().listAllDomains(0):
+                try:
+                    xmls = [dom.XMLDesc(0)]
+                    if dom.isActive() and dom.isPersistent():
+                        xmls.append(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+                except libvirt.libvirtError:
+                    continue
+                paths = [(os_.findtext(tag) or "") for xml in xmls for os_ in ET.fromstring(xml).iter("os")
+                         for tag in ("kernel", "initrd")]
+                if any(p.startswith(prefix) for p in paths):
+                    found.append(dom.name())
+            return found
+        return await asyncio.to_thread(scan)
+
     async def domains(self) -> list[str]:
         """Every domain of the dom0, running or defined."""
         return await asyncio.to_thread(lambda: sorted(d.name() for d in self._connection().listAllDomains(0)))
