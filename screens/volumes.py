@@ -12,12 +12,13 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
-from backend import catalog, cdrom
+from backend import catalog, cdrom, kernels
 from backend.errors import IsoadminError
 from backend.models import Volume
 
 from .cdrom import PickDomain
 from .filtering import FilterMixin
+from .kernels import PickKernel
 from .modals import ConfirmText, Details
 from .vtable import VirtualTable
 
@@ -64,11 +65,12 @@ class VolumesScreen(FilterMixin, Screen):
                 Binding("D", "delete", "Delete", id="delete-volume"),
                 Binding("i", "insert_cd", "Insert CD", id="insert-cd"),
                 Binding("e", "eject_cd", "Eject CD", id="eject-cd"),
+                Binding("k", "kernels", "Kernels", id="kernels"),
                 Binding("slash", "filter", "Filter", id="volume-filter"),
                 Binding("escape", "clear_filter", "Clear filter", show=False)]
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action in ("delete", "insert_cd", "eject_cd") and self.app.read_only:
+        if action in ("delete", "insert_cd", "eject_cd", "kernels") and self.app.read_only:
             return False
         return True
 
@@ -165,6 +167,38 @@ class VolumesScreen(FilterMixin, Screen):
             self.app.show_error(exc, modal=True)
             return
         self.app.notify(f"ejected {vol.dom0}:{vol.name} from {', '.join(domains)}", title="CD ejected", markup=False)
+
+    def action_kernels(self) -> None:
+        vol = self._selected()
+        if vol is not None and vol.namespace == "final" and not self.app.read_only:
+            self.app.notify(f"reading the boot entries of {vol.dom0}:{vol.name}…", title="Kernels", markup=False)
+            self.pick_kernel(f"{vol.dom0}:{vol.name}")
+
+    @work(group="kernels", exclusive=True)
+    async def pick_kernel(self, ref: str) -> None:
+        try:
+            vol, entries = await kernels.kernels(self.app.site, ref)
+        except IsoadminError as exc:
+            self.app.show_error(exc, modal=True)
+            return
+        if not entries:
+            self.app.notify(f"{vol.owner}/{vol.upload}: no bootable kernel found", title="Kernels", markup=False)
+            return
+
+        def picked(number: int | None) -> None:
+            if number is not None:
+                self.stage_kernel(ref, str(number))
+
+        self.app.push_screen(PickKernel(f"Kernels of {vol.owner}/{vol.upload} ({vol.dom0})", entries), picked)
+
+    @work(group="kernels", exclusive=True)
+    async def stage_kernel(self, ref: str, entry: str) -> None:
+        try:
+            staged = await kernels.stage(self.app.site, ref, entry)
+        except IsoadminError as exc:
+            self.app.show_error(exc, modal=True)
+            return
+        self.app.notify(f"staged at {staged.dom0}:{staged.path}", title="Kernel set staged", markup=False)
 
     def __init__(self) -> None:
         super().__init__()

@@ -1,4 +1,5 @@
-"""The Volumes screen's CD keys through Textual's Pilot, on a real lab: insert into an owner's VM, eject."""
+"""The Volumes screen's CD and kernel keys through Textual's Pilot, on a real lab: insert into an owner's
+VM, eject, stage a kernel set."""
 
 from __future__ import annotations
 
@@ -51,3 +52,29 @@ async def test_read_only_volumes_screen_has_no_cd_keys(lab):
         assert app.screen.check_action("insert_cd", ()) is False
         assert app.screen.check_action("eject_cd", ()) is False
     await site.close()
+
+
+async def test_volumes_pick_and_stage_a_kernel(lab):
+    from screens.kernels import PickKernel
+
+    from .test_kernels import KERNEL, put_live_iso
+
+    put_live_iso(lab.dir)
+    site = Site(lab.config)
+    await site.refresh()
+    await site.approve(await site.plan("alice/live.iso", "dom0-a"))
+    app = IsoadminApp(site, lab=lab)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.refreshes > 0)
+        await pilot.press("3")
+        table = app.screen.query_one("#volumes", VirtualTable)
+        await wait_for(pilot, lambda: table.row_count == 1)
+        await pilot.press("k")
+        await wait_for(pilot, lambda: isinstance(app.screen, PickKernel))
+        assert [e.kernel for e in app.screen.entries] == ["/casper/vmlinuz"]
+        await pilot.press("enter")
+        folder = lab.dir / "dom0-a" / "kernels" / "alice"
+        await wait_for(pilot, lambda: folder.is_dir() and any(p.name.startswith("live_") for p in folder.iterdir()))
+    await site.close()
+    (staged,) = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    assert (staged / "kernel").read_bytes() == KERNEL
