@@ -15,7 +15,8 @@ from backend import kernels
 from backend.errors import NotApprovable
 from backend.lab import make_kernel_iso
 
-from .test_realstack import lvs, ready_site, upload
+from .test_realstack import lvs, ready_site
+from .test_realstack_locate_cd import upload_settled
 
 pytestmark = pytest.mark.reallab
 
@@ -45,7 +46,7 @@ async def test_staged_kernel_set_boots_a_domain_and_is_kept_while_used(reallab, 
     marker = f"isoadmin_marker={secrets.token_hex(6)}"
     iso = tmp_path / "live.iso"
     iso.write_bytes(make_kernel_iso("REALLIVE", kernel, ramdisk, f"console=ttyS0 panic=-1 {marker}"))
-    await upload(guest, iso, "henry", "live.iso")
+    path = await upload_settled(guest, iso, "henry", "live.iso")
     dom0 = dataclasses.replace(real_config.dom0s["dom0"], kernel_dir=str(reallab.dir / "kernels"))
     site = await ready_site(dataclasses.replace(real_config, dom0s={"dom0": dom0}))
     conn = libvirt.open("qemu:///system")
@@ -90,3 +91,4 @@ async def test_staged_kernel_set_boots_a_domain_and_is_kept_while_used(reallab, 
                 domain.destroy()
             domain.undefine()
         await site.close()
+        await guest.run(f"rm -f {path}")  # the guest keeps its files in RAM

@@ -18,6 +18,16 @@ from .test_realstack import guest_serials, lv_sha256, lvs, ready_site, upload
 pytestmark = pytest.mark.reallab
 
 
+async def upload_settled(guest, local, owner: str, name: str) -> str:
+    """Upload as an owner would, then date the file an hour back by the guest's own clock (a TCG guest's
+    clock drifts from this machine's over a long run)."""
+    path = await upload(guest, local, owner, name)
+    now = int((await guest.run("date +%s", check=True)).stdout.strip())
+    async with guest.start_sftp_client() as sftp:
+        await sftp.utime(path, (now - 3600, now - 3600))
+    return path
+
+
 def new_device(config):
     """The real stack's site with its dom0 hot-plugging without a serial (``locate = "new-device"``)."""
     dom0 = dataclasses.replace(config.dom0s["dom0"], locate="new-device")
@@ -29,7 +39,7 @@ async def test_import_located_as_the_new_device_lands_byte_identical(reallab, re
 
     local = DEBIAN_ISOS["grub-rescue-cdrom.iso"]
     expected = sha256_file(local)
-    await upload(guest, local, "erin", "rescue.iso")
+    await upload_settled(guest, local, "erin", "rescue.iso")
     site = await ready_site(new_device(real_config))
     domain = libvirt.open("qemu:///system").lookupByName(reallab.facts["DOMAIN"])
     seen = {}
@@ -84,7 +94,7 @@ async def test_cd_into_an_owners_domain_live_and_persistent(reallab, real_config
     vms = {owner: conn.defineXML(vm_xml(name, owner)) for owner, name in names.items()}
     vms["frank"].createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED)  # running (paused): live and config change
     local = DEBIAN_ISOS["ipxe.iso"]
-    await upload(guest, local, "frank", "ipxe.iso")
+    await upload_settled(guest, local, "frank", "ipxe.iso")
     site = await ready_site(real_config)
     try:
         job = await site.approve(await site.plan("frank/ipxe.iso"))
