@@ -414,12 +414,13 @@ tmp=$dir/.staging-$name-$$
 mkdir -- "$tmp" || exit 1
 trap 'rm -rf -- "$tmp"' EXIT
 cat > "$tmp/isoadmin.json" || exit 1
-dd if="$src" of="$tmp/kernel" bs=1M iflag=skip_bytes,count_bytes,fullblock skip="$koff" count="$klen" status=none || exit 1
+flags=skip_bytes,count_bytes,fullblock
+dd if="$src" of="$tmp/kernel" bs=1M iflag=$flags skip="$koff" count="$klen" status=none || exit 1
 [ "$(stat -c %s -- "$tmp/kernel")" = "$klen" ] || { echo "short kernel copy" >&2; exit 1; }
 ks=$(sha256 < "$tmp/kernel" | cut -c1-64)
 printf '%s  kernel\n' "$ks" > "$tmp/SHA256SUMS"
 if [ "$rlen" -gt 0 ]; then
-  dd if="$src" of="$tmp/ramdisk" bs=1M iflag=skip_bytes,count_bytes,fullblock skip="$roff" count="$rlen" status=none || exit 1
+  dd if="$src" of="$tmp/ramdisk" bs=1M iflag=$flags skip="$roff" count="$rlen" status=none || exit 1
   [ "$(stat -c %s -- "$tmp/ramdisk")" = "$rlen" ] || { echo "short ramdisk copy" >&2; exit 1; }
   printf '%s  ramdisk\n' "$(sha256 < "$tmp/ramdisk" | cut -c1-64)" >> "$tmp/SHA256SUMS"
 fi
@@ -482,7 +483,8 @@ async def list_sets(site, dom0s: list[str] | None = None) -> tuple[list[KernelSe
         while i < len(fields):
             word = fields[i]
             if word == b"set" and i + 7 <= len(fields):
-                rel, ksize, rsize, sums, cmdline, meta = (f.decode("utf-8", "surrogateescape") for f in fields[i + 1:i + 7])
+                rel, ksize, rsize, sums, cmdline, meta = (f.decode("utf-8", "surrogateescape")
+                                                          for f in fields[i + 1:i + 7])
                 owner, _, name = rel.partition("/")
                 try:
                     info = json.loads(meta)

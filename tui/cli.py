@@ -88,8 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("delete-volume", help="delete a final CD volume (refused while a VM has it; audited)")
     d.add_argument("volume", metavar="[DOM0:]VOLUME")
     d.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
-    ins = sub.add_parser("insert-cd", help="put a final CD volume into the CD-ROM drive of an owner's VM on its dom0 "
-                                           "(live and persistent; only a VM of an owner the volume's owner may act for)")
+    ins = sub.add_parser("insert-cd", help="put a final CD volume into the CD-ROM drive of an owner's VM on its "
+                                           "dom0 (live and persistent; only a VM of an owner the volume's owner "
+                                           "may act for)")
     ins.add_argument("volume", metavar="[DOM0:]VOLUME")
     ins.add_argument("domain", metavar="DOMAIN")
     ej = sub.add_parser("eject-cd", help="empty the CD-ROM drive of a VM (live and persistent)")

@@ -176,8 +176,8 @@ class LabHypervisor(HypervisorDriver):
         """VMs in ``vm_dir`` whose ``kernel`` or ``initrd`` link points under ``prefix``."""
         if not self.vm_dir:
             return []
-        result = await self.host.run(cmd("find", self.vm_dir, "-mindepth", "2", "-maxdepth", "2", "(", "-name", "kernel",
-                                         "-o", "-name", "initrd", ")", "-printf", "%h %l\\n"), check=False)
+        result = await self.host.run(cmd("find", self.vm_dir, "-mindepth", "2", "-maxdepth", "2", "(", "-name",
+                                         "kernel", "-o", "-name", "initrd", ")", "-printf", "%h %l\\n"), check=False)
         found = []
         for line in result.stdout.decode("utf-8", "surrogateescape").splitlines():
             folder, _, target = line.partition(" ")

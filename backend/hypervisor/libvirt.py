@@ -219,7 +219,8 @@ class LibvirtHypervisor(HypervisorDriver):
                         xmls.append(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
                 except libvirt.libvirtError:
                     continue
-                if any(device in (s.get("dev"), s.get("file")) for xml in xmls for s in ET.fromstring(xml).iter("source")):
+                sources = [s for xml in xmls for s in ET.fromstring(xml).iter("source")]
+                if any(device in (s.get("dev"), s.get("file")) for s in sources):
                     found.append(dom.name())
             return found
         return await asyncio.to_thread(scan)
