@@ -647,8 +647,8 @@ async def gc_apply(site, plan: list[tuple[KernelSet, str]]) -> list[tuple[Kernel
 
 
 def catalog_rows(sets: list[KernelSet]) -> list[dict]:
-    """Catalog rows (:data:`backend.catalog.CATALOG_FIELDS`) of type ``kernel`` and ``ramdisk`` (seed 002's
-    words) for the staged sets: ``volume`` is the file's path on the dom0, ``source_path`` the volume and
+    """Catalog rows (:data:`backend.catalog.CATALOG_FIELDS`) of type ``kernel`` and ``ramdisk`` (an
+    instance's images, beside its machine image) for the staged sets: ``volume`` is the file's path on the dom0, ``source_path`` the volume and
     path inside the ISO it came from."""
     rows = []
     for s in sorted(sets, key=lambda s: (s.owner, s.dom0, s.name)):
