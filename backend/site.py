@@ -382,7 +382,7 @@ class Site:
                     u.reason = (f"by {staging[0].meta.get('approver', 'someone')}, staging volume "
                                 f"{staging[0].name} on {staging[0].dom0}")
                 else:
-                    u.job, u.reason = held or "", "locked on the ledger"
+                    u.job, u.reason = held or "", "by another console (locked on the ledger)"
             elif final:
                 u.state = UploadState.AVAILABLE
                 u.reason = f"{final[0].dom0}:{final[0].name}"
