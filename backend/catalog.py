@@ -100,7 +100,7 @@ async def gc_apply(site, items: list[GcItem]) -> list[tuple[GcItem, str]]:
 
 
 CATALOG_FIELDS = ("dom0", "volume", "owner", "upload", "volume_id", "bootable", "size", "sha256",
-                  "source_host", "source_path", "approver", "time")
+                  "source_host", "source_path", "approver", "time", "type")
 
 
 def catalog(volumes: list[Volume]) -> list[dict]:
@@ -114,7 +114,7 @@ def catalog(volumes: list[Volume]) -> list[dict]:
             "dom0": v.dom0, "volume": v.name, "owner": v.owner, "upload": v.upload,
             "volume_id": iso.get("volume_id"), "bootable": iso.get("bootable"), "size": v.meta.get("size"),
             "sha256": v.sha256, "source_host": v.meta.get("source_host"), "source_path": v.meta.get("source_path"),
-            "approver": v.meta.get("approver"), "time": v.meta.get("time"),
+            "approver": v.meta.get("approver"), "time": v.meta.get("time"), "type": "cd",
         })
     return rows
 

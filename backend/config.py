@@ -33,6 +33,8 @@ from .errors import ConfigError
 from .naming import DEFAULT_TEMPLATE, check_template
 
 APP = "isoadmin"
+#: ``[dom0s.NAME] locate`` values (see :class:`Dom0Config`).
+LOCATE_STRATEGIES = ("serial", "new-device")
 #: Where the ledger lives on the first image host unless ``[site] ledger`` says otherwise.
 DEFAULT_LEDGER_PATH = "/var/lib/isoadmin"
 
@@ -96,6 +98,9 @@ class ImageHostConfig:
             a hot-plugged disk by its serial.
         max_copies: how many copies this console runs at once on this image host (default 2); more
             imports wait their turn before the copy phase.
+        sys_block: the image host's ``/sys/block`` (``locate = "new-device"`` lists it before and after
+            the attach; the embedded lab points it at a folder of its own).
+        dev_dir: where the image host's block device nodes are (``/dev``).
     """
 
     ssh: HostConfig
@@ -103,6 +108,8 @@ class ImageHostConfig:
     domains: dict[str, str] = field(default_factory=dict)
     disk_id_dirs: tuple[str, ...] = ("/dev/disk/by-id",)
     max_copies: int = 2
+    sys_block: str = "/sys/block"
+    dev_dir: str = "/dev"
 
     @property
     def name(self) -> str:
@@ -120,6 +127,14 @@ class Dom0Config:
         hypervisor: driver name (``lab``) and its settings (table ``[dom0s.NAME.hypervisor]``).
         staging_prefix: name prefix of volumes being copied (default ``cdtmp_``).
         final_prefix: name prefix of finished volumes (default ``cd_``).
+        locate: how the image host finds a hot-plugged disk (``[dom0s.NAME] locate``): ``serial``
+            (default: ``/sys/block/*/serial``, as virtio-blk shows a libvirt ``<serial>``) or ``new-device``
+            (the one block device that appeared since the attach with exactly the volume's size: a Xen
+            PV disk, xen-blkfront, has no serial).
+        domain_owner_pattern: a regular expression with a group ``owner`` read from a domain's name, used
+            when the domain carries no isoadmin owner in its libvirt ``<metadata>`` ("" = none).
+        kernel_dir: where kernel sets are staged on this dom0 ("" = ``/var/lib/isoadmin/kernels``); one
+            folder per owner, one per set (see :mod:`backend.kernels`).
     """
 
     ssh: HostConfig
@@ -127,6 +142,9 @@ class Dom0Config:
     hypervisor: dict[str, Any]
     staging_prefix: str = "cdtmp_"
     final_prefix: str = "cd_"
+    locate: str = "serial"
+    domain_owner_pattern: str = ""
+    kernel_dir: str = ""
 
     @property
     def name(self) -> str:
@@ -148,6 +166,8 @@ class SiteConfig:
         refresh_seconds: pause between two inventory refreshes in the TUI.
         gc_days: uploads older than this many days are garbage-collected (``gc``; default 7).
         gc_rejected_days: the same for rejected uploads (default: ``gc_days``).
+        kernel_gc_days: kernel sets staged longer ago than this, that no domain boots, are
+            garbage-collected (``kernel-gc``; ``[console] kernel_gc_days``, default 30).
         quota: default per-owner disk quota in bytes (``[quotas] default``; 0 = unlimited).
         quotas: per-owner overrides in bytes (``[quotas.owners]``).
         owners: extra people who may act for an owner (``[owners] alice = ["helpdesk1"]``), beyond the
@@ -170,6 +190,7 @@ class SiteConfig:
     refresh_seconds: float = 3.0
     gc_days: float = 7.0
     gc_rejected_days: float = 7.0
+    kernel_gc_days: float = 30.0
     quota: int = 0
     quotas: dict[str, int] = field(default_factory=dict)
     owners: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -239,6 +260,23 @@ def _members(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
+def _owner_pattern(value: str) -> str:
+    if value:
+        try:
+            groups = re.compile(value).groupindex
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        if "owner" not in groups:
+            raise ValueError("needs a group (?P<owner>...)")
+    return value
+
+
+def _kernel_dir(value: str) -> str:
+    if value and (not value.startswith("/") or value.rstrip("/") == ""):
+        raise ValueError(f"{value!r} must be an absolute path other than /")
+    return value.rstrip("/")
+
+
 def _ledger(value: str) -> str:
     if value and not _LEDGER_RE.match(value):
         raise ValueError(f"{value!r} must be HOST:/absolute/path")
@@ -265,6 +303,8 @@ class ConsoleTable(_Table):
     gc_days: float = Field(7.0, ge=0, description="`gc` removes uploads older than this many days")
     gc_rejected_days: float | None = Field(None, ge=0, description="... and rejected ones older than this. "
                                            "Default: `gc_days`")
+    kernel_gc_days: float = Field(30.0, ge=0, description="`kernel-gc` removes kernel sets no domain boots, "
+                                  "staged longer ago than this many days")
     keymap: dict[str, str] = Field({}, description="keys remapped by binding id: `{ approve = \"A\" }` (the ids "
                                    "are in the key table)")
 
@@ -316,6 +356,9 @@ class ImageHostTable(HostTable):
     disk_id_dirs: list[str] = Field(["/dev/disk/by-id"], description="folders of by-id links searched for a "
                                     "hot-plugged disk (after `/sys/block/*/serial`)")
     max_copies: int = Field(2, ge=1, description="copies this console runs at once on this image host")
+    sys_block: AbsPath = Field("/sys/block", description="the image host's `/sys/block` (`locate = \"new-device\"` "
+                               "lists it before and after the attach)")
+    dev_dir: AbsPath = Field("/dev", description="where the image host's block device nodes are")
 
 
 class Dom0Table(HostTable):
@@ -324,6 +367,16 @@ class Dom0Table(HostTable):
     staging_prefix: str = Field("cdtmp_", pattern=_PREFIX_RE.pattern,
                                 description="name prefix of volumes being copied")
     final_prefix: str = Field("cd_", pattern=_PREFIX_RE.pattern, description="name prefix of finished volumes")
+    locate: Literal["serial", "new-device"] = Field(
+        "serial", description="how the image host finds a hot-plugged disk: `serial` (`/sys/block/*/serial`) or "
+        "`new-device` (the one block device that appeared since the attach, with exactly the volume's size: "
+        "a Xen PV disk has no serial)")
+    domain_owner_pattern: Annotated[str, AfterValidator(_owner_pattern)] = Field(
+        "", description="a regular expression with a group `owner` that reads a domain's owner from its name, "
+        "when its libvirt `<metadata>` names none")
+    kernel_dir: Annotated[str, AfterValidator(_kernel_dir)] = Field(
+        "", description="where kernel sets are staged on this dom0 (an absolute path). Default: "
+        "`/var/lib/isoadmin/kernels`")
     storage: dict[str, Any] = Field(description="`[dom0s.NAME.storage]`: the storage driver and its settings")
     hypervisor: dict[str, Any] = Field(description="`[dom0s.NAME.hypervisor]`: the hypervisor driver and its "
                                        "settings")
@@ -371,6 +424,8 @@ class LibvirtHypervisorTable(_Table):
     driver: Literal["libvirt"] = Field(description="`libvirt`: live hot-plug through libvirt")
     uri: str = Field(min_length=1, description="the libvirt URI, e.g. `xen+ssh://root@dom0-a/system`")
     bus: str = Field("virtio", description="the disk bus of hot-plugged disks (`virtio`, or `xen` for PV guests)")
+    target_prefix: str | None = Field(None, description="target device names of hot-plugged disks. Default: `xvd` "
+                                      "with the `xen` bus, else `vd`")
 
 
 class LabHypervisorTable(_Table):
@@ -379,6 +434,10 @@ class LabHypervisorTable(_Table):
     driver: Literal["lab"] = Field(description="`lab`: hot-plug as a by-id link (the embedded lab's)")
     guest_disk_dirs: dict[str, str] = Field(min_length=1, description="for each domain, the folder where its "
                                             "hot-plugged disks appear")
+    guest_block_dirs: dict[str, str] = Field({}, description="for each domain, its `/sys/block` stand-in "
+                                             "(`locate = \"new-device\"`)")
+    guest_dev_dirs: dict[str, str] = Field({}, description="for each domain, its `/dev` stand-in")
+    vm_dir: str = Field("", description="the folder of the owners' VMs (domains) on this dom0")
 
 
 STORAGE_TABLES: dict[str, type[_Table]] = {"files": FilesStorageTable, "lvm": LvmStorageTable}
@@ -560,6 +619,8 @@ def parse_config(doc: dict[str, Any], source: Path | None = None) -> SiteConfig:
             domains=dict(table.domains),
             disk_id_dirs=tuple(table.disk_id_dirs),
             max_copies=table.max_copies,
+            sys_block=table.sys_block.rstrip("/") or "/",
+            dev_dir=table.dev_dir.rstrip("/") or "/",
         )
     dom0s: dict[str, Dom0Config] = {}
     for name, table in parsed.dom0s.items():
@@ -571,7 +632,8 @@ def parse_config(doc: dict[str, Any], source: Path | None = None) -> SiteConfig:
             raise ConfigError(f"{where}: dom0s.{name}: staging_prefix and final_prefix must not be prefixes of "
                               "each other")
         dom0s[name] = Dom0Config(_host(name, table, f"{where}: dom0s.{name}"), dict(table.storage),
-                                 dict(table.hypervisor), staging, final)
+                                 dict(table.hypervisor), staging, final, table.locate, table.domain_owner_pattern,
+                                 table.kernel_dir)
     if not image_hosts:
         raise ConfigError(f"{where}: image_hosts: no [image_hosts.NAME] table")
     if not dom0s:
@@ -596,6 +658,7 @@ def parse_config(doc: dict[str, Any], source: Path | None = None) -> SiteConfig:
         refresh_seconds=console.refresh_seconds,
         gc_days=console.gc_days,
         gc_rejected_days=console.gc_days if console.gc_rejected_days is None else console.gc_rejected_days,
+        kernel_gc_days=console.kernel_gc_days,
         quota=parsed.quotas.default,
         quotas=dict(parsed.quotas.owners),
         owners={k: tuple(v) for k, v in parsed.owners.items()},

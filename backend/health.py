@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from . import kernels
 from .errors import IsoadminError
 from .jobs import volume_meta
 from .ledger import Books
@@ -25,7 +26,7 @@ class Finding:
 
     Attributes:
         kind: ``unfinished job``, ``orphan staging volume``, ``attached disk``, ``volume without metadata``,
-            ``broken final volume``.
+            ``broken final volume``, ``half-staged kernel set``.
         host: the dom0 (or image host) concerned. target: job id, volume or disk serial.
         detail: what is wrong. fix: what :func:`repair` would do ("" when it needs a person).
         job: the job the fix is based on ("" when none).
@@ -108,7 +109,16 @@ async def check(site) -> list[Finding]:
                     findings.append(Finding("attached disk", name, serial,
                                             f"isoadmin disk still hot-plugged into {domain} (job {job})",
                                             f"detach it from {domain}", job))
+    findings += await _kernel_leftovers(site)
     return findings
+
+
+async def _kernel_leftovers(site) -> list[Finding]:
+    """Kernel sets whose staging never finished (a temporary folder older than a staging takes)."""
+    _, leftovers = await kernels.list_sets(site)
+    return [Finding("half-staged kernel set", dom0, path,
+                    f"temporary folder of a kernel set never finished (older than {kernels.LEFTOVER_MINUTES} min)",
+                    "remove it") for dom0, path in leftovers]
 
 
 async def repair(site, findings: list[Finding], apply: bool = False) -> list[tuple[Finding, str]]:
@@ -142,6 +152,8 @@ async def repair(site, findings: list[Finding], apply: bool = False) -> list[tup
                 if not recovered:
                     await site.recover()
                     recovered = True
+            elif f.kind == "half-staged kernel set":
+                await kernels.remove_leftover(site, f.host, f.target)
             elif f.kind == "attached disk":
                 domain = next(ih.domains[f.host] for ih in site.config.image_hosts.values() if f.host in ih.domains)
                 await site.hypervisors[f.host].detach(domain, f.target, site.detach_timeout)
@@ -151,6 +163,9 @@ async def repair(site, findings: list[Finding], apply: bool = False) -> list[tup
                     domain = ih.domains.get(f.host)
                     if f.job and domain and serial in await site.hypervisors[f.host].attached(domain):
                         await site.hypervisors[f.host].detach(domain, serial, site.detach_timeout)
+                    if domain:  # hot-plugged without a serial (locate = "new-device"): found by its source
+                        await site.hypervisors[f.host].detach(domain, "", site.detach_timeout,
+                                                              device=site.storage[f.host].device_path(f.target))
                 await site.storage[f.host].remove(f.target)
             else:  # a final volume: its metadata again, from the job that made it
                 job = books.jobs[f.job]

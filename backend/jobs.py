@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from . import imagehost
+from . import imagehost, newdevice
 from .errors import CommandFailed, IsoadminError, JobFailed, NotApprovable
 from .hypervisor import HypervisorDriver
 from .isoinfo import HEADER_BYTES, inspect_header
@@ -115,6 +115,10 @@ class JobContext:
     copies: asyncio.Semaphore | None = None  # bounds concurrent copies on the image host
     owner_lock: asyncio.Lock | None = None   # one quota check + create at a time per owner (this console)
     quota: Callable[[int], Awaitable[None]] | None = None  # raises QuotaExceeded; bytes being added
+    locate: str = "serial"        # the dom0's ``locate``: ``serial`` or ``new-device`` (see backend.newdevice)
+    sys_block: str = "/sys/block"  # the image host's, for ``new-device``
+    dev_dir: str = "/dev"
+    attach_lock: asyncio.Lock | None = None  # one attach-and-locate at a time per image host (``new-device``)
 
 
 def volume_meta(job: JobRecord, **extra) -> dict:
@@ -231,12 +235,22 @@ class ImportJob:
                 await self._create()
 
             await self._phase("attach")
-            await ctx.hypervisor.attach(job.domain, ctx.storage.device_path(job.staging), job.serial)
-            self._update(attached=True)
+            new_device = ctx.locate == "new-device"
+            async with (ctx.attach_lock if new_device and ctx.attach_lock else contextlib.nullcontext()):
+                if new_device:  # what the image host has before the attach, journaled for recovery
+                    before = await newdevice.block_devices(ctx.image_host, ctx.sys_block)
+                    self._update(device_before=[d.name for d in before])
+                    await self._flush()
+                await ctx.hypervisor.attach(job.domain, ctx.storage.device_path(job.staging), job.serial)
+                self._update(attached=True)
 
-            await self._phase("locate")
-            device = await imagehost.locate(ctx.image_host, job.serial, ctx.id_dirs, ctx.locate_timeout)
-            self._update(device=device)
+                await self._phase("locate")
+                if new_device:
+                    device = await newdevice.locate_new(ctx.image_host, job.device_before, job.alloc,
+                                                        ctx.sys_block, ctx.dev_dir, ctx.locate_timeout)
+                else:
+                    device = await imagehost.locate(ctx.image_host, job.serial, ctx.id_dirs, ctx.locate_timeout)
+                self._update(device=device)
 
             async with ctx.copies or contextlib.nullcontext():
                 await self._phase("copy")
@@ -250,7 +264,8 @@ class ImportJob:
                 await self._check_facts(device)
                 await self._phase("detach")  # journaled while the copy slot is still held
 
-            await ctx.hypervisor.detach(job.domain, job.serial, ctx.detach_timeout)
+            await ctx.hypervisor.detach(job.domain, job.serial, ctx.detach_timeout,
+                                        device=ctx.storage.device_path(job.staging))
             self._update(attached=False)
 
             await self._phase("rename")
@@ -370,7 +385,9 @@ class ImportJob:
                              rollback="found final on recovery")
             else:
                 self.copy_pid = job.copy_pid or None
-                job.attached = job.serial in await ctx.hypervisor.attached(job.domain)
+                job.attached = (job.serial in await ctx.hypervisor.attached(job.domain)
+                                or ctx.storage.device_path(job.staging)
+                                in await ctx.hypervisor.attached_sources(job.domain))
                 job.created_volume = job.staging in {v.name for v in report.volumes}
                 await self._fail(f"its console stopped during {job.phase}; rolled back by {ctx.holder.split(':')[0]}",
                                  release=False)
@@ -395,7 +412,8 @@ class ImportJob:
                 notes.append(f"could not stop the copy: {exc}")
         if job.attached:
             try:
-                await ctx.hypervisor.detach(job.domain, job.serial, ctx.detach_timeout)
+                await ctx.hypervisor.detach(job.domain, job.serial, ctx.detach_timeout,
+                                            device=ctx.storage.device_path(job.staging))
                 job.attached = False
                 notes.append("detached")
             except IsoadminError as exc:

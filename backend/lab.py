@@ -75,6 +75,33 @@ def make_iso(label: str, files: dict[str, bytes], bootable: bool = False) -> byt
     return out.getvalue()
 
 
+def make_kernel_iso(label: str, kernel: bytes, ramdisk: bytes, cmdline: str) -> bytes:
+    """An ISO 9660 image with Rock Ridge names laid out as a live CD: ``/casper/vmlinuz``,
+    ``/casper/initrd.gz``, an isolinux config (``/isolinux/isolinux.cfg``: one ``LABEL live`` with ``KERNEL``
+    and ``APPEND initrd=… CMDLINE``) and a GRUB config (``/boot/grub/grub.cfg``: the same as a
+    ``menuentry``), built with pycdlib.
+
+    Returns:
+        the image bytes.
+    """
+    iso = pycdlib.PyCdlib()
+    iso.new(interchange_level=3, vol_ident=label, rock_ridge="1.09")
+    for d in ("/CASPER", "/ISOLINUX", "/BOOT", "/BOOT/GRUB"):
+        iso.add_directory(d, rr_name=d.rsplit("/", 1)[1].lower())
+    isolinux = (f"DEFAULT live\nLABEL live\n  MENU LABEL ^Live system\n  KERNEL /casper/vmlinuz\n"
+                f"  APPEND initrd=/casper/initrd.gz {cmdline}\nLABEL hd\n  COM32 chain.c32\n").encode()
+    grub = (f"set timeout=5\nmenuentry 'Live system (GRUB)' {{\n  linux /casper/vmlinuz {cmdline}\n"
+            f"  initrd /casper/initrd.gz\n}}\n").encode()
+    for path, rr, data in (("/CASPER/VMLINUZ.;1", "vmlinuz", kernel), ("/CASPER/INITRD.GZ;1", "initrd.gz", ramdisk),
+                           ("/ISOLINUX/ISOLINUX.CFG;1", "isolinux.cfg", isolinux),
+                           ("/BOOT/GRUB/GRUB.CFG;1", "grub.cfg", grub)):
+        iso.add_fp(io.BytesIO(data), len(data), path, rr_name=rr)
+    out = io.BytesIO()
+    iso.write_fp(out)
+    iso.close()
+    return out.getvalue()
+
+
 def floppy_image() -> bytes:
     """A 1.44 MB floppy image with a boot sector (0x55AA signature) and no ISO 9660: legitimate
     boot media that is not an ISO."""
@@ -112,11 +139,17 @@ class Lab:
         seeded: create the owners' demo uploads and run the writer (default); False leaves the uploads
             root empty for the caller to fill (the benchmarks do).
         lease_seconds: the site's lease time (``[site] lease_seconds``).
+        locate: dom0 name → its ``locate`` (``serial``, the default, or ``new-device``: hot-plug makes a new
+            ``xvdX`` device in the image host's ``sys/block`` and ``dev`` folders, with no serial).
+
+    Each dom0 also has two owners' VMs in ``DIR/<dom0>/vms`` (``alice-vm`` and ``bob-vm``, owned by alice
+    and bob), with an empty CD-ROM drive.
     """
 
     def __init__(self, directory: Path | None = None, *, writer_chunk: int = 64 * 1024,
                  writer_interval: float = 1.0, settle_seconds: float = 5.0,
-                 dom0s: dict[str, str] | None = None, seeded: bool = True, lease_seconds: float = 30.0) -> None:
+                 dom0s: dict[str, str] | None = None, seeded: bool = True, lease_seconds: float = 30.0,
+                 locate: dict[str, str] | None = None) -> None:
         self.dir = Path(directory or default_lab_dir()).absolute()
         self.dom0s = dict(dom0s or DOM0_CAPACITY)
         self.hosts = ("imagehost", *self.dom0s)
@@ -125,6 +158,7 @@ class Lab:
         self.writer_interval = writer_interval
         self.settle_seconds = settle_seconds
         self.lease_seconds = lease_seconds
+        self.locate = dict(locate or {})
         self.servers: dict[str, asyncssh.SSHAcceptor] = {}
         self.ports: dict[str, int] = {}
         self.children: set[asyncio.subprocess.Process] = set()
@@ -147,6 +181,20 @@ class Lab:
         """The image host's ``/dev/disk/by-id``: where the lab hypervisor hot-plugs disks."""
         return self.dir / "imagehost" / "dev" / "disk" / "by-id"
 
+    @property
+    def sys_block(self) -> Path:
+        """The image host's ``/sys/block``: where a hot-plug without a serial makes a new device."""
+        return self.dir / "imagehost" / "sys" / "block"
+
+    @property
+    def dev_dir(self) -> Path:
+        """The image host's ``/dev`` (block device nodes of ``new-device`` hot-plugs)."""
+        return self.dir / "imagehost" / "dev"
+
+    def vm_dir(self, dom0: str) -> Path:
+        """The owners' VMs of ``dom0`` (one folder each, see :class:`~backend.hypervisor.lab.LabHypervisor`)."""
+        return self.dir / dom0 / "vms"
+
     def volumes_dir(self, dom0: str) -> Path:
         """The ``files`` storage folder of ``dom0``."""
         return self.dir / dom0 / "volumes"
@@ -166,8 +214,15 @@ class Lab:
         """
         keys = self.dir / "keys"
         keys.mkdir(parents=True, exist_ok=True)
-        for d in (self.uploads_root, self.by_id, *map(self.volumes_dir, self.dom0s), self.dir / "state"):
+        for d in (self.uploads_root, self.by_id, self.sys_block, *map(self.volumes_dir, self.dom0s),
+                  self.dir / "state"):
             d.mkdir(parents=True, exist_ok=True)
+        for dom0 in self.dom0s:
+            for owner in ("alice", "bob"):
+                vm = self.vm_dir(dom0) / f"{owner}-vm"
+                if not vm.is_dir():
+                    vm.mkdir(parents=True)
+                    (vm / "owner").write_text(owner + "\n")
         client = self._key(keys / "client")
         self._write(keys / "authorized_keys", client.export_public_key().decode())
         for name in self.hosts:
@@ -298,15 +353,21 @@ class Lab:
             f"\n[site]\nledger = {q('imagehost:' + str(self.ledger_dir))}\nlease_seconds = {self.lease_seconds:g}\n",
             f"\n[image_hosts.imagehost]\n{ssh('imagehost')}"
             f"uploads_root = {q(self.uploads_root)}\ndisk_id_dirs = [{q(self.by_id)}]\n"
+            f"sys_block = {q(self.sys_block)}\ndev_dir = {q(self.dev_dir)}\n"
             "domains = { " + ", ".join(f"{q(d)} = \"imagehost\"" for d in self.dom0s) + " }\n",
         ]
         for dom0 in self.dom0s:
             out.append(
                 f"\n[dom0s.{dom0}]\n{ssh(dom0)}"
+                f"locate = {q(self.locate.get(dom0, 'serial'))}\n"
+                f"kernel_dir = {q(self.dir / dom0 / 'kernels')}\n"
                 f"[dom0s.{dom0}.storage]\ndriver = \"files\"\ndirectory = {q(self.volumes_dir(dom0))}\n"
                 f"capacity = {q(self.dom0s[dom0])}\n"
                 f"[dom0s.{dom0}.hypervisor]\ndriver = \"lab\"\n"
-                f"guest_disk_dirs = {{ imagehost = {q(self.by_id)} }}\n")
+                f"guest_disk_dirs = {{ imagehost = {q(self.by_id)} }}\n"
+                f"guest_block_dirs = {{ imagehost = {q(self.sys_block)} }}\n"
+                f"guest_dev_dirs = {{ imagehost = {q(self.dev_dir)} }}\n"
+                f"vm_dir = {q(self.vm_dir(dom0))}\n")
         return "".join(out)
 
     def seed(self) -> None:

@@ -152,6 +152,7 @@ class Site:
         self.detach_timeout = 30.0   # seconds for the guest to let go of a disk
         self.active: dict[str, ImportJob] = {}
         self._owner_locks: dict[str, asyncio.Lock] = {}
+        self._attach_locks: dict[str, asyncio.Lock] = {}  # image host → one new-device attach+locate at a time
         self._copies = {name: asyncio.Semaphore(ih.max_copies) for name, ih in config.image_hosts.items()}
         self._headers: dict[tuple[str, str], tuple[tuple, IsoFacts]] = {}
         #: ISO facts kept across restarts (a cache: delete it and they are read again)
@@ -601,8 +602,10 @@ class Site:
         steps = [
             PlanStep("create", dom0, compact(storage.create_command(staging, alloc, {})[0])),
             PlanStep("attach", dom0, self.hypervisors[dom0].describe_attach(domain, device, serial)),
-            PlanStep("locate", host.name, f"find the disk with serial {serial} in /sys/block/*/serial, "
-                                          f"{', '.join(ih.disk_id_dirs)}"),
+            PlanStep("locate", host.name,
+                     f"the one new block device in {ih.sys_block} of exactly {alloc} B (listed before the attach)"
+                     if self.config.dom0s[dom0].locate == "new-device" else
+                     f"find the disk with serial {serial} in /sys/block/*/serial, {', '.join(ih.disk_id_dirs)}"),
             PlanStep("copy", host.name, compact(imagehost.copy_command(upload.path, "/dev/DISK"))),
             PlanStep("verify", host.name, f"sha256 of the first {upload.size} bytes of /dev/DISK"),
             PlanStep("detach", dom0, self.hypervisors[dom0].describe_detach(domain, serial)),
@@ -709,9 +712,12 @@ class Site:
 
     def _context(self, job: JobRecord) -> JobContext:
         ih = self.config.image_hosts[job.host]
-        return JobContext(self.hosts[job.host], ih.disk_id_dirs, self.storage[job.dom0],
-                          self.hypervisors[job.dom0], self.ledger, self.holder, self.config.lease_seconds,
-                          self.locate_timeout, self.detach_timeout, self._copies[job.host])
+        ctx = JobContext(self.hosts[job.host], ih.disk_id_dirs, self.storage[job.dom0],
+                         self.hypervisors[job.dom0], self.ledger, self.holder, self.config.lease_seconds,
+                         self.locate_timeout, self.detach_timeout, self._copies[job.host])
+        ctx.locate, ctx.sys_block, ctx.dev_dir = self.config.dom0s[job.dom0].locate, ih.sys_block, ih.dev_dir
+        ctx.attach_lock = self._attach_locks.setdefault(job.host, asyncio.Lock())
+        return ctx
 
     def orphaned_jobs(self, books: Books | None = None) -> list[JobRecord]:
         """Jobs the ledger shows ``running`` whose lease has expired (by the ledger host's clock): their

@@ -31,6 +31,8 @@ class JobRecord:
         console: ``user@workstation:pid`` of the console that started the job (for people; liveness is
         the job's lease on the ledger).
         copy_pid: PID (= process group) of the copy on the image host while it runs, else 0.
+        device_before: with ``locate = "new-device"``, the image host's block devices (``/sys/block``
+        names) listed right before the attach: the job's disk is the new one.
     """
 
     id: str
@@ -65,6 +67,7 @@ class JobRecord:
     console: str = ""
     copy_pid: int = 0
     facts: dict = field(default_factory=dict)
+    device_before: list = field(default_factory=list)
 
     @property
     def key(self) -> str:

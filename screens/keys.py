@@ -75,6 +75,12 @@ KEYS: tuple[Key, ...] = (
         "volumes"),
     Key("delete-volume", "D", "delete", "Delete", "delete the selected CD volume (asks first; refused while a VM "
         "uses it)", "volumes", mutating=True),
+    Key("insert-cd", "i", "insert_cd", "Insert CD", "put the selected CD volume into a VM's CD-ROM drive (a VM "
+        "its owner may act for; audited)", "volumes", mutating=True),
+    Key("eject-cd", "e", "eject_cd", "Eject CD", "take the selected CD volume out of the VM CD-ROM drives it is in",
+        "volumes", mutating=True, show=False),
+    Key("kernels", "K", "kernels", "Kernels", "list the selected CD volume's kernel entries and stage the one "
+        "picked on its dom0", "volumes", mutating=True, show=False),
     Key("volume-filter", "slash", "filter", "Filter", "filter volumes; escape clears", "volumes"),
     Key("volume-sort", "s", "sort", "Sort", "sort by the next column (a click on a header sorts by it)", "volumes"),
     Key("volume-sort-reverse", "S", "sort_reverse", "Reverse", "reverse the sort order", "volumes", show=False),

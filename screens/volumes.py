@@ -12,11 +12,14 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
-from backend import catalog
+from backend import catalog, cdrom, kernels
+from backend.errors import IsoadminError
 from backend.models import Volume
 
-from .keys import bindings
+from .cdrom import PickDomain
 from .filtering import FilterMixin, SortMixin
+from .kernels import PickKernel
+from .keys import bindings
 from .modals import ConfirmText, Details, iso_rows, when
 from .plain import printable
 from .vtable import VirtualTable
@@ -99,6 +102,95 @@ class VolumesScreen(ForwardWorkerErrors, FilterMixin, SortMixin, Screen):
         vol = await self.app.site.delete_volume(ref)
         self.app.say(f"deleted {ref} ({vol.owner}/{vol.upload})", title="Deleted")
         self.app.refresh_site()
+
+    def action_insert_cd(self) -> None:
+        vol = self._selected()
+        if self.app.refuse_read_only("insert cd", f"{vol.dom0}:{vol.name}" if vol else ""):
+            return
+        if vol is not None and vol.namespace == "final":
+            self.pick_domain(vol)
+
+    @work(group="cdrom", exclusive=True)
+    async def pick_domain(self, vol: Volume) -> None:
+        try:
+            domains = await cdrom.vm_domains(self.app.site, vol.dom0)
+        except IsoadminError as exc:
+            self.app.show_error(exc)
+            return
+        if not domains:
+            self.app.notify(f"{vol.dom0} has no VM to insert a CD into", title="Insert CD", markup=False)
+            return
+
+        def picked(domain: str | None) -> None:
+            if domain:
+                self.insert_cd(f"{vol.dom0}:{vol.name}", domain)
+
+        self.app.push_screen(PickDomain(f"Insert {vol.dom0}:{vol.name} ({vol.owner}/{vol.upload}) into", domains),
+                             picked)
+
+    @work(group="cdrom", exclusive=True)
+    async def insert_cd(self, ref: str, domain: str) -> None:
+        try:
+            await cdrom.insert_cd(self.app.site, ref, domain)
+        except IsoadminError as exc:
+            self.app.show_error(exc)
+            return
+        self.app.notify(f"{ref} is in the CD-ROM drive of {domain}", title="CD inserted", markup=False)
+
+    def action_eject_cd(self) -> None:
+        vol = self._selected()
+        if self.app.refuse_read_only("eject cd", f"{vol.dom0}:{vol.name}" if vol else ""):
+            return
+        if vol is not None:
+            self.eject_cd(vol)
+
+    @work(group="cdrom", exclusive=True)
+    async def eject_cd(self, vol: Volume) -> None:
+        try:
+            domains = await cdrom.holding(self.app.site, vol)
+            if not domains:
+                self.app.notify(f"{vol.dom0}:{vol.name} is in no VM's CD-ROM drive", title="Eject CD", markup=False)
+                return
+            for domain in domains:
+                await cdrom.eject_cd(self.app.site, f"{vol.dom0}:{domain}")
+        except IsoadminError as exc:
+            self.app.show_error(exc)
+            return
+        self.app.notify(f"ejected {vol.dom0}:{vol.name} from {', '.join(domains)}", title="CD ejected", markup=False)
+
+    def action_kernels(self) -> None:
+        vol = self._selected()
+        if self.app.refuse_read_only("stage kernel", f"{vol.dom0}:{vol.name}" if vol else ""):
+            return
+        if vol is not None and vol.namespace == "final":
+            self.app.notify(f"reading the boot entries of {vol.dom0}:{vol.name}…", title="Kernels", markup=False)
+            self.pick_kernel(f"{vol.dom0}:{vol.name}")
+
+    @work(group="kernels", exclusive=True)
+    async def pick_kernel(self, ref: str) -> None:
+        try:
+            vol, entries = await kernels.kernels(self.app.site, ref)
+        except IsoadminError as exc:
+            self.app.show_error(exc)
+            return
+        if not entries:
+            self.app.notify(f"{vol.owner}/{vol.upload}: no bootable kernel found", title="Kernels", markup=False)
+            return
+
+        def picked(number: int | None) -> None:
+            if number is not None:
+                self.stage_kernel(ref, str(number))
+
+        self.app.push_screen(PickKernel(f"Kernels of {vol.owner}/{vol.upload} ({vol.dom0})", entries), picked)
+
+    @work(group="kernels", exclusive=True)
+    async def stage_kernel(self, ref: str, entry: str) -> None:
+        try:
+            staged = await kernels.stage(self.app.site, ref, entry)
+        except IsoadminError as exc:
+            self.app.show_error(exc)
+            return
+        self.app.notify(f"staged at {staged.dom0}:{staged.path}", title="Kernel set staged", markup=False)
 
     def __init__(self) -> None:
         super().__init__()

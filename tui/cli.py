@@ -26,7 +26,7 @@ from pathlib import Path
 import humanize
 import shtab
 
-from backend import catalog, health, quota
+from backend import catalog, cdrom, health, kernels, quota
 from backend.config import SiteConfig, default_state_dir, load_config, prepare_state_dir
 from backend.crash import EXIT_CRASH, one_line, write_crash_report
 from backend.errors import ConfigError, HostError, IsoadminError, UsageError
@@ -36,7 +36,8 @@ from backend.state import JobRecord
 from backend.text import printable
 
 COMMANDS = ("uploads", "volumes", "jobs", "hosts", "owners", "approve", "reject", "check", "repair", "audit", "gc", "catalog",
-            "verify", "delete-volume")
+            "verify", "delete-volume", "insert-cd", "eject-cd",
+            "kernels", "stage-kernel", "kernel-sets", "delete-kernel", "kernel-gc")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,6 +103,30 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("delete-volume", help="delete a final CD volume (refused while a VM has it; audited)")
     d.add_argument("volume", metavar="[DOM0:]VOLUME")
     d.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    ins = sub.add_parser("insert-cd", help="put a final CD volume into the CD-ROM drive of an owner's VM on its "
+                                           "dom0 (live and persistent; only a VM of an owner the volume's owner "
+                                           "may act for)")
+    ins.add_argument("volume", metavar="[DOM0:]VOLUME")
+    ins.add_argument("domain", metavar="DOMAIN")
+    ej = sub.add_parser("eject-cd", help="empty the CD-ROM drive of a VM (live and persistent)")
+    ej.add_argument("domain", metavar="DOM0:DOMAIN")
+    k = sub.add_parser("kernels", help="the bootable kernel entries (kernel, ramdisk, command line) of an imported ISO")
+    k.add_argument("upload", metavar="OWNER/FILE")
+    k.add_argument("--json", action="store_true", help="print one JSON array")
+    sk = sub.add_parser("stage-kernel", help="stage one entry's kernel and ramdisk on the dom0 (kernel_dir), "
+                                             "with their sha256 and command line beside them")
+    sk.add_argument("upload", metavar="OWNER/FILE")
+    sk.add_argument("entry", metavar="ENTRY", help="the entry's number or label (see `kernels`)")
+    sk.add_argument("--dom0", metavar="NAME", help="the dom0 (that holds the ISO's final volume)")
+    ks = sub.add_parser("kernel-sets", help="list the kernel sets staged on the dom0s")
+    ks.add_argument("--json", action="store_true", help="print one JSON array")
+    dk = sub.add_parser("delete-kernel", help="delete a kernel set (refused while a domain boots from it; audited)")
+    dk.add_argument("set", metavar="DOM0:OWNER/NAME")
+    dk.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    kg = sub.add_parser("kernel-gc", help="kernel sets older than kernel_gc_days that no domain boots; "
+                                          "a dry run unless --apply")
+    kg.add_argument("--apply", action="store_true", help="really remove them")
+    kg.add_argument("--json", action="store_true", help="print one JSON array")
     return p
 
 
@@ -255,8 +280,9 @@ def audit_table(entries: list) -> tuple[list[str], list[list[str]]]:
 
 def catalog_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     """Headers and rows of ``catalog``."""
-    return ["OWNER", "UPLOAD", "VOLUME ID", "BOOT", "SIZE", "DOM0", "VOLUME", "SHA256"], [
-        [r["owner"], r["upload"], r["volume_id"] or "", "yes" if r["bootable"] else "no", _size(r["size"]),
+    return ["TYPE", "OWNER", "UPLOAD", "VOLUME ID", "BOOT", "SIZE", "DOM0", "VOLUME", "SHA256"], [
+        [r["type"], r["owner"], r["upload"], r["volume_id"] or "",
+         ("yes" if r["bootable"] else "no") if r["type"] == "cd" else "", _size(r["size"]),
          r["dom0"], r["volume"], (r["sha256"] or "")[:16]] for r in rows]
 
 
@@ -411,6 +437,8 @@ async def cmd_catalog(site: Site, args: argparse.Namespace) -> int:
     if down:
         raise HostError(down[0], "dom0 down: the catalog would be incomplete")
     rows = catalog.catalog(snap.volumes)
+    sets, _ = await kernels.list_sets(site)
+    rows += kernels.catalog_rows([s for s in sets if site.may_act_for(s.owner)])
     if args.json:
         _print_json(rows)
     elif args.csv:
@@ -441,10 +469,91 @@ async def cmd_delete_volume(site: Site, args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_insert_cd(site: Site, args: argparse.Namespace) -> int:
+    await site.refresh()  # who may act for which owner comes with the listing
+    vol = await cdrom.insert_cd(site, args.volume, args.domain)
+    say(f"{vol.dom0}:{vol.name} ({vol.owner}/{vol.upload}) is in the CD-ROM drive of {args.domain}", sys.stdout)
+    return 0
+
+
+async def cmd_eject_cd(site: Site, args: argparse.Namespace) -> int:
+    await site.refresh()
+    before = await cdrom.eject_cd(site, args.domain)
+    say(f"{args.domain}: ejected {before}" if before else f"{args.domain}: the CD-ROM drive was already empty", sys.stdout)
+    return 0
+
+
+async def cmd_kernels(site: Site, args: argparse.Namespace) -> int:
+    await site.refresh()
+    vol, entries = await kernels.kernels(site, args.upload)
+    if args.json:
+        _print_json([e.to_json() for e in entries])
+    else:
+        say(f"{vol.owner}/{vol.upload} on {vol.dom0}:{vol.name}")
+        render_table(["#", "LABEL", "KERNEL", "RAMDISK", "COMMAND LINE", "FROM"], [
+            [str(e.number), e.label, f"{e.kernel} ({_size(e.kernel_size)})",
+             f"{e.ramdisk} ({_size(e.ramdisk_size)})" if e.ramdisk else "—", e.cmdline, e.source] for e in entries])
+    return 0
+
+
+async def cmd_stage_kernel(site: Site, args: argparse.Namespace) -> int:
+    await site.refresh()
+    staged = await kernels.stage(site, args.upload, args.entry, args.dom0)
+    say(f"{staged.ref} staged at {staged.path} (kernel sha256 {staged.sha256.get('kernel', '')})", sys.stdout)
+    return 0
+
+
+async def cmd_kernel_sets(site: Site, args: argparse.Namespace) -> int:
+    await site.refresh()
+    sets, leftovers = await kernels.list_sets(site)
+    sets = [s for s in sets if site.may_act_for(s.owner)]
+    if args.json:
+        _print_json([s.to_json() for s in sets])
+    else:
+        render_table(["DOM0", "OWNER", "SET", "SIZE", "KERNEL SHA256", "COMMAND LINE"], [
+            [s.dom0, s.owner, s.name, _size(s.size), s.sha256.get("kernel", "")[:16], s.cmdline] for s in sets])
+    for dom0, path in leftovers:
+        say(f"isoadmin: warning: {dom0}:{path} is a kernel set that was never finished (`repair` removes it)")
+    return 0
+
+
+async def cmd_delete_kernel(site: Site, args: argparse.Namespace) -> int:
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError("not confirmed: pass --yes to delete without a terminal")
+        if input(f"Delete {args.set}? [y/N] ").strip().lower() not in ("y", "yes"):
+            say("not deleted")
+            return 1
+    await site.refresh()
+    kset = await kernels.delete_set(site, args.set)
+    say(f"deleted {kset.ref}", sys.stdout)
+    return 0
+
+
+async def cmd_kernel_gc(site: Site, args: argparse.Namespace) -> int:
+    await site.refresh()
+    plan = await kernels.gc_plan(site)
+    if not args.apply:
+        if args.json:
+            _print_json([{**s.to_json(), "reason": why} for s, why in plan])
+        else:
+            render_table(["DOM0", "OWNER", "SET", "WHY"], [[s.dom0, s.owner, s.name, why] for s, why in plan])
+            say(f"dry run: {len(plan)} kernel set(s) would be removed; kernel-gc --apply does it")
+        return 0
+    results = await kernels.gc_apply(site, plan)
+    if args.json:
+        _print_json([{**s.to_json(), "outcome": o} for s, o in results])
+    else:
+        render_table(["DOM0", "OWNER", "SET", "OUTCOME"], [[s.dom0, s.owner, s.name, o] for s, o in results])
+    return 1 if any(o != "removed" for _, o in results) else 0
+
+
 HANDLERS: dict[str, Callable[[Site, argparse.Namespace], Awaitable[int]]] = {
     "uploads": cmd_list, "volumes": cmd_list, "hosts": cmd_list, "owners": cmd_list, "jobs": cmd_jobs,
     "approve": cmd_approve, "reject": cmd_reject, "check": cmd_check, "repair": cmd_check, "audit": cmd_audit,
     "gc": cmd_gc, "catalog": cmd_catalog, "verify": cmd_verify, "delete-volume": cmd_delete_volume,
+    "insert-cd": cmd_insert_cd, "eject-cd": cmd_eject_cd, "kernels": cmd_kernels, "stage-kernel": cmd_stage_kernel,
+    "kernel-sets": cmd_kernel_sets, "delete-kernel": cmd_delete_kernel, "kernel-gc": cmd_kernel_gc,
 }
 
 

@@ -4,7 +4,13 @@ The lab's image host is a folder on the same machine. Attaching volume ``V`` wit
 ``<guest disk dir>/virtio-S`` a symlink to ``V`` — the shape of ``/dev/disk/by-id`` inside a real VM —
 and detaching removes it and checks it is gone. The commands run on the dom0 over SSH like every other.
 
-Settings (``[dom0s.NAME.hypervisor]``): ``guest_disk_dirs``: domain name → that guest's by-id folder.
+Settings (``[dom0s.NAME.hypervisor]``): ``guest_disk_dirs``: domain name → that guest's by-id folder;
+``guest_block_dirs`` / ``guest_dev_dirs``: domain name → that guest's ``/sys/block`` and ``/dev`` folders,
+for ``[dom0s.NAME] locate = "new-device"``: attaching then makes a new ``xvdX`` device (``SYS/xvdX/size``
+in 512-byte sectors, ``DEV/xvdX`` a symlink to the volume) and no by-id link, as a Xen PV disk shows no
+serial; ``vm_dir``: the dom0's owners' VMs, one folder each (``NAME/owner`` holds its owner, the lab's
+equivalent of libvirt ``<metadata>``; ``NAME/cdrom`` is a symlink to the volume in its CD-ROM drive;
+``NAME/kernel`` and ``NAME/initrd``, links to the files it boots, as libvirt ``<os><kernel>``).
 """
 
 from __future__ import annotations
@@ -21,6 +27,46 @@ rm -f -- "$link"
 [ ! -e "$link" ] && [ ! -L "$link" ]
 """
 
+_ATTACH_NEW = r"""
+dev=$1 sys=$2 devdir=$3
+size=$(stat -L -c %s -- "$dev") || exit 1
+for c in b c d e f g h i j k l m n o p q r s t u v w x y z; do
+  name=xvd$c
+  mkdir -- "$sys/$name" 2>/dev/null || continue
+  ln -s -- "$dev" "$devdir/$name" || { rmdir -- "$sys/$name"; exit 1; }
+  echo $((size / 512)) > "$sys/$name/.size" && mv -- "$sys/$name/.size" "$sys/$name/size"
+  exit 0
+done
+echo "no free xvd name" >&2
+exit 1
+"""
+
+_DETACH_NEW = r"""
+dev=$1 sys=$2 devdir=$3
+for l in "$devdir"/xvd*; do
+  if [ -L "$l" ] && [ "$(readlink -- "$l")" = "$dev" ]; then
+    rm -f -- "$l"; rm -rf -- "$sys/${l##*/}"
+  fi
+done
+for l in "$devdir"/xvd*; do
+  [ -L "$l" ] && [ "$(readlink -- "$l")" = "$dev" ] && exit 1
+done
+exit 0
+"""
+
+_INSERT = r"""
+vm=$1 dev=$2
+[ -d "$vm" ] || { echo "no such domain" >&2; exit 1; }
+ln -sfn -- "$dev" "$vm/.cdrom" && mv -T -- "$vm/.cdrom" "$vm/cdrom"
+"""
+
+_EJECT = r"""
+vm=$1
+[ -d "$vm" ] || { echo "no such domain" >&2; exit 1; }
+readlink -- "$vm/cdrom" || true
+rm -f -- "$vm/cdrom"
+"""
+
 
 class LabHypervisor(HypervisorDriver):
     """By-id symlinks standing in for virtio disks (see module docstring)."""
@@ -33,6 +79,20 @@ class LabHypervisor(HypervisorDriver):
         if not isinstance(dirs, dict) or not dirs:
             raise ConfigError(f"dom0s.{dom0.name}.hypervisor.guest_disk_dirs must map domain names to folders")
         self.dirs = {str(k): str(v).rstrip("/") for k, v in dirs.items()}
+        self.block_dirs = {str(k): str(v).rstrip("/") for k, v in dom0.hypervisor.get("guest_block_dirs", {}).items()}
+        self.dev_dirs = {str(k): str(v).rstrip("/") for k, v in dom0.hypervisor.get("guest_dev_dirs", {}).items()}
+        self.vm_dir = str(dom0.hypervisor.get("vm_dir", "")).rstrip("/")
+
+    def _new_device_dirs(self, domain: str) -> tuple[str, str]:
+        if domain not in self.block_dirs or domain not in self.dev_dirs:
+            raise ConfigError(f"dom0s.{self.dom0.name}.hypervisor.guest_block_dirs and guest_dev_dirs need "
+                              f"domain {domain!r} for locate = \"new-device\"")
+        return self.block_dirs[domain], self.dev_dirs[domain]
+
+    def _vm(self, domain: str) -> str:
+        if not self.vm_dir or "/" in domain or domain in (".", ".."):
+            raise HostError(self.host.name, f"no domain {domain!r} on {self.dom0.name}")
+        return f"{self.vm_dir}/{domain}"
 
     def _link(self, domain: str, serial: str) -> str:
         if domain not in self.dirs:
@@ -40,15 +100,29 @@ class LabHypervisor(HypervisorDriver):
         return f"{self.dirs[domain]}/virtio-{serial}"
 
     def describe_attach(self, domain: str, device: str, serial: str) -> str:
+        if not self.with_serial:
+            sys_block, dev_dir = self._new_device_dirs(domain)
+            return f"new device {dev_dir}/xvdX -> {device}, {sys_block}/xvdX/size (no serial)"
         return str(cmd("ln", "-s", "--", device, self._link(domain, serial)))
 
     def describe_detach(self, domain: str, serial: str) -> str:
+        if not self.with_serial:
+            return f"remove the xvd device of the volume from {domain}"
         return str(cmd("rm", "-f", "--", self._link(domain, serial)))
 
     async def attach(self, domain: str, device: str, serial: str) -> None:
+        if not self.with_serial:
+            await self.host.run(script(_ATTACH_NEW, "isoadmin-lab-attach", device, *self._new_device_dirs(domain),
+                                       mutating=True))
+            return
         await self.host.run(cmd("ln", "-s", "--", device, self._link(domain, serial), mutating=True, label="attach"))
 
-    async def detach(self, domain: str, serial: str, timeout: float = 30.0) -> None:
+    async def detach(self, domain: str, serial: str, timeout: float = 30.0, device: str = "") -> None:
+        if device and domain in self.block_dirs and domain in self.dev_dirs:
+            await self.host.run(script(_DETACH_NEW, "isoadmin-lab-detach", device, *self._new_device_dirs(domain),
+                                       mutating=True))
+        if not serial:
+            return
         try:
             await asyncio.wait_for(
                 self.host.run(script(_DETACH, "isoadmin-detach", self._link(domain, serial), mutating=True)),
@@ -70,12 +144,78 @@ class LabHypervisor(HypervisorDriver):
                 serials.append(name[len("virtio-"):])
         return serials
 
+    async def attached_sources(self, domain: str) -> list[str]:
+        """Volumes of this dom0 attached to ``domain`` as ``xvdX`` devices (``locate = "new-device"``)."""
+        if domain not in self.dev_dirs:
+            return []
+        result = await self.host.run(cmd("find", self.dev_dirs[domain], "-maxdepth", "1", "-name", "xvd*",
+                                         "-printf", "%l\\n"), check=False)
+        mine = str(self.dom0.storage.get("directory", "")).rstrip("/") + "/"
+        return [t for t in result.stdout.decode("utf-8", "replace").splitlines() if t.startswith(mine)]
+
     async def users(self, device: str) -> list[str]:
-        """Lab domains with a by-id link to ``device``."""
+        """Lab domains with a by-id link or an ``xvdX`` device to ``device``, and VMs with it in their
+        CD-ROM drive."""
         found = []
         for domain, folder in self.dirs.items():
-            result = await self.host.run(cmd("find", folder, "-maxdepth", "1", "-name", "virtio-*",
-                                             "-printf", "%l\\n"), check=False)
+            result = await self.host.run(cmd("find", folder, *([self.dev_dirs[domain]] if domain in self.dev_dirs
+                                                                else []), "-maxdepth", "1", "(", "-name", "virtio-*",
+                                             "-o", "-name", "xvd*", ")", "-printf", "%l\\n"), check=False)
             if device in result.stdout.decode("utf-8", "replace").splitlines():
                 found.append(domain)
+        if self.vm_dir:
+            result = await self.host.run(cmd("find", self.vm_dir, "-mindepth", "2", "-maxdepth", "2", "-name", "cdrom",
+                                             "-printf", "%h %l\\n"), check=False)
+            for line in result.stdout.decode("utf-8", "surrogateescape").splitlines():
+                folder, _, target = line.partition(" ")
+                if target == device:
+                    found.append(folder.rsplit("/", 1)[-1])
         return found
+
+    async def boot_users(self, prefix: str) -> list[str]:
+        """VMs in ``vm_dir`` whose ``kernel`` or ``initrd`` link points under ``prefix``."""
+        if not self.vm_dir:
+            return []
+        result = await self.host.run(cmd("find", self.vm_dir, "-mindepth", "2", "-maxdepth", "2", "(", "-name",
+                                         "kernel", "-o", "-name", "initrd", ")", "-printf", "%h %l\\n"), check=False)
+        found = []
+        for line in result.stdout.decode("utf-8", "surrogateescape").splitlines():
+            folder, _, target = line.partition(" ")
+            if target.startswith(prefix) and folder.rsplit("/", 1)[-1] not in found:
+                found.append(folder.rsplit("/", 1)[-1])
+        return found
+
+    async def domains(self) -> list[str]:
+        """The image-host domains and the VMs in ``vm_dir``."""
+        names = set(self.dirs)
+        if self.vm_dir:
+            result = await self.host.run(cmd("find", self.vm_dir, "-mindepth", "1", "-maxdepth", "1", "-type", "d",
+                                             "-printf", "%f\\n"), check=False)
+            names |= set(result.stdout.decode("utf-8", "surrogateescape").splitlines())
+        return sorted(names)
+
+    async def domain_owner(self, domain: str) -> str:
+        """The first line of ``vm_dir/DOMAIN/owner`` ("" when there is none).
+
+        Raises:
+            HostError: no such domain.
+        """
+        result = await self.host.run(script('[ -d "$1" ] || exit 3; head -n 1 -- "$1/owner" 2>/dev/null; exit 0',
+                                            "isoadmin-lab-owner", self._vm(domain)), check=False)
+        if result.exit_status == 3:
+            raise HostError(self.host.name, f"no domain {domain!r} on {self.dom0.name}")
+        return result.stdout.decode("utf-8", "replace").strip()
+
+    async def cdrom(self, domain: str) -> str:
+        result = await self.host.run(script('[ -d "$1" ] || exit 3; readlink -- "$1/cdrom"; exit 0',
+                                            "isoadmin-lab-cdrom", self._vm(domain)), check=False)
+        if result.exit_status == 3:
+            raise HostError(self.host.name, f"no domain {domain!r} on {self.dom0.name}")
+        return result.stdout.decode("utf-8", "surrogateescape").strip()
+
+    async def insert_cd(self, domain: str, device: str) -> None:
+        await self.host.run(script(_INSERT, "isoadmin-insert-cd", self._vm(domain), device, mutating=True))
+
+    async def eject_cd(self, domain: str) -> str:
+        result = await self.host.run(script(_EJECT, "isoadmin-eject-cd", self._vm(domain), mutating=True))
+        return result.stdout.decode("utf-8", "surrogateescape").strip()

@@ -2,7 +2,18 @@
 
 Settings (``[dom0s.NAME.hypervisor]``): ``uri``, the libvirt connection URI of that dom0
 (``xen+ssh://root@dom0/system``, ``qemu+ssh://…``, ``qemu+libssh://…?known_hosts=…``, ``qemu:///system``);
-``bus`` (default ``virtio``; ``xen`` for Xen PV).
+``bus`` (default ``virtio``; ``xen`` for Xen PV); ``target_prefix`` (default ``xvd`` for the ``xen`` bus,
+``vd`` otherwise).
+
+With ``[dom0s.NAME] locate = "new-device"`` the ``<disk>`` carries no ``<serial>`` (what a Xen PV disk
+looks like to its guest) and the disk is found again, for detach, by its ``<source>``.
+
+CD-ROM drives of owners' VMs: :meth:`LibvirtHypervisor.insert_cd` / :meth:`~LibvirtHypervisor.eject_cd`
+change the ``<source>`` of the domain's ``<disk device='cdrom'>`` with ``virDomainUpdateDeviceFlags``,
+``VIR_DOMAIN_AFFECT_CONFIG`` (the persistent definition) plus ``VIR_DOMAIN_AFFECT_LIVE`` when the domain runs.
+A domain's owner is read from its libvirt ``<metadata>``: an element ``<owner>`` in the namespace
+:data:`OWNER_NS` (``virsh metadata DOMAIN --uri urn:isoadmin:domain --key isoadmin --set
+'<owner>alice</owner>'`` writes it).
 
 libvirt calls block, so each runs in a worker thread (``asyncio.to_thread``), never in the event loop.
 Attach is ``virDomainAttachDeviceFlags(xml, VIR_DOMAIN_AFFECT_LIVE)`` of a ``<disk>`` whose ``<serial>``
@@ -25,12 +36,52 @@ from ..errors import ConfigError, HostError
 from .base import HypervisorDriver
 
 
+#: Namespace of isoadmin's element in a domain's libvirt ``<metadata>`` (``<owner>NAME</owner>``).
+OWNER_NS = "urn:isoadmin:domain"
+
+
 def disk_xml(device: str, target: str, serial: str, bus: str = "virtio") -> str:
-    """The ``<disk>`` element for a raw volume at ``device`` (a block device, or a file if not in /dev)."""
+    """The ``<disk>`` element (libvirt domain XML) for a raw volume at ``device`` (a block device, or a file
+    if not in /dev); no ``<serial>`` element when ``serial`` is ""."""
     kind, attr = ("block", "dev") if device.startswith("/dev/") else ("file", "file")
     return (f"<disk type='{kind}' device='disk'><driver name='qemu' type='raw' cache='none'/>"
             f"<source {attr}={quoteattr(device)}/><target dev={quoteattr(target)} bus={quoteattr(bus)}/>"
-            f"<serial>{escape(serial)}</serial></disk>")
+            + (f"<serial>{escape(serial)}</serial>" if serial else "") + "</disk>")
+
+
+def source_of(disk: ET.Element) -> str:
+    """A ``<disk>`` element's source path (``dev`` or ``file``), "" when it has none (an empty drive)."""
+    source = disk.find("source")
+    return "" if source is None else (source.get("dev") or source.get("file") or "")
+
+
+def disk_by_source(domain_xml: str, device: str) -> ET.Element | None:
+    """The ``<disk device='disk'>`` of a domain's XML whose source is ``device``, or None."""
+    for disk in ET.fromstring(domain_xml).iter("disk"):
+        if disk.get("device", "disk") == "disk" and source_of(disk) == device:
+            return disk
+    return None
+
+
+def cdrom_xml(drive: ET.Element, device: str) -> str:
+    """The CD-ROM ``<disk>`` element ``drive`` with its source set to ``device`` ("" = empty drive), for
+    ``virDomainUpdateDeviceFlags`` (libvirt matches the drive by its ``<target>``)."""
+    disk = ET.fromstring(ET.tostring(drive, encoding="unicode"))
+    for old in disk.findall("source"):
+        disk.remove(old)
+    if device:
+        kind, attr = ("block", "dev") if device.startswith("/dev/") else ("file", "file")
+        disk.set("type", kind)
+        source = ET.Element("source", {attr: device})
+        disk.insert(1 if disk.find("driver") is not None else 0, source)
+    if disk.find("readonly") is None:
+        ET.SubElement(disk, "readonly")
+    return ET.tostring(disk, encoding="unicode")
+
+
+def cdrom_drive(domain_xml: str) -> ET.Element | None:
+    """The first ``<disk device='cdrom'>`` of a domain's XML, or None."""
+    return next((d for d in ET.fromstring(domain_xml).iter("disk") if d.get("device") == "cdrom"), None)
 
 
 def disks_by_serial(domain_xml: str) -> dict[str, ET.Element]:
@@ -54,6 +105,9 @@ class LibvirtHypervisor(HypervisorDriver):
         if not self.uri:
             raise ConfigError(f"dom0s.{dom0.name}.hypervisor.uri is required (e.g. xen+ssh://root@{dom0.name}/system)")
         self.bus = str(dom0.hypervisor.get("bus", "virtio"))
+        self.prefix = str(dom0.hypervisor.get("target_prefix", "xvd" if self.bus == "xen" else "vd"))
+        if not self.prefix.isalpha():
+            raise ConfigError(f"dom0s.{dom0.name}.hypervisor.target_prefix must be letters (vd, xvd, sd)")
         self._conn = None
         self._lock = threading.Lock()
 
@@ -77,11 +131,13 @@ class LibvirtHypervisor(HypervisorDriver):
             raise HostError(self.host.name, f"libvirt: domain {name}: {exc.get_error_message()}") from None
 
     def describe_attach(self, domain: str, device: str, serial: str) -> str:
-        return str(cmd("virsh", "-c", self.uri, "attach-disk", domain, device, "vdX", "--targetbus", self.bus,
-                       "--serial", serial, "--cache", "none", "--live"))
+        return str(cmd("virsh", "-c", self.uri, "attach-disk", domain, device, f"{self.prefix}X",
+                       "--targetbus", self.bus, *(("--serial", serial) if self.with_serial else ()),
+                       "--cache", "none", "--live"))
 
     def describe_detach(self, domain: str, serial: str) -> str:
-        return str(cmd("virsh", "-c", self.uri, "detach-disk", domain, f"<disk with serial {serial}>", "--live"))
+        what = f"<disk with serial {serial}>" if self.with_serial else "<disk with that source>"
+        return str(cmd("virsh", "-c", self.uri, "detach-disk", domain, what, "--live"))
 
     async def attach(self, domain: str, device: str, serial: str) -> None:
         self.host.guard(cmd("virsh", "attach-disk", domain, device, "--serial", serial, mutating=True,
@@ -94,37 +150,48 @@ class LibvirtHypervisor(HypervisorDriver):
         dom = self._domain(domain)
         xml = dom.XMLDesc(0)
         used = {t.get("dev") for t in ET.fromstring(xml).iter("target")}
-        prefix = "xvd" if self.bus == "xen" else "vd"
+        prefix = self.prefix
         target = next((f"{prefix}{c}" for c in "bcdefghijklmnopqrstuvwxyz" if f"{prefix}{c}" not in used), None)
         if target is None:
             raise HostError(self.host.name, f"domain {domain} has no free disk target")
         if serial in disks_by_serial(xml):
             raise HostError(self.host.name, f"a disk with serial {serial} is already attached to {domain}")
+        if disk_by_source(xml, device) is not None:
+            raise HostError(self.host.name, f"{device} is already attached to {domain}")
         try:
-            dom.attachDeviceFlags(disk_xml(device, target, serial, self.bus), libvirt.VIR_DOMAIN_AFFECT_LIVE)
+            dom.attachDeviceFlags(disk_xml(device, target, serial if self.with_serial else "", self.bus),
+                                  libvirt.VIR_DOMAIN_AFFECT_LIVE)
         except libvirt.libvirtError as exc:
             raise HostError(self.host.name, f"attach to {domain} failed: {exc.get_error_message()}") from None
 
-    async def detach(self, domain: str, serial: str, timeout: float = 30.0) -> None:
-        self.host.guard(cmd("virsh", "detach-disk", domain, serial, mutating=True, label="detach"))
-        await asyncio.to_thread(self._detach, domain, serial, timeout)
+    async def detach(self, domain: str, serial: str, timeout: float = 30.0, device: str = "") -> None:
+        self.host.guard(cmd("virsh", "detach-disk", domain, serial or device, mutating=True, label="detach"))
+        await asyncio.to_thread(self._detach, domain, serial, timeout, device)
 
-    def _detach(self, domain: str, serial: str, timeout: float) -> None:
+    def _detach(self, domain: str, serial: str, timeout: float, device: str = "") -> None:
         import libvirt
 
+        def find(xml: str) -> ET.Element | None:
+            disk = disks_by_serial(xml).get(serial) if serial else None
+            if disk is None and device:
+                disk = disk_by_source(xml, device)
+                if disk is not None and disk.findtext("serial"):
+                    return None  # another job's disk (it has a serial): never ours without one
+            return disk
+
         dom = self._domain(domain)
-        disk = disks_by_serial(dom.XMLDesc(0)).get(serial)
+        disk = find(dom.XMLDesc(0))
         if disk is None:
             return  # not attached: nothing to do
         try:
             dom.detachDeviceFlags(ET.tostring(disk, encoding="unicode"), libvirt.VIR_DOMAIN_AFFECT_LIVE)
         except libvirt.libvirtError as exc:
-            if serial in disks_by_serial(dom.XMLDesc(0)):
+            if find(dom.XMLDesc(0)) is not None:
                 raise HostError(self.host.name, f"detach from {domain} failed: {exc.get_error_message()}") from None
         deadline = time.monotonic() + timeout
-        while serial in disks_by_serial(dom.XMLDesc(0)):
+        while find(dom.XMLDesc(0)) is not None:
             if time.monotonic() > deadline:
-                raise HostError(self.host.name, f"disk {serial} still attached to {domain} after "
+                raise HostError(self.host.name, f"disk {serial or device} still attached to {domain} after "
                                                 f"{timeout:.0f} s: guest is busy")
             time.sleep(0.1)
 
@@ -132,20 +199,116 @@ class LibvirtHypervisor(HypervisorDriver):
         xml = await asyncio.to_thread(lambda: self._domain(domain).XMLDesc(0))
         return list(disks_by_serial(xml))
 
+    async def attached_sources(self, domain: str) -> list[str]:
+        """Sources of ``domain``'s disks (not CD-ROMs) that have no serial."""
+        xml = await asyncio.to_thread(lambda: self._domain(domain).XMLDesc(0))
+        return [source_of(d) for d in ET.fromstring(xml).iter("disk")
+                if d.get("device", "disk") == "disk" and not d.findtext("serial") and source_of(d)]
+
     async def users(self, device: str) -> list[str]:
-        """Domains (running or defined) whose XML has a disk with ``device`` as its source."""
+        """Domains (running or defined) whose XML — live or persistent — has a disk or CD-ROM with
+        ``device`` as its source."""
         def scan() -> list[str]:
             import libvirt
 
             found = []
             for dom in self._connection().listAllDomains(0):
                 try:
-                    xml = dom.XMLDesc(0)
+                    xmls = [dom.XMLDesc(0)]
+                    if dom.isActive() and dom.isPersistent():
+                        xmls.append(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
                 except libvirt.libvirtError:
                     continue
-                for source in ET.fromstring(xml).iter("source"):
-                    if device in (source.get("dev"), source.get("file")):
-                        found.append(dom.name())
-                        break
+                sources = [s for xml in xmls for s in ET.fromstring(xml).iter("source")]
+                if any(device in (s.get("dev"), s.get("file")) for s in sources):
+                    found.append(dom.name())
             return found
         return await asyncio.to_thread(scan)
+
+    async def boot_users(self, prefix: str) -> list[str]:
+        """Domains whose live or persistent ``<os><kernel>`` or ``<initrd>`` starts with ``prefix``."""
+        def scan() -> list[str]:
+            import libvirt
+
+            found = []
+            for dom in self._connection().listAllDomains(0):
+                try:
+                    xmls = [dom.XMLDesc(0)]
+                    if dom.isActive() and dom.isPersistent():
+                        xmls.append(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+                except libvirt.libvirtError:
+                    continue
+                paths = [(os_.findtext(tag) or "") for xml in xmls for os_ in ET.fromstring(xml).iter("os")
+                         for tag in ("kernel", "initrd")]
+                if any(p.startswith(prefix) for p in paths):
+                    found.append(dom.name())
+            return found
+        return await asyncio.to_thread(scan)
+
+    async def domains(self) -> list[str]:
+        """Every domain of the dom0, running or defined."""
+        return await asyncio.to_thread(lambda: sorted(d.name() for d in self._connection().listAllDomains(0)))
+
+    async def domain_owner(self, domain: str) -> str:
+        """The ``<owner>`` of :data:`OWNER_NS` in ``domain``'s ``<metadata>``, "" when there is none."""
+        def read() -> str:
+            import libvirt
+
+            dom = self._domain(domain)
+            try:
+                text = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, OWNER_NS, 0)
+            except libvirt.libvirtError:
+                return ""  # no such element
+            try:
+                return (ET.fromstring(text).text or "").strip()
+            except ET.ParseError:
+                return ""
+        return await asyncio.to_thread(read)
+
+    def _persistent_cdrom(self, domain: str):
+        import libvirt
+
+        dom = self._domain(domain)
+        flags = libvirt.VIR_DOMAIN_XML_INACTIVE if dom.isPersistent() else 0
+        drive = cdrom_drive(dom.XMLDesc(flags))
+        if drive is None:
+            raise HostError(self.host.name, f"domain {domain} has no CD-ROM drive")
+        return dom, drive
+
+    async def cdrom(self, domain: str) -> str:
+        """Source of ``domain``'s CD-ROM drive as its live XML (running) or definition shows it."""
+        def read() -> str:
+            dom = self._domain(domain)
+            drive = cdrom_drive(dom.XMLDesc(0))
+            if drive is None:
+                raise HostError(self.host.name, f"domain {domain} has no CD-ROM drive")
+            return source_of(drive)
+        return await asyncio.to_thread(read)
+
+    def _update_cdrom(self, domain: str, device: str) -> str:
+        import libvirt
+
+        dom, drive = self._persistent_cdrom(domain)
+        flags = 0
+        if dom.isPersistent():
+            flags |= libvirt.VIR_DOMAIN_AFFECT_CONFIG
+        if dom.isActive():
+            flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
+            live = cdrom_drive(dom.XMLDesc(0))
+            drive = live if live is not None else drive
+        before = source_of(drive)
+        try:
+            dom.updateDeviceFlags(cdrom_xml(drive, device), flags)
+        except libvirt.libvirtError as exc:
+            raise HostError(self.host.name, f"CD-ROM of {domain}: {exc.get_error_message()}") from None
+        return before
+
+    async def insert_cd(self, domain: str, device: str) -> None:
+        self.host.guard(cmd("virsh", "change-media", domain, "CDROM", device, "--insert", "--live", "--config",
+                            mutating=True, label="insert-cd"))
+        await asyncio.to_thread(self._update_cdrom, domain, device)
+
+    async def eject_cd(self, domain: str) -> str:
+        self.host.guard(cmd("virsh", "change-media", domain, "CDROM", "--eject", "--live", "--config",
+                            mutating=True, label="eject-cd"))
+        return await asyncio.to_thread(self._update_cdrom, domain, "")

@@ -1,0 +1,677 @@
+"""Kernel sets: a bootable kernel, its ramdisk and its command line, taken out of an imported ISO and staged
+on a dom0 so a VM can boot them directly (libvirt ``<kernel>``, ``<initrd>``, ``<cmdline>``; Xen PV
+``kernel=``/``ramdisk=``).
+
+**Finding the entries.** The ISO is read through pycdlib (ISO 9660 / ECMA-119, with Rock Ridge or Joliet
+names when present) from its **final volume on the dom0**: pycdlib's reads become ``dd`` reads of 64 KiB
+blocks of that volume over the dom0's SSH connection (only directory records and the small boot
+configs are fetched, never the kernel). The entries come from
+
+* isolinux / syslinux configs (every ``*.cfg`` in an ``isolinux`` or ``syslinux`` folder: ``LABEL``,
+  ``MENU LABEL``, ``KERNEL``/``LINUX``, ``INITRD``, ``APPEND`` with its ``initrd=``; syntax of the syslinux
+  project's config documentation; relative paths are relative to the config's folder);
+* GRUB 2 configs (``grub.cfg`` and ``loopback.cfg`` anywhere): ``menuentry 'TITLE' { linux PATH ARGS;
+  initrd PATH }`` (also ``linux16``/``linuxefi``; paths with GRUB variables are skipped);
+* the usual places when no config names them: ``vmlinuz*``/``linux``/``bzImage`` with ``initrd*`` or
+  ``initramfs*`` beside it in ``/install*/``, ``/casper/``, ``/live/``, ``/boot/`` (empty command line).
+
+**Where the bytes come from.** A set is staged on the dom0 that holds the ISO's final volume: a constant
+``sh`` script there copies the kernel and the ramdisk out of the volume with ``dd`` at their byte extents
+(pycdlib ``get_file_byte_extents``), so the bytes never leave the dom0 and come from the verified, landed
+ISO (not from the upload, which may change or be garbage-collected). To boot a kernel on another dom0,
+import the ISO onto that dom0 (``approve --dom0``): dom0s share no storage and nothing is sent through the
+console.
+
+**On the dom0.** ``kernel_dir`` (per dom0, default :data:`DEFAULT_KERNEL_DIR`) holds
+``<owner>/<name>-<sha8>/`` with ``kernel``, ``ramdisk`` (when the entry has one), ``cmdline`` (one line),
+``SHA256SUMS`` (``sha256sum`` format) and ``isoadmin.json`` (owner, volume, entry, paths in the ISO, time).
+The set is written under a temporary name (``.staging-…``) and renamed into place only once complete, so a
+half-staged set never looks like one; ``check`` reports temporary folders older than ten minutes and
+``repair --apply`` removes them. Sets count against their owner's quota, appear in the catalog as types
+``kernel`` and ``ramdisk``, can be deleted (refused while a domain boots from them) and are
+garbage-collected after ``kernel_gc_days`` when no domain refers to them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import posixpath
+import re
+import time
+from dataclasses import asdict, dataclass, field
+
+import pycdlib
+
+from . import quota
+from .commands import SHA256_SH, script
+from .errors import IsoadminError, NotApprovable, NotFound, UsageError
+from .models import Volume
+
+#: Where kernel sets go on a dom0 unless ``[dom0s.NAME] kernel_dir`` says otherwise.
+DEFAULT_KERNEL_DIR = "/var/lib/isoadmin/kernels"
+#: A temporary ``.staging-*`` folder older than this (minutes) is a leftover, not a staging in flight.
+LEFTOVER_MINUTES = 10
+BLOCK = 65536
+_NAME_OK = re.compile(r"[^A-Za-z0-9._+-]+")
+
+
+@dataclass
+class KernelEntry:
+    """One bootable entry of an ISO.
+
+    Attributes:
+        number: 1-based position in the list (``stage-kernel`` accepts it or the label).
+        label: the entry's name (syslinux ``LABEL`` / GRUB ``menuentry`` title / the kernel's file name).
+        kernel, ramdisk: absolute paths inside the ISO (ramdisk "" when the entry has none).
+        cmdline: the kernel command line (without ``initrd=``). source: the config it came from, or
+        ``usual place``. kernel_size, ramdisk_size: bytes.
+    """
+
+    number: int
+    label: str
+    kernel: str
+    ramdisk: str
+    cmdline: str
+    source: str
+    kernel_size: int = 0
+    ramdisk_size: int = 0
+
+    def to_json(self) -> dict:
+        """The ``kernels --json`` item."""
+        return asdict(self)
+
+
+@dataclass
+class KernelSet:
+    """A kernel set staged on a dom0.
+
+    Attributes:
+        dom0, owner, name: where it is (``kernel_dir/<owner>/<name>``). path: its folder on the dom0.
+        kernel_size, ramdisk_size: bytes. sha256: file name → hex digest (``SHA256SUMS``).
+        cmdline: the command line. meta: ``isoadmin.json`` (volume, entry, ISO paths, time, ...).
+    """
+
+    dom0: str
+    owner: str
+    name: str
+    path: str
+    kernel_size: int
+    ramdisk_size: int
+    sha256: dict = field(default_factory=dict)
+    cmdline: str = ""
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        """Bytes counted against the owner's quota (kernel + ramdisk)."""
+        return self.kernel_size + self.ramdisk_size
+
+    @property
+    def ref(self) -> str:
+        """``DOM0:OWNER/NAME``, as ``delete-kernel`` takes it."""
+        return f"{self.dom0}:{self.owner}/{self.name}"
+
+    def to_json(self) -> dict:
+        """The ``kernel-sets --json`` item."""
+        return {**asdict(self), "size": self.size, "ref": self.ref}
+
+
+# --------------------------------------------------------------------------- reading the ISO on the dom0
+
+_READ = r"""
+dd if="$1" bs=65536 skip="$2" count="$3" iflag=fullblock status=none
+"""
+
+
+class RemoteImage(io.RawIOBase):
+    """A read-only, seekable file over a volume on a dom0: each read fetches the 64 KiB blocks it needs with
+    one ``dd`` over SSH (cached). Used from a worker thread: every read waits for the event loop ``loop``.
+
+    Args:
+        host: the dom0. path: the volume's path there. size: bytes of the image (its recorded size).
+    """
+
+    def __init__(self, host, path: str, size: int, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self.host, self.path, self.size, self.loop = host, path, size, loop
+        self.pos = 0
+        self.blocks: dict[int, bytes] = {}
+        self.commands = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self.pos, 2: self.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def _fetch(self, first: int, count: int) -> None:
+        self.commands += 1
+        future = asyncio.run_coroutine_threadsafe(
+            self.host.run(script(_READ, "isoadmin-read-iso", self.path, str(first), str(count))), self.loop)
+        data = future.result(timeout=120).stdout
+        for i in range(count):
+            self.blocks[first + i] = data[i * BLOCK:(i + 1) * BLOCK]
+
+    def read(self, n: int = -1) -> bytes:
+        end = self.size if n is None or n < 0 else min(self.size, self.pos + n)
+        if end <= self.pos:
+            return b""
+        first, last = self.pos // BLOCK, (end - 1) // BLOCK
+        missing = [b for b in range(first, last + 1) if b not in self.blocks]
+        if missing:
+            self._fetch(missing[0], missing[-1] - missing[0] + 1)
+        data = b"".join(self.blocks.get(b, b"") for b in range(first, last + 1))
+        out = data[self.pos - first * BLOCK:end - first * BLOCK]
+        self.pos += len(out)
+        return out
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+
+class IsoTree:
+    """The files of an opened ISO by lower-case path (``/casper/vmlinuz``), with the name pycdlib wants
+    (Rock Ridge, else Joliet, else ISO 9660 without its ``;1``)."""
+
+    def __init__(self, iso: pycdlib.PyCdlib) -> None:
+        self.iso = iso
+        self.kind = "rr_path" if iso.has_rock_ridge() else "joliet_path" if iso.has_joliet() else "iso_path"
+        self.files: dict[str, str] = {}
+        for top, _dirs, names in iso.walk(**{self.kind: "/"}):
+            for name in names:
+                real = posixpath.join(top, name)
+                self.files[self.norm(real)] = real
+
+    @staticmethod
+    def norm(path: str) -> str:
+        """``/ISOLINUX/ISOLINUX.CFG;1`` → ``/isolinux/isolinux.cfg``."""
+        path = "/" + path.strip().lstrip("/")
+        path = re.sub(r";\d*$", "", path)
+        return posixpath.normpath(path.rstrip(".") or "/").lower()
+
+    def read(self, path: str, limit: int = 1 << 20) -> str:
+        out = io.BytesIO()
+        self.iso.get_file_from_iso_fp(out, **{self.kind: self.files[self.norm(path)]})
+        return out.getvalue()[:limit].decode("utf-8", "replace")
+
+    def extent(self, path: str) -> tuple[int, int]:
+        """(byte offset in the image, length) of a file stored in one contiguous run.
+
+        Raises:
+            NotApprovable: the file is split over several extents.
+        """
+        runs = self.iso.get_file_byte_extents(**{self.kind: self.files[self.norm(path)]})
+        if len(runs) != 1:
+            raise NotApprovable(f"{path} is stored in {len(runs)} pieces in the ISO; not staged")
+        return int(runs[0][0]), int(runs[0][1])
+
+
+def _syslinux(text: str, cfg: str) -> list[dict]:
+    entries, cur = [], None
+    folder = posixpath.dirname(cfg)
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        word, _, rest = line.partition(" ")
+        word, rest = word.lower(), rest.strip()
+        if word == "label":
+            cur = {"label": rest, "kernel": "", "initrd": "", "append": "", "title": ""}
+            entries.append(cur)
+        elif cur is None:
+            continue
+        elif word in ("kernel", "linux"):
+            cur["kernel"] = rest.split()[0] if rest else ""
+        elif word == "initrd":
+            cur["initrd"] = rest.split(",")[0].strip()
+        elif word == "append":
+            cur["append"] = rest
+        elif word == "menu" and rest.lower().startswith("label "):
+            cur["title"] = rest[6:].strip().replace("^", "")
+    out = []
+    for e in entries:
+        words = []
+        for w in e["append"].split():
+            if w.lower().startswith("initrd="):
+                e["initrd"] = e["initrd"] or w[7:].split(",")[0]
+            else:
+                words.append(w)
+        if not e["kernel"] or e["kernel"].lower().endswith((".c32", ".bin", ".0")):
+            continue  # a menu module, a chain loader or PXE image, not a Linux kernel
+        resolve = lambda p: p if p.startswith("/") else posixpath.join(folder, p)  # noqa: E731
+        out.append({"label": e["title"] or e["label"], "kernel": resolve(e["kernel"]),
+                    "ramdisk": resolve(e["initrd"]) if e["initrd"] else "", "cmdline": " ".join(words),
+                    "source": cfg})
+    return out
+
+
+_MENUENTRY = re.compile(r"""^\s*menuentry\s+(?:'([^']*)'|"([^"]*)"|(\S+))""")
+_LINUX = re.compile(r"^\s*(?:linux|linuxefi|linux16)\s+(\S+)\s*(.*)$")
+_INITRD = re.compile(r"^\s*(?:initrd|initrdefi|initrd16)\s+(\S+)")
+
+
+def _grub(text: str, cfg: str) -> list[dict]:
+    out, cur = [], None
+    for line in text.splitlines():
+        m = _MENUENTRY.match(line)
+        if m:
+            cur = {"label": next(g for g in m.groups() if g is not None), "kernel": "", "ramdisk": "",
+                   "cmdline": "", "source": cfg}
+            out.append(cur)
+            continue
+        if cur is None:
+            continue
+        m = _LINUX.match(line)
+        if m:
+            cur["kernel"], cur["cmdline"] = m.group(1), m.group(2).strip()
+            continue
+        m = _INITRD.match(line)
+        if m:
+            cur["ramdisk"] = m.group(1)
+        elif line.strip() == "}":
+            cur = None
+    return [e for e in out if e["kernel"].startswith("/") and "$" not in e["kernel"] + e["ramdisk"]
+            and (not e["ramdisk"] or e["ramdisk"].startswith("/"))]
+
+
+_KERNEL_NAME = re.compile(r"^(vmlinuz.*|linux|bzimage|vmlinux.*)$")
+_RAMDISK_NAME = re.compile(r"^(initrd.*|initramfs.*)$")
+
+
+def _usual_places(tree: IsoTree) -> list[dict]:
+    out = []
+    folders: dict[str, list[str]] = {}
+    for path in tree.files:
+        folders.setdefault(posixpath.dirname(path), []).append(posixpath.basename(path))
+    for folder, names in sorted(folders.items()):
+        top = folder.split("/")[1] if folder != "/" else ""
+        if not (top.startswith("install") or top in ("casper", "live", "boot")):
+            continue
+        kernels = sorted(n for n in names if _KERNEL_NAME.match(n))
+        ramdisks = sorted(n for n in names if _RAMDISK_NAME.match(n))
+        for k in kernels:
+            suffix = k[len("vmlinuz"):] if k.startswith("vmlinuz") else ""
+            match = [r for r in ramdisks if suffix and r.endswith(suffix)] or ramdisks[:1]
+            out.append({"label": posixpath.join(folder, k), "kernel": posixpath.join(folder, k),
+                        "ramdisk": posixpath.join(folder, match[0]) if match else "", "cmdline": "",
+                        "source": "usual place"})
+    return out
+
+
+def find_entries(tree: IsoTree) -> list[KernelEntry]:
+    """The bootable kernel entries of an ISO (see the module docstring), those whose kernel (and ramdisk,
+    if named) exist in it, without duplicates, numbered from 1."""
+    found: list[dict] = []
+    for path in sorted(tree.files):
+        parts = path.split("/")
+        try:
+            if path.endswith(".cfg") and any(p in ("isolinux", "syslinux") for p in parts[:-1]):
+                found += _syslinux(tree.read(path), path)
+            elif parts[-1] in ("grub.cfg", "loopback.cfg"):
+                found += _grub(tree.read(path), path)
+        except Exception:  # noqa: BLE001 - a config pycdlib cannot read is skipped, not fatal
+            continue
+    if not found:
+        found = _usual_places(tree)
+    entries, seen = [], set()
+    for e in found:
+        kernel, ramdisk = tree.norm(e["kernel"]), tree.norm(e["ramdisk"]) if e["ramdisk"] else ""
+        key = (kernel, ramdisk, e["cmdline"])
+        if kernel not in tree.files or (ramdisk and ramdisk not in tree.files) or key in seen:
+            continue
+        seen.add(key)
+        ksize = tree.extent(kernel)[1] if kernel else 0
+        rsize = tree.extent(ramdisk)[1] if ramdisk else 0
+        entries.append(KernelEntry(len(entries) + 1, e["label"], kernel, ramdisk, e["cmdline"], e["source"],
+                                   ksize, rsize))
+    return entries
+
+
+def _open(image) -> tuple[pycdlib.PyCdlib, IsoTree]:
+    iso = pycdlib.PyCdlib()
+    iso.open_fp(image)
+    return iso, IsoTree(iso)
+
+
+# --------------------------------------------------------------------------- the site's side
+
+def kernel_dir(site, dom0: str) -> str:
+    """``[dom0s.NAME] kernel_dir`` of ``dom0`` (default :data:`DEFAULT_KERNEL_DIR`)."""
+    return site.config.dom0s[dom0].kernel_dir or DEFAULT_KERNEL_DIR
+
+
+async def iso_volume(site, key: str) -> Volume:
+    """The final volume imported from upload ``OWNER/FILE`` (or named ``[DOM0:]VOLUME``).
+
+    Raises:
+        NotFound: no final volume of that upload (import it first). HostError: a dom0 is down.
+    """
+    volumes = [v for v in await site.all_volumes() if v.namespace == "final" and v.sha256]
+    dom0, _, name = key.rpartition(":")
+    by_name = [v for v in volumes if v.name == name and (not dom0 or v.dom0 == dom0)]
+    matches = by_name or [v for v in volumes if f"{v.owner}/{v.upload}" == key]
+    if not matches:
+        raise NotFound(f"no imported ISO {key!r}: approve the upload first (`isoadmin volumes` lists them)")
+    return sorted(matches, key=lambda v: (v.dom0, v.name))[0]
+
+
+async def _entries_of(site, vol: Volume) -> tuple[list[KernelEntry], dict[str, tuple[int, int]]]:
+    size = vol.meta.get("size")
+    if not isinstance(size, int):
+        raise NotFound(f"{vol.dom0}:{vol.name} records no size")
+    loop = asyncio.get_running_loop()
+
+    def work():
+        image = RemoteImage(site.hosts[vol.dom0], vol.path, size, loop)
+        try:
+            iso, tree = _open(image)
+        except pycdlib.pycdlibexception.PyCdlibException as exc:
+            raise NotApprovable(f"{vol.dom0}:{vol.name} cannot be read as ISO 9660: {exc}") from None
+        try:
+            entries = find_entries(tree)
+            extents = {p: tree.extent(p) for e in entries for p in (e.kernel, e.ramdisk) if p}
+        finally:
+            iso.close()
+        return entries, extents
+
+    return await asyncio.to_thread(work)
+
+
+async def kernels(site, key: str) -> tuple[Volume, list[KernelEntry]]:
+    """The bootable kernel entries of the ISO imported from ``key`` (``OWNER/FILE`` or ``[DOM0:]VOLUME``),
+    read from its final volume on its dom0.
+
+    Returns:
+        (the volume, its entries; empty when none is found).
+    Raises:
+        NotFound, NotApprovable (not ISO 9660), HostError.
+    """
+    vol = await iso_volume(site, key)
+    if not site.may_act_for(vol.owner):
+        raise NotFound(f"no imported ISO {key!r}")
+    entries, _ = await _entries_of(site, vol)
+    return vol, entries
+
+
+_STAGE = SHA256_SH + r"""
+set -u
+src=$1 dir=$2 name=$3 koff=$4 klen=$5 roff=$6 rlen=$7 cmdline=$8
+umask 022
+mkdir -p -- "$dir" || exit 1
+tmp=$dir/.staging-$name-$$
+mkdir -- "$tmp" || exit 1
+trap 'rm -rf -- "$tmp"' EXIT
+cat > "$tmp/isoadmin.json" || exit 1
+flags=skip_bytes,count_bytes,fullblock
+dd if="$src" of="$tmp/kernel" bs=1M iflag=$flags skip="$koff" count="$klen" status=none || exit 1
+[ "$(stat -c %s -- "$tmp/kernel")" = "$klen" ] || { echo "short kernel copy" >&2; exit 1; }
+ks=$(sha256 < "$tmp/kernel" | cut -c1-64)
+printf '%s  kernel\n' "$ks" > "$tmp/SHA256SUMS"
+if [ "$rlen" -gt 0 ]; then
+  dd if="$src" of="$tmp/ramdisk" bs=1M iflag=$flags skip="$roff" count="$rlen" status=none || exit 1
+  [ "$(stat -c %s -- "$tmp/ramdisk")" = "$rlen" ] || { echo "short ramdisk copy" >&2; exit 1; }
+  printf '%s  ramdisk\n' "$(sha256 < "$tmp/ramdisk" | cut -c1-64)" >> "$tmp/SHA256SUMS"
+fi
+printf '%s\n' "$cmdline" > "$tmp/cmdline"
+sync
+final=$dir/$name-$(printf '%s' "$ks" | cut -c1-8)
+if [ -e "$final" ]; then echo "exists $final"; exit 0; fi
+mv -T -- "$tmp" "$final" || exit 1
+trap - EXIT
+echo "staged $final"
+"""
+
+_LIST = r"""
+root=$1
+[ -d "$root" ] || exit 0
+cd -- "$root" || exit 0
+for d in */*/; do
+  d=${d%/}
+  case ${d##*/} in .*) continue ;; esac
+  [ -f "$d/isoadmin.json" ] && [ -f "$d/SHA256SUMS" ] && [ -f "$d/kernel" ] || continue
+  printf 'set\0%s\0%s\0%s\0' "$d" "$(stat -c %s -- "$d/kernel")" "$(stat -c %s -- "$d/ramdisk" 2>/dev/null || echo 0)"
+  cat -- "$d/SHA256SUMS"; printf '\0'; cat -- "$d/cmdline" 2>/dev/null; printf '\0'
+  cat -- "$d/isoadmin.json"; printf '\0'
+done
+find . -mindepth 2 -maxdepth 2 -type d -name '.staging-*' -mmin +"$2" -printf 'leftover\0%P\0' 2>/dev/null
+exit 0
+"""
+
+_REMOVE = r"""
+root=$1 rel=$2
+d=$root/$rel
+[ -d "$d" ] && [ ! -L "$d" ] || { echo "no kernel set $rel" >&2; exit 3; }
+case $rel in */.staging-*) ;; *) [ -f "$d/isoadmin.json" ] || { echo "$rel is not a kernel set" >&2; exit 4; } ;; esac
+gone=${d%/*}/.deleting-${d##*/}-$$
+mv -T -- "$d" "$gone" && rm -rf -- "$gone"
+"""
+
+
+def set_name(vol: Volume, entry: KernelEntry) -> str:
+    """The set's folder name before ``-<sha8>``: the ISO's stem and the entry's label, LVM-style safe."""
+    stem = vol.upload.rsplit(".", 1)[0] if "." in vol.upload else vol.upload
+    return (_NAME_OK.sub("_", f"{stem}_{entry.label}").strip("._-") or "kernel")[:80]
+
+
+async def list_sets(site, dom0s: list[str] | None = None) -> tuple[list[KernelSet], list[tuple[str, str]]]:
+    """Every kernel set on the dom0s (one command each), and the temporary folders left by a staging that
+    did not finish (older than :data:`LEFTOVER_MINUTES`).
+
+    Returns:
+        (sets, [(dom0, path of a leftover)]).
+    Raises:
+        HostError: a dom0 is down.
+    """
+    sets, leftovers = [], []
+    for dom0 in dom0s or list(site.config.dom0s):
+        root = kernel_dir(site, dom0)
+        result = await site.hosts[dom0].run(script(_LIST, "isoadmin-kernel-sets", root, str(LEFTOVER_MINUTES)))
+        fields = result.stdout.split(b"\0")
+        i = 0
+        while i < len(fields):
+            word = fields[i]
+            if word == b"set" and i + 7 <= len(fields):
+                rel, ksize, rsize, sums, cmdline, meta = (f.decode("utf-8", "surrogateescape")
+                                                          for f in fields[i + 1:i + 7])
+                owner, _, name = rel.partition("/")
+                try:
+                    info = json.loads(meta)
+                except ValueError:
+                    info = {}
+                sha = {}
+                for line in sums.splitlines():
+                    digest, _, fname = line.partition("  ")
+                    sha[fname.strip()] = digest.strip()
+                sets.append(KernelSet(dom0, owner, name, f"{root}/{rel}", int(ksize or 0), int(rsize or 0), sha,
+                                      cmdline.rstrip("\n"), info if isinstance(info, dict) else {}))
+                i += 7
+            elif word == b"leftover" and i + 2 <= len(fields):
+                leftovers.append((dom0, f"{root}/{fields[i + 1].decode('utf-8', 'surrogateescape')}"))
+                i += 2
+            else:
+                i += 1
+    return sets, leftovers
+
+
+def _volumes_of_sets(sets: list[KernelSet]) -> list[Volume]:
+    """Kernel sets as quota sees them: bytes of their owner, counted with the CDs."""
+    return [Volume(s.dom0, s.name, "final", s.size, s.path, {"owner": s.owner}) for s in sets]
+
+
+async def stage(site, key: str, entry_ref: str, dom0: str | None = None) -> KernelSet:
+    """Stage entry ``entry_ref`` (its number or label) of the ISO imported from ``key`` on ``dom0`` (default:
+    the dom0 holding the ISO's final volume, the only one it can be staged on without shared storage).
+
+    Within the owner's quota (kernel + ramdisk bytes); audited, refusals too. Staging the same kernel again
+    leaves the existing set in place.
+
+    Returns:
+        the staged set.
+    Raises:
+        ReadOnlyError, NotFound (no such ISO or entry), NotApprovable (another dom0, entry in pieces),
+        QuotaExceeded, HostError / CommandFailed (the copy failed; nothing is left behind).
+    """
+    await site.refuse_if_read_only("stage kernel", f"{key} {entry_ref}")
+    vol = await iso_volume(site, key)
+    target = f"{vol.owner}/{vol.upload} entry {entry_ref} -> {dom0 or vol.dom0}"
+    try:
+        if not site.may_act_for(vol.owner):
+            raise NotFound(f"no imported ISO {key!r}")
+        if dom0 and dom0 != vol.dom0:
+            if dom0 not in site.config.dom0s:
+                raise NotFound(f"no dom0 {dom0!r} (known: {', '.join(site.config.dom0s)})")
+            raise NotApprovable(f"{vol.owner}/{vol.upload} is imported on {vol.dom0}, not {dom0}: dom0s share no "
+                                f"storage, so import it onto {dom0} first (approve --dom0 {dom0})")
+        entries, extents = await _entries_of(site, vol)
+        entry = next((e for e in entries if str(e.number) == entry_ref), None) or \
+            next((e for e in entries if e.label.lower() == entry_ref.lower()), None)
+        if entry is None:
+            raise NotFound(f"{vol.owner}/{vol.upload} has no kernel entry {entry_ref!r} "
+                           f"(`isoadmin kernels {vol.owner}/{vol.upload}` lists {len(entries)})")
+        if quota.quota_of(site.config, vol.owner):
+            sets, _ = await list_sets(site)
+            quota.check(site.config, vol.owner, await site.all_volumes() + _volumes_of_sets(sets),
+                        entry.kernel_size + entry.ramdisk_size)
+    except IsoadminError as exc:
+        await site.audit_refusal("stage kernel", target, exc.message, vol.dom0)
+        raise
+    koff, klen = extents[entry.kernel]
+    roff, rlen = extents[entry.ramdisk] if entry.ramdisk else (0, 0)
+    root = f"{kernel_dir(site, vol.dom0)}/{vol.owner}"
+    meta = {"created_by": "isoadmin", "owner": vol.owner, "upload": vol.upload, "dom0": vol.dom0,
+            "volume": vol.name, "volume_sha256": vol.sha256, "entry": entry.label, "kernel_path": entry.kernel,
+            "ramdisk_path": entry.ramdisk, "cmdline": entry.cmdline, "source": entry.source,
+            "staged_by": site.approver, "time": time.time()}
+    result = await site.hosts[vol.dom0].run(
+        script(_STAGE, "isoadmin-stage-kernel", vol.path, root, set_name(vol, entry), str(koff), str(klen),
+               str(roff), str(rlen), entry.cmdline, mutating=True),
+        input=json.dumps(meta, sort_keys=True, ensure_ascii=True).encode() + b"\n", timeout=None)
+    word, _, path = result.stdout.decode("utf-8", "surrogateescape").strip().rpartition("\n")[-1].partition(" ")
+    sets, _ = await list_sets(site, [vol.dom0])
+    staged = next((s for s in sets if s.path == path), None)
+    if staged is None:
+        raise IsoadminError(f"the kernel set did not appear at {path or 'its folder'} on {vol.dom0}")
+    await site.audit.record("stage kernel", f"{vol.dom0}:{staged.owner}/{staged.name}",
+                            "done", f"{target}; kernel sha256 {staged.sha256.get('kernel', '')}"
+                            + ("; already staged" if word == "exists" else ""), vol.dom0)
+    return staged
+
+
+async def _find_set(site, ref: str) -> KernelSet:
+    dom0, _, rest = ref.partition(":")
+    if not rest or "/" not in rest:
+        raise UsageError(f"expected DOM0:OWNER/NAME, got {ref!r}")
+    if dom0 not in site.config.dom0s:
+        raise NotFound(f"no dom0 {dom0!r} (known: {', '.join(site.config.dom0s)})")
+    sets, _ = await list_sets(site, [dom0])
+    found = next((s for s in sets if f"{s.owner}/{s.name}" == rest), None)
+    if found is None or not site.may_act_for(found.owner):
+        raise NotFound(f"no kernel set {ref!r}; `isoadmin kernel-sets` lists them")
+    return found
+
+
+async def users(site, kset: KernelSet) -> list[str]:
+    """Domains of the set's dom0 whose definition (running or not) boots a file of the set."""
+    return await site.hypervisors[kset.dom0].boot_users(kset.path + "/")
+
+
+async def delete_set(site, ref: str) -> KernelSet:
+    """Delete kernel set ``DOM0:OWNER/NAME``: refused while a domain refers to it; audited.
+
+    Raises:
+        ReadOnlyError, UsageError, NotFound, NotApprovable (in use), HostError.
+    """
+    await site.refuse_if_read_only("delete kernel", ref)
+    kset = await _find_set(site, ref)
+    using = await users(site, kset)
+    if using:
+        exc = NotApprovable(f"{ref} is the kernel of {', '.join(using)}; not deleted")
+        await site.audit_refusal("delete kernel", ref, exc.message, kset.dom0)
+        raise exc
+    await site.hosts[kset.dom0].run(script(_REMOVE, "isoadmin-remove-kernel", kernel_dir(site, kset.dom0),
+                                           f"{kset.owner}/{kset.name}", mutating=True))
+    await site.audit.record("delete kernel", ref, "done", f"kernel sha256 {kset.sha256.get('kernel', '')}",
+                            kset.dom0)
+    return kset
+
+
+async def gc_plan(site, now: float | None = None) -> list[tuple[KernelSet, str]]:
+    """Kernel sets older than ``kernel_gc_days`` that no domain refers to, each with why.
+
+    Raises:
+        HostError: a dom0 or its hypervisor is down.
+    """
+    now = time.time() if now is None else now
+    days = site.config.kernel_gc_days
+    out = []
+    sets, _ = await list_sets(site)
+    for s in sets:
+        age = (now - float(s.meta.get("time", now) or now)) / 86400.0
+        if age <= days or not site.may_act_for(s.owner):
+            continue
+        if await users(site, s):
+            continue
+        out.append((s, f"staged {age:.1f} days ago (> {days:g}); no domain boots it"))
+    return out
+
+
+async def gc_apply(site, plan: list[tuple[KernelSet, str]]) -> list[tuple[KernelSet, str]]:
+    """Remove the sets of :func:`gc_plan` (each checked for users again right before); audited.
+
+    Returns:
+        (set, ``removed`` or ``kept: reason``) pairs.
+    Raises:
+        ReadOnlyError.
+    """
+    await site.refuse_if_read_only("kernel gc", f"{len(plan)} kernel sets")
+    out = []
+    for kset, why in plan:
+        try:
+            await delete_set(site, kset.ref)
+            out.append((kset, "removed"))
+        except IsoadminError as exc:
+            out.append((kset, f"kept: {exc.message}"))
+    return out
+
+
+def catalog_rows(sets: list[KernelSet]) -> list[dict]:
+    """Catalog rows (:data:`backend.catalog.CATALOG_FIELDS`) of type ``kernel`` and ``ramdisk`` (an
+    instance's images, beside its machine image) for the staged sets: ``volume`` is the file's path on the dom0, ``source_path`` the volume and
+    path inside the ISO it came from."""
+    rows = []
+    for s in sorted(sets, key=lambda s: (s.owner, s.dom0, s.name)):
+        for kind, size in (("kernel", s.kernel_size), ("ramdisk", s.ramdisk_size)):
+            if kind == "ramdisk" and not size:
+                continue
+            rows.append({"dom0": s.dom0, "volume": f"{s.path}/{kind}", "owner": s.owner,
+                         "upload": s.meta.get("upload"), "volume_id": None, "bootable": None, "size": size,
+                         "sha256": s.sha256.get(kind), "source_host": s.dom0,
+                         "source_path": f"{s.meta.get('volume')}:{s.meta.get(kind + '_path')}",
+                         "approver": s.meta.get("staged_by"), "time": s.meta.get("time"), "type": kind})
+    return rows
+
+
+async def remove_leftover(site, dom0: str, path: str) -> None:
+    """Remove a temporary folder a staging left (``check`` finds them; ``repair --apply`` calls this).
+
+    Raises:
+        HostError, CommandFailed.
+    """
+    root = kernel_dir(site, dom0)
+    await site.hosts[dom0].run(script(_REMOVE, "isoadmin-remove-kernel", root, path[len(root) + 1:], mutating=True))
+
+
+__all__ = ["KernelEntry", "KernelSet", "find_entries", "kernels", "stage", "list_sets", "delete_set", "gc_plan",
+           "gc_apply", "catalog_rows", "users", "remove_leftover", "DEFAULT_KERNEL_DIR"]

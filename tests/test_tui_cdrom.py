@@ -1,0 +1,82 @@
+"""The Volumes screen's CD and kernel keys through Textual's Pilot, on a real lab: insert into an owner's
+VM, eject, stage a kernel set."""
+
+from __future__ import annotations
+
+import os
+
+from backend.site import Site
+from screens.cdrom import PickDomain
+from screens.modals import ErrorModal
+from screens.vtable import VirtualTable
+from tui.app import IsoadminApp
+
+from .test_tui import SIZE, wait_for
+
+
+async def test_volumes_insert_and_eject_cd(lab):
+    site = Site(lab.config)
+    await site.refresh()
+    job = await site.approve(await site.plan("alice/ipxe.iso"))
+    link = lab.vm_dir("dom0-a") / "alice-vm" / "cdrom"
+    app = IsoadminApp(site, lab=lab)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.refreshes > 0)
+        await pilot.press("3")
+        table = app.screen.query_one("#volumes", VirtualTable)
+        await wait_for(pilot, lambda: table.row_count == 1)
+        await pilot.press("i")
+        await wait_for(pilot, lambda: isinstance(app.screen, PickDomain))
+        assert app.screen.domains == ["alice-vm", "bob-vm"]  # never the image host's own domain
+        await pilot.press("down", "enter")  # bob's VM: refused
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal))
+        assert "belongs to bob" in app.screen.message
+        await pilot.press("escape", "i")
+        await wait_for(pilot, lambda: isinstance(app.screen, PickDomain))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: link.is_symlink())
+        assert os.readlink(link) == str(lab.volumes_dir("dom0-a") / f"{job.final}.img")
+        await pilot.press("e")
+        await wait_for(pilot, lambda: not link.is_symlink())
+    await site.close()
+    assert [(e.action, e.outcome) for e in await site.audit.entries() if "cd" in e.action] == \
+        [("insert cd", "refused"), ("insert cd", "done"), ("eject cd", "done")]
+
+
+async def test_read_only_volumes_screen_cd_keys_say_read_only(lab):
+    site = Site(lab.config, read_only=True)
+    app = IsoadminApp(site, lab=lab, read_only=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.refreshes > 0)
+        await pilot.press("3")
+        for key, what in (("i", "insert cd"), ("e", "eject cd"), ("K", "stage kernel")):
+            await pilot.press(key)
+            await pilot.pause(0.2)
+            assert app.messages[-1][3].startswith(f"read-only session: {what}"), app.messages[-1]
+    await site.close()
+
+
+async def test_volumes_pick_and_stage_a_kernel(lab):
+    from screens.kernels import PickKernel
+
+    from .test_kernels import KERNEL, put_live_iso
+
+    put_live_iso(lab.dir)
+    site = Site(lab.config)
+    await site.refresh()
+    await site.approve(await site.plan("alice/live.iso", "dom0-a"))
+    app = IsoadminApp(site, lab=lab)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.refreshes > 0)
+        await pilot.press("3")
+        table = app.screen.query_one("#volumes", VirtualTable)
+        await wait_for(pilot, lambda: table.row_count == 1)
+        await pilot.press("K")
+        await wait_for(pilot, lambda: isinstance(app.screen, PickKernel))
+        assert [e.kernel for e in app.screen.entries] == ["/casper/vmlinuz"]
+        await pilot.press("enter")
+        folder = lab.dir / "dom0-a" / "kernels" / "alice"
+        await wait_for(pilot, lambda: folder.is_dir() and any(p.name.startswith("live_") for p in folder.iterdir()))
+    await site.close()
+    (staged,) = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    assert (staged / "kernel").read_bytes() == KERNEL
