@@ -554,7 +554,7 @@ class Site:
             PlanStep("locate", host.name, f"find the disk with serial {serial} in /sys/block/*/serial, "
                                           f"{', '.join(ih.disk_id_dirs)}"),
             PlanStep("copy", host.name, compact(imagehost.copy_command(upload.path, "/dev/DISK"))),
-            PlanStep("verify", host.name, f"sha256 of the first {upload.size} bytes of /dev/DISK"),
+            PlanStep("verify", host.name, f"sha256 of the first {upload.size} bytes read back from /dev/DISK behind the copy (O_DIRECT)"),
             PlanStep("detach", dom0, self.hypervisors[dom0].describe_detach(domain, serial)),
             PlanStep("rename", dom0, compact(storage.rename_command(staging, final, {})[0])),
         ]
