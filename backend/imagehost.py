@@ -288,21 +288,23 @@ async def in_use(host: Host, path: str) -> int | None:
 
 
 # One pass: the upload is read once from its disk, written onto the target, hashed, and the landed bytes are
-# read back and hashed behind the writer, so copy and verify together cost about one write.
+# read back behind the writer and proven equal to the upload, so copy and verify together cost about one
+# write.
 #
 # * The writer writes the upload in segments of SEG × 4 MiB, one ``dd`` each (O_DIRECT where the target
 #   allows it: the bytes go to the disk, not into the page cache), and after each segment prints its
 #   number on a pipe.
 # * The read-back reads each segment the writer finished (segment k while k+1 is being written), with
 #   O_DIRECT again (from the disk, not from the page cache; without O_DIRECT: the segment is fsynced,
-#   its cached pages dropped with GNU ``dd iflag=nocache``, then read), and feeds the second sha256. The
-#   last segment is cut to the upload's size.
+#   its cached pages dropped with GNU ``dd iflag=nocache``, then read), into a second sha256 (the last
+#   segment cut to the upload's size), which the job compares with the upload's. (``cmp`` against the
+#   upload instead of the second sha256 was measured no faster: it reads in small pieces.)
 # * A second reader of the upload (it reads the page cache the writer just filled, on the other core) feeds
-#   the first sha256. (A ``tee`` between one reader and both would move the bytes in 8 KiB pieces.)
-# The two digests are the upload's and the landed bytes'; the job compares them. The stat before/after
-# catches an upload changed or swapped during the copy. Status lines: ``read N`` (upload hash reader),
-# ``write N`` (writer), ``readback N``; digests: ``upload HEX`` and ``landed HEX``; progress on stderr:
-# ``N bytes written`` and ``verified N``.
+#   the sha256 that is recorded. (A ``tee`` between one reader and both would move the bytes in 8 KiB
+#   pieces.)
+# The stat before/after catches an upload changed or swapped during the copy. Status lines: ``read N``
+# (upload hash reader), ``write N`` (writer), ``readback N``; digests: ``upload HEX`` and ``landed HEX``;
+# progress on stderr: ``N bytes written`` and ``verified N``.
 _COPY = r"""
 src=$1 dst=$2 sha=$3 seg=$4 ddkind=$5
 export LC_ALL=C
@@ -318,6 +320,8 @@ direct=
 if [ "$ddkind" = gnu ] && dd if=/dev/null of="$dst" oflag=direct conv=notrunc status=none 2>/dev/null; then
   direct=1
 fi
+rflag=
+[ -z "$direct" ] || rflag=iflag=direct
 { { dd if="$src" iflag=nofollow,nonblock bs=4M status=none; echo "read $?" >&3; } | sha256 | sed 's/^/upload /'; } 3>&1 &
 { {
   k=0 rc=0
@@ -331,44 +335,35 @@ fi
     fi
     n=$seg
     [ $((k + n)) -le "$blocks" ] || n=$((blocks - k))
-    last=
-    [ $((k + n)) -lt "$blocks" ] || last=$((size - k * B))
-    printf '%s %s %s\n' "$k" "$n" "$last"
+    len=$((n * B))
+    [ $((k * B + len)) -le "$size" ] || len=$((size - k * B))
+    printf '%s %s %s\n' "$k" "$n" "$len"
+    printf '%s bytes written\n' $((k * B + len)) >&2
     k=$((k + n))
-    done_bytes=$((k * B)); [ "$done_bytes" -le "$size" ] || done_bytes=$size
-    printf '%s bytes written\n' "$done_bytes" >&2
   done
   [ "$rc" != 0 ] || dd if=/dev/null of="$dst" conv=notrunc,fsync status=none || rc=$?
   echo "write $rc" >&3
 } | {
-  { rc=0
-    while read -r k n last; do
-      if [ -n "$direct" ]; then
-        if [ -n "$last" ]; then
-          dd if="$dst" iflag=direct bs=4M skip="$k" count="$n" status=none | head -c "$last" || rc=1
-        else
-          dd if="$dst" iflag=direct bs=4M skip="$k" count="$n" status=none || rc=$?
-        fi
-      else
-        dd if="$dst" iflag=nocache bs=4M skip="$k" count=0 status=none 2>/dev/null
-        if [ -n "$last" ]; then
-          dd if="$dst" bs=4M skip="$k" count="$n" status=none | head -c "$last" || rc=1
-        else
-          dd if="$dst" bs=4M skip="$k" count="$n" status=none || rc=$?
-        fi
-      fi
-      [ -n "$last" ] && printf 'verified %s\n' "$size" >&2 || printf 'verified %s\n' $(((k + n) * B)) >&2
-    done
-    echo "readback $rc" >&3
-  } | sha256 | sed 's/^/landed /'
-}; } 3>&1
+  rc=0
+  while read -r k n len; do
+    [ -n "$direct" ] || dd if="$dst" iflag=nocache bs=4M skip="$k" count=0 status=none 2>/dev/null
+    if [ "$len" = $((n * B)) ]; then
+      dd if="$dst" $rflag bs=4M skip="$k" count="$n" status=none || rc=$?
+    else
+      dd if="$dst" $rflag bs=4M skip="$k" count="$n" status=none | head -c "$len" || rc=1
+    fi
+    printf 'verified %s\n' $((k * B + len)) >&2
+  done
+  echo "readback $rc" >&3
+} | sha256 | sed 's/^/landed /'
+} 3>&1
 wait
 printf 'after %s\n' "$(stat -c '%F %s %i %h %Y' -- "$src")"
 """
 
 #: Blocks of 4 MiB the copy writes per ``dd`` (and reads back per ``dd``): the read-back trails the writer by
 #: one segment.
-SEGMENT_BLOCKS = 8
+SEGMENT_BLOCKS = 16
 
 # The verify must read what the disk holds, not what the page cache remembers: ``iflag=nocache count=0``
 # drops the device's cached pages first (GNU dd, posix_fadvise DONTNEED; they are clean after the copy's
