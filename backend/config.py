@@ -81,6 +81,9 @@ class ImageHostConfig:
             a hot-plugged disk by its serial.
         max_copies: how many copies this console runs at once on this image host (default 2); more
             imports wait their turn before the copy phase.
+        download_hosts: host names or addresses (``fnmatch`` patterns, e.g. ``*.debian.org``) this image
+            host may download from, for ``download-url`` and every redirect; empty (the default): none.
+        cache_dir: the downloads cache on this image host (default ``/var/cache/isoadmin``).
     """
 
     ssh: HostConfig
@@ -88,6 +91,8 @@ class ImageHostConfig:
     domains: dict[str, str] = field(default_factory=dict)
     disk_id_dirs: tuple[str, ...] = ("/dev/disk/by-id",)
     max_copies: int = 2
+    download_hosts: tuple[str, ...] = ()
+    cache_dir: str = "/var/cache/isoadmin"
 
     @property
     def name(self) -> str:
@@ -141,6 +146,12 @@ class SiteConfig:
             image host, :data:`DEFAULT_LEDGER_PATH`. See :mod:`backend.ledger`.
         lease_seconds: how long a running job's lease lasts without renewal (``[site] lease_seconds``,
             default 30): after that any console may recover the job.
+        cache_days: downloads cache entries older than this many days are removed by ``gc``
+            (``[console] cache_days``, default 30).
+        download_stall_seconds: a download that receives nothing for this long is cut off
+            (``[downloads] stall_seconds``, default 30).
+        download_max_bytes: the most a download may bring when neither the server's length nor the
+            owner's quota bounds it (``[downloads] max_bytes``, default 16 GiB).
         source: the file this was read from (for messages), or None.
     """
 
@@ -158,6 +169,9 @@ class SiteConfig:
     naming: str = DEFAULT_TEMPLATE
     ledger: str = ""
     lease_seconds: float = 30.0
+    cache_days: float = 30.0
+    download_stall_seconds: float = 30.0
+    download_max_bytes: int = 16 << 30
     source: Path | None = None
 
     def ledger_location(self) -> tuple[str, str]:
@@ -246,12 +260,20 @@ def parse_config(doc: dict[str, Any], source: Path | None = None) -> SiteConfig:
         root = str(table.get("uploads_root", "/tmp/cds"))
         if not root.startswith("/"):
             raise ConfigError(f"{here}.uploads_root must be an absolute path")
+        hosts = table.get("download_hosts", [])
+        if not isinstance(hosts, list) or not all(isinstance(h, str) and h.strip() for h in hosts):
+            raise ConfigError(f"{here}.download_hosts: expected a list of host names or patterns, got {hosts!r}")
+        cache_dir = str(table.get("cache_dir", "/var/cache/isoadmin"))
+        if not cache_dir.startswith("/") or cache_dir.rstrip("/") == "":
+            raise ConfigError(f"{here}.cache_dir: expected an absolute path other than /, got {cache_dir!r}")
         image_hosts[name] = ImageHostConfig(
             ssh=_host(name, table, here),
             uploads_root=root.rstrip("/") or "/",
             domains={str(k): str(v) for k, v in domains.items()},
             disk_id_dirs=tuple(str(d) for d in table.get("disk_id_dirs", ["/dev/disk/by-id"])),
             max_copies=_positive(table.get("max_copies", 2), f"{here}.max_copies"),
+            download_hosts=tuple(h.strip().lower() for h in hosts),
+            cache_dir=cache_dir.rstrip("/"),
         )
     dom0s: dict[str, Dom0Config] = {}
     for name, table in _table(doc, "dom0s", where).items():
@@ -289,6 +311,16 @@ def parse_config(doc: dict[str, Any], source: Path | None = None) -> SiteConfig:
     lease = site.get("lease_seconds", 30)
     if isinstance(lease, bool) or not isinstance(lease, (int, float)) or not 2 <= lease <= 3600:
         raise ConfigError(f"{where}: site.lease_seconds: expected seconds from 2 to 3600, got {lease!r}")
+    downloads = _table(doc, "downloads", where)
+    stall = downloads.get("stall_seconds", 30)
+    if isinstance(stall, bool) or not isinstance(stall, (int, float)) or not 1 <= stall <= 3600:
+        raise ConfigError(f"{where}: downloads.stall_seconds: expected seconds from 1 to 3600, got {stall!r}")
+    cache_days = console.get("cache_days", 30)
+    if isinstance(cache_days, bool) or not isinstance(cache_days, (int, float)) or cache_days < 0:
+        raise ConfigError(f"{where}: console.cache_days: expected a number of days ≥ 0, got {cache_days!r}")
+    max_bytes = parse_size(downloads.get("max_bytes", "16 GiB"), "downloads.max_bytes")
+    if max_bytes <= 0:
+        raise ConfigError(f"{where}: downloads.max_bytes: must be more than 0")
     try:
         naming = check_template(str(_table(doc, "naming", where).get("template", DEFAULT_TEMPLATE)))
     except ValueError as exc:
@@ -310,6 +342,9 @@ def parse_config(doc: dict[str, Any], source: Path | None = None) -> SiteConfig:
         naming=naming,
         ledger=str(ledger),
         lease_seconds=float(lease),
+        cache_days=float(cache_days),
+        download_stall_seconds=float(stall),
+        download_max_bytes=max_bytes,
         source=source,
     )
 

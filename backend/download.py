@@ -20,6 +20,7 @@ part file is removed: nothing half-written is ever left to become ``pending``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 import hashlib
 import ipaddress
@@ -243,6 +244,7 @@ else
   [ -f "$cache/objects/$object" ] || fail "the cache lost $object"
   echo >> "$cache/objects/$object.hits"
   echo "cached $object"
+  printf 'size %s\n' "$(stat -c %s -- "$cache/objects/$object")"
 fi
 dd if="$cache/objects/$object" bs=4M status=none >> "$part" || fail "cannot write $part"
 [ -z "$key" ] || printf '%s\n' "$object" > "$cache/keys/$key"
@@ -416,10 +418,139 @@ async def run_download(host: Host, command: Command, on_progress: Callable[[int]
             error = rest
         elif word == "sha256":
             sha = rest
-        elif word == "fetched" and rest.isdigit():
+        elif word in ("fetched", "size") and rest.isdigit():
             size = int(rest)
         elif word == "cached":
             cached = True
     if not error and not sha:
         error = "the download ended without a result"
     return DownloadResult(sha, size, cached, error)
+
+
+async def download_url(site, url: str, owner: str, name: str | None = None, sha256: str | None = None,
+                       on_progress: Callable[[int, int | None], None] | None = None) -> DownloadResult:
+    """Have the owner's image host download ``url`` into the owner's folder, through its cache.
+
+    The URL and each redirect are checked (:func:`check_url`), the server's headers read (:func:`probe`),
+    the cache asked by ``sha256`` and by :func:`cache_key`; on a miss, a length announced over what the
+    owner's quota leaves is refused before anything is downloaded. Start, end and failure are audited
+    (``download-url``). The upload then shows as ``writing`` until complete, then ``pending``.
+
+    Args:
+        site: a refreshed :class:`~backend.site.Site`. url: http, https, ftp or sftp. owner: an owner folder.
+        name: the file name (default: the URL's last path segment). sha256: the expected digest (hex), or
+        None. on_progress: ``(bytes downloaded, bytes announced or None)``, about twice a second.
+    Returns:
+        the result (``error`` is "" on success; the CLI also raises).
+    Raises:
+        ReadOnlyError: a read-only session (audited). NotFound: no such owner. UrlRefused, DownloadFailed,
+        QuotaExceeded (nothing downloaded), HostError.
+    """
+    from .errors import NotFound, QuotaExceeded
+    from .quota import usage
+
+    name = file_name(url, name)
+    target = f"{owner}/{name}"
+    await site.refuse_if_read_only("download-url", target)
+    if sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", sha256.lower()):
+        raise UrlRefused(f"--sha256: expected 64 hex digits, got {sha256!r}")
+    expect = (sha256 or "").lower()
+    who = site.owners.get(owner)
+    if who is None or not site.may_act_for(owner):
+        raise NotFound(f"no owner folder {owner!r} on any image host")
+    ih = site.config.image_hosts[who.host]
+    host = site.hosts[who.host]
+    folder = f"{ih.uploads_root}/{owner}"
+    if any(u.owner == owner and u.name in (name, part_name(name)) for u in site.snapshot.uploads):
+        raise UrlRefused(f"{target} exists already (or is being downloaded)")
+    tools = await hosttools.tools(host)
+    if tools.downloader != "curl":
+        raise DownloadFailed(f"{who.host} has no curl: downloads need it")
+    check_url(url, ih.download_hosts, tools.schemes())
+    cfg = site.config
+
+    async def refused(error: IsoadminError) -> None:
+        await site.audit.record("download-url", target, "failed", f"{url}: {error.message}", who.host)
+        raise error
+
+    cached = await lookup(host, ih.cache_dir, "", expect) if expect else ""
+    info = Probe(url, None)
+    key = ""
+    if not cached:
+        try:
+            info = await probe(host, url, ih.download_hosts, cfg.download_stall_seconds)
+        except (UrlRefused, DownloadFailed) as exc:
+            await refused(exc)
+        key = cache_key(info.url, info.etag, info.last_modified, info.size)
+        cached = await lookup(host, ih.cache_dir, key, "")
+    quota = usage(cfg, owner, site.snapshot.volumes)
+    room = quota.quota - quota.used if quota.quota else None
+    if not cached and info.size is not None and room is not None and info.size > room:
+        await refused(QuotaExceeded(
+            f"{url} announces {info.size} bytes; {owner}'s quota leaves {max(room, 0)} "
+            f"({quota.used} of {quota.quota} used): not downloaded"))
+    cap = info.size if info.size is not None else min(cfg.download_max_bytes, room if room is not None else cfg.download_max_bytes)
+    await site.audit.record("download-url", target, "started",
+                            f"{url} (from the cache)" if cached else url, who.host)
+    command = download_command("cache" if cached else "fetch", info.url, folder, name, ih.cache_dir,
+                               key, expect, info.size, max(cap, 0), cfg.download_stall_seconds, tools.sha, cached)
+    pid: list[int] = []
+    try:
+        result = await run_download(host, command, (lambda n: on_progress(n, info.size)) if on_progress else None,
+                                    pid.append)
+    except BaseException:
+        if pid:  # the console is stopping or the connection dropped: stop the download, remove the part
+            from .commands import script as _script
+            with contextlib.suppress(IsoadminError, OSError):
+                await host.run(_script(_STOP, "isoadmin-download-stop", str(pid[0]), f"{folder}/{part_name(name)}",
+                                       mutating=True), check=False)
+        raise
+    if result.error:
+        await refused(DownloadFailed(f"{url}: {result.error}; nothing was kept"))
+    if expect and result.sha256 != expect:
+        await refused(DownloadFailed(f"{url}: sha256 mismatch ({result.sha256} ≠ {expect})"))
+    await site.audit.record("download-url", target, "done",
+                            f"{url} sha256 {result.sha256}" + (" (from the cache)" if result.cached else ""), who.host)
+    return result
+
+
+_STOP = r"""
+pid=$1 part=$2
+if [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q isoadmin-download; then
+  kill -TERM -- "-$pid" 2>/dev/null
+fi
+sleep 0.2
+rm -f -- "$part"
+"""
+
+
+async def cache_list(site) -> list[CacheEntry]:
+    """Every downloads cache entry of every image host that is up.
+
+    Raises:
+        HostError: an image host is unreachable.
+    """
+    out: list[CacheEntry] = []
+    for name, ih in site.config.image_hosts.items():
+        out += await list_cache(site.hosts[name], ih.cache_dir)
+    return out
+
+
+async def cache_gc(site, apply: bool) -> list[CacheEntry]:
+    """The cache entries older than ``cache_days`` (every image host); with ``apply`` they are removed
+    (audited, one entry per image host).
+
+    Returns:
+        the entries found (removed when ``apply``).
+    Raises:
+        ReadOnlyError (with ``apply``, audited), HostError.
+    """
+    old = [e for e in await cache_list(site) if e.age > site.config.cache_days * 86400]
+    if apply and old:
+        await site.refuse_if_read_only("gc", f"{len(old)} cache entries")
+        for host in sorted({e.host for e in old}):
+            digests = [e.sha256 for e in old if e.host == host]
+            await remove_from_cache(site.hosts[host], site.config.image_hosts[host].cache_dir, digests)
+            await site.audit.record("gc", f"cache: {len(digests)} entries", "done",
+                                    f"older than {site.config.cache_days:g} days", host)
+    return old

@@ -52,6 +52,7 @@ class LabWeb:
     def start(self) -> None:
         """Listen on 127.0.0.1 (ephemeral port) and serve in a daemon thread."""
         web = self
+        self.stopping.clear()
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"

@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from . import imagehost, quota
+from .download import download_target
 from .commands import Command
 from .audit import AuditLog
 from .config import SiteConfig
@@ -300,8 +301,11 @@ class Site:
             key = (host, u.path)
             seen = self._seen.get(key)
             self._seen[key] = (e.size, e.mtime)
-            u.reason = _refusal(u, e)
-            if u.reason:
+            downloading = e.depth == 2 and e.kind == "file" and download_target(name) is not None
+            u.reason = "being downloaded" if downloading else _refusal(u, e)
+            if downloading:
+                u.state = UploadState.WRITING
+            elif u.reason:
                 u.state = UploadState.REFUSED
             elif (seen is not None and seen != (e.size, e.mtime)) or host_now - e.mtime < settle:
                 u.state = UploadState.WRITING
