@@ -27,19 +27,19 @@ class LabWeb:
     """The lab's HTTP server (see the module docstring).
 
     Args:
-        folder: the files it serves (created).
+        folder: the files it serves (created). port: the TCP port on 127.0.0.1 (0: an ephemeral one).
     Attributes:
         port: the TCP port on 127.0.0.1 once started. log: ``(method, path)`` of every request.
     """
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, port: int = 0) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.log: list[tuple[str, str]] = []
         self.stopping = threading.Event()
         self.server: http.server.ThreadingHTTPServer | None = None
         self.thread: threading.Thread | None = None
-        self.port = 0
+        self.port = port
 
     def url(self, path: str) -> str:
         """``http://127.0.0.1:PORT`` + ``path``."""
@@ -117,7 +117,7 @@ class LabWeb:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, name="lab-web", daemon=True)

@@ -217,3 +217,22 @@ def test_cli_refuses_a_file_url_and_lists_the_cache(tmp_path):
     r = run_cli("cache", "--json", lab_dir=lab_dir)
     assert r.returncode == 0 and json.loads(r.stdout) == []
     assert DEBIAN_ISOS["ipxe.iso"].is_file()
+
+
+async def test_hostile_file_names_are_only_data(lab, tmp_path):
+    site = make_site(lab)
+    import os
+    try:
+        await site.refresh()
+        for name in ("$(touch isoadmin-canary).iso", "`touch isoadmin-canary`;x.iso", "-rf .iso", "a'b\"c .iso"):
+            result = await download.download_url(site, lab.web.url("/iso/ipxe.iso"), "bob", name)
+            assert sha256_file(lab.uploads_root / "bob" / name) == result.sha256
+        for bad in ("../escape.iso", ".hidden.iso", "a/b.iso", "x\n.iso"):
+            with pytest.raises(UrlRefused):
+                await download.download_url(site, lab.web.url("/iso/ipxe.iso"), "bob", bad)
+        assert not (lab.uploads_root / "escape.iso").exists()
+        assert not list(tmp_path.glob("**/isoadmin-canary"))  # the lab's folders included
+        for where in (os.getcwd(), os.path.expanduser("~"), "/"):
+            assert not os.path.exists(os.path.join(where, "isoadmin-canary"))
+    finally:
+        await site.close()
