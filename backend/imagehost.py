@@ -291,9 +291,9 @@ async def in_use(host: Host, path: str) -> int | None:
 # read back behind the writer and proven equal to the upload, so copy and verify together cost about one
 # write.
 #
-# * The writer writes the upload in segments of SEG × 4 MiB, one ``dd`` each (O_DIRECT where the target
-#   allows it: the bytes go to the disk, not into the page cache), and after each segment prints its
-#   number on a pipe.
+# * The writer writes the upload in segments of SEG MiB, one ``dd`` and one ``write`` each (O_DIRECT where
+#   the target allows it: the bytes go to the disk, not into the page cache), and after each segment prints
+#   its number on a pipe.
 # * The read-back reads each segment the writer finished (segment k while k+1 is being written), with
 #   O_DIRECT again (from the disk, not from the page cache; without O_DIRECT: the segment is fsynced,
 #   its cached pages dropped with GNU ``dd iflag=nocache``, then read), into a second sha256 (the last
@@ -314,8 +314,8 @@ before=$(stat -c '%F %s %i %h %Y' -- "$src")
 printf 'before %s\n' "$before"
 size=${before% * * *}; size=${size##* }
 case $size in ''|*[!0-9]*) echo "write 1"; exit 1 ;; esac
-B=4194304
-blocks=$(( (size + B - 1) / B ))
+S=$((seg * 1048576))
+segments=$(( (size + S - 1) / S ))
 direct=
 if [ "$ddkind" = gnu ] && dd if=/dev/null of="$dst" oflag=direct conv=notrunc status=none 2>/dev/null; then
   direct=1
@@ -325,34 +325,32 @@ rflag=
 { { dd if="$src" iflag=nofollow,nonblock bs=4M status=none; echo "read $?" >&3; } | sha256 | sed 's/^/upload /'; } 3>&1 &
 { {
   k=0 rc=0
-  while [ "$k" -lt "$blocks" ]; do
+  while [ "$k" -lt "$segments" ]; do
     if [ -n "$direct" ]; then
-      dd if="$src" of="$dst" iflag=nofollow,nonblock,fullblock oflag=direct conv=notrunc bs=4M \
-        skip="$k" seek="$k" count="$seg" status=none || { rc=$?; break; }
+      dd if="$src" of="$dst" iflag=nofollow,nonblock,fullblock oflag=direct conv=notrunc bs="${seg}M" \
+        skip="$k" seek="$k" count=1 status=none || { rc=$?; break; }
     else
-      dd if="$src" of="$dst" iflag=nofollow,nonblock,fullblock conv=notrunc,fsync bs=4M \
-        skip="$k" seek="$k" count="$seg" status=none || { rc=$?; break; }
+      dd if="$src" of="$dst" iflag=nofollow,nonblock,fullblock conv=notrunc,fsync bs="${seg}M" \
+        skip="$k" seek="$k" count=1 status=none || { rc=$?; break; }
     fi
-    n=$seg
-    [ $((k + n)) -le "$blocks" ] || n=$((blocks - k))
-    len=$((n * B))
-    [ $((k * B + len)) -le "$size" ] || len=$((size - k * B))
-    printf '%s %s %s\n' "$k" "$n" "$len"
-    printf '%s bytes written\n' $((k * B + len)) >&2
-    k=$((k + n))
+    len=$S
+    [ $((k * S + len)) -le "$size" ] || len=$((size - k * S))
+    printf '%s %s\n' "$k" "$len"
+    printf '%s bytes written\n' $((k * S + len)) >&2
+    k=$((k + 1))
   done
   [ "$rc" != 0 ] || dd if=/dev/null of="$dst" conv=notrunc,fsync status=none || rc=$?
   echo "write $rc" >&3
 } | {
   rc=0
-  while read -r k n len; do
-    [ -n "$direct" ] || dd if="$dst" iflag=nocache bs=4M skip="$k" count=0 status=none 2>/dev/null
-    if [ "$len" = $((n * B)) ]; then
-      dd if="$dst" $rflag bs=4M skip="$k" count="$n" status=none || rc=$?
+  while read -r k len; do
+    [ -n "$direct" ] || dd if="$dst" iflag=nocache bs="${seg}M" skip="$k" count=0 status=none 2>/dev/null
+    if [ "$len" = "$S" ]; then
+      dd if="$dst" $rflag bs="${seg}M" skip="$k" count=1 status=none || rc=$?
     else
-      dd if="$dst" $rflag bs=4M skip="$k" count="$n" status=none | head -c "$len" || rc=1
+      dd if="$dst" $rflag bs="${seg}M" skip="$k" count=1 status=none | head -c "$len" || rc=1
     fi
-    printf 'verified %s\n' $((k * B + len)) >&2
+    printf 'verified %s\n' $((k * S + len)) >&2
   done
   echo "readback $rc" >&3
 } | sha256 | sed 's/^/landed /'
@@ -361,9 +359,9 @@ wait
 printf 'after %s\n' "$(stat -c '%F %s %i %h %Y' -- "$src")"
 """
 
-#: Blocks of 4 MiB the copy writes per ``dd`` (and reads back per ``dd``): the read-back trails the writer by
-#: one segment.
-SEGMENT_BLOCKS = 16
+#: MiB the copy writes with one ``dd`` ``write`` (and reads back with one ``read``): one big O_DIRECT request
+#: lets the kernel keep many of the disk's requests in flight; the read-back trails the writer by one segment.
+SEGMENT_MIB = 64
 
 # The verify must read what the disk holds, not what the page cache remembers: ``iflag=nocache count=0``
 # drops the device's cached pages first (GNU dd, posix_fadvise DONTNEED; they are clean after the copy's
@@ -408,15 +406,15 @@ ProgressCallback = Callable[[int, int], None]
 
 
 def copy_command(src: str, dst: str, sha: str = "openssl", dd: str = "gnu",
-                 segment: int = SEGMENT_BLOCKS) -> Command:
+                 segment: int = SEGMENT_MIB) -> Command:
     """The one-pass copy: write the upload (no symlinks followed) onto the disk in segments of
-    ``segment`` × 4 MiB (O_DIRECT where the target allows it, fsynced), hash it, and read every finished
+    ``segment`` MiB (O_DIRECT where the target allows it, fsynced), hash it, and read every finished
     segment back from the disk into a second hash while the next one is written.
 
     Args:
         src: the upload's path. dst: the disk inside the image host. sha: ``openssl`` or ``sha256sum``
             (:class:`~backend.hosttools.Tools`). dd: ``gnu`` (O_DIRECT and ``iflag=nocache`` are used) or
-            another ``dd`` (plain writes, each fsynced). segment: 4 MiB blocks per ``dd``.
+            another ``dd`` (plain writes, each fsynced). segment: MiB per ``dd`` (one read, one write).
 
     It runs under ``setsid`` so its shell's PID is also its process group: :func:`kill_group` can
     stop every process of the copy by that one number.
@@ -426,7 +424,7 @@ def copy_command(src: str, dst: str, sha: str = "openssl", dd: str = "gnu",
 
 
 async def copy(host: Host, src: str, dst: str, on_progress: ProgressCallback,
-               on_pid: Callable[[int], None] | None = None, segment: int = SEGMENT_BLOCKS) -> CopyResult:
+               on_pid: Callable[[int], None] | None = None, segment: int = SEGMENT_MIB) -> CopyResult:
     """Copy upload ``src`` onto device ``dst`` inside the image host in one pass: hashing the upload and
     reading the landed bytes back at the same time (see :func:`copy_command`; the host's tools are
     detected once, :func:`~backend.hosttools.tools`).

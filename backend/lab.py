@@ -193,6 +193,7 @@ class Lab:
             self.ports[name] = acceptor.get_port()
         if self.seeded and not (self.dir / ".seeded").exists():
             self.seed()
+        self.web.folder.mkdir(parents=True, exist_ok=True)
         for items in DEBIAN_ISOS.values():
             for src, name in items:
                 if Path(src).is_file() and name.endswith(".iso") and not (self.web.folder / name).exists():

@@ -27,14 +27,13 @@ class LabWeb:
     """The lab's HTTP server (see the module docstring).
 
     Args:
-        folder: the files it serves (created). port: the TCP port on 127.0.0.1 (0: an ephemeral one).
+        folder: the files it serves (created by :meth:`start`). port: the TCP port on 127.0.0.1 (0: an ephemeral one).
     Attributes:
         port: the TCP port on 127.0.0.1 once started. log: ``(method, path)`` of every request.
     """
 
     def __init__(self, folder: Path, port: int = 0) -> None:
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
         self.log: list[tuple[str, str]] = []
         self.stopping = threading.Event()
         self.server: http.server.ThreadingHTTPServer | None = None
@@ -53,6 +52,7 @@ class LabWeb:
         """Listen on 127.0.0.1 (ephemeral port) and serve in a daemon thread."""
         web = self
         self.stopping.clear()
+        self.folder.mkdir(parents=True, exist_ok=True)
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
