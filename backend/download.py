@@ -485,9 +485,9 @@ async def download_url(site, url: str, owner: str, name: str | None = None, sha2
         cached = await lookup(host, ih.cache_dir, key, "")
     quota = usage(cfg, owner, site.snapshot.volumes)
     room = quota.quota - quota.used if quota.quota else None
-    if not cached and info.size is not None and room is not None and info.size > room:
+    if not cached and room is not None and (room <= 0 or (info.size is not None and info.size > room)):
         await refused(QuotaExceeded(
-            f"{url} announces {info.size} bytes; {owner}'s quota leaves {max(room, 0)} "
+            f"{url} announces {'no length' if info.size is None else f'{info.size} bytes'}; {owner}'s quota leaves {max(room, 0)} "
             f"({quota.used} of {quota.quota} used): not downloaded"))
     cap = info.size if info.size is not None else min(cfg.download_max_bytes, room if room is not None else cfg.download_max_bytes)
     await site.audit.record("download-url", target, "started",
