@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from . import imagehost
+from . import hosttools, imagehost
 from .errors import CommandFailed, IsoadminError, JobFailed, NotApprovable
 from .hypervisor import HypervisorDriver
 from .isoinfo import HEADER_BYTES, inspect_header
@@ -238,6 +238,7 @@ class ImportJob:
             await self._phase("locate")
             device = await imagehost.locate(ctx.image_host, job.serial, ctx.id_dirs, ctx.locate_timeout)
             self._update(device=device)
+            await hosttools.tools(ctx.image_host)  # asked once per host, here: the copy then starts at once
 
             async with ctx.copies or contextlib.nullcontext():
                 await self._phase("copy")
