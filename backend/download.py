@@ -517,9 +517,9 @@ async def download_url(site, url: str, owner: str, name: str | None = None, sha2
 _STOP = r"""
 pid=$1 part=$2
 if [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q isoadmin-download; then
-  kill -TERM -- "-$pid" 2>/dev/null
+  kill -TERM "-$pid" 2>/dev/null
+  i=0; while kill -0 "-$pid" 2>/dev/null && [ "$i" -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
 fi
-sleep 0.2
 rm -f -- "$part"
 """
 

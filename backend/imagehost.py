@@ -530,7 +530,11 @@ _KILL = r"""
 pid=$1
 [ -r "/proc/$pid/cmdline" ] || exit 0
 case "$(tr '\0' ' ' < "/proc/$pid/cmdline")" in
-  *isoadmin-copy*) kill -TERM -- "-$pid" ;;
+  *isoadmin-copy*)
+    # "kill -TERM -- -PID" is refused by dash ("Illegal number"); "kill -TERM -PID" works in dash, BusyBox, bash
+    kill -TERM "-$pid"
+    # wait (5 s at most) until the whole group is gone: no writer starts after the caller removes the volume
+    i=0; while kill -0 "-$pid" 2>/dev/null && [ "$i" -lt 100 ]; do sleep 0.05; i=$((i + 1)); done ;;
   *) echo "process $pid is not an isoadmin copy; left alone" >&2 ;;
 esac
 """
@@ -538,6 +542,7 @@ esac
 
 async def kill_group(host: Host, pid: int) -> None:
     """Stop a copy started by :func:`copy` — its shell and every child — by its PID (= process group),
-    over a new channel. A PID that now belongs to another program is left alone."""
+    over a new channel, and wait (up to 5 s) until every process of the group is gone. A PID that now
+    belongs to another program is left alone."""
     await host.run(script(_KILL, "isoadmin-kill", str(pid), mutating=True), check=False)
 
