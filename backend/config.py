@@ -81,7 +81,7 @@ class ImageHostConfig:
             a hot-plugged disk by its serial.
         max_copies: how many copies this console runs at once on this image host (default 2); more
             imports wait their turn before the copy phase.
-        download_hosts: host names or addresses (``fnmatch`` patterns, e.g. ``*.debian.org``) this image
+        download_hosts: host names or addresses (``fnmatch`` patterns, e.g. ``*.example.org``) this image
             host may download from, for ``download-url`` and every redirect; empty (the default): none.
         cache_dir: the downloads cache on this image host (default ``/var/cache/isoadmin``).
     """
