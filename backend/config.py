@@ -101,6 +101,9 @@ class ImageHostConfig:
         sys_block: the image host's ``/sys/block`` (``locate = "new-device"`` lists it before and after
             the attach; the embedded lab points it at a folder of its own).
         dev_dir: where the image host's block device nodes are (``/dev``).
+        download_hosts: host names or addresses (``fnmatch`` patterns, e.g. ``*.example.org``) this image
+            host may download from, for ``download-url`` and every redirect; empty (the default): none.
+        cache_dir: the downloads cache on this image host (default ``/var/cache/isoadmin``).
     """
 
     ssh: HostConfig
@@ -110,6 +113,8 @@ class ImageHostConfig:
     max_copies: int = 2
     sys_block: str = "/sys/block"
     dev_dir: str = "/dev"
+    download_hosts: tuple[str, ...] = ()
+    cache_dir: str = "/var/cache/isoadmin"
 
     @property
     def name(self) -> str:
@@ -168,6 +173,12 @@ class SiteConfig:
         gc_rejected_days: the same for rejected uploads (default: ``gc_days``).
         kernel_gc_days: kernel sets staged longer ago than this, that no domain boots, are
             garbage-collected (``kernel-gc``; ``[console] kernel_gc_days``, default 30).
+        cache_days: downloads cache entries older than this many days are removed by ``gc``
+            (``[console] cache_days``, default 30).
+        download_stall_seconds: a download that receives nothing for this long is cut off
+            (``[downloads] stall_seconds``, default 30).
+        download_max_bytes: the most a download may bring when neither the server's length nor the
+            owner's quota bounds it (``[downloads] max_bytes``, default 16 GiB).
         quota: default per-owner disk quota in bytes (``[quotas] default``; 0 = unlimited).
         quotas: per-owner overrides in bytes (``[quotas.owners]``).
         owners: extra people who may act for an owner (``[owners] alice = ["helpdesk1"]``), beyond the
@@ -191,6 +202,9 @@ class SiteConfig:
     gc_days: float = 7.0
     gc_rejected_days: float = 7.0
     kernel_gc_days: float = 30.0
+    cache_days: float = 30.0
+    download_stall_seconds: float = 30.0
+    download_max_bytes: int = 16 << 30
     quota: int = 0
     quotas: dict[str, int] = field(default_factory=dict)
     owners: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -277,6 +291,18 @@ def _kernel_dir(value: str) -> str:
     return value.rstrip("/")
 
 
+def _nonblank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value.strip().lower()
+
+
+def _cache_dir(value: str) -> str:
+    if not value.startswith("/") or value.rstrip("/") == "":
+        raise ValueError(f"{value!r} must be an absolute path other than /")
+    return value.rstrip("/")
+
+
 def _ledger(value: str) -> str:
     if value and not _LEDGER_RE.match(value):
         raise ValueError(f"{value!r} must be HOST:/absolute/path")
@@ -305,6 +331,8 @@ class ConsoleTable(_Table):
                                            "Default: `gc_days`")
     kernel_gc_days: float = Field(30.0, ge=0, description="`kernel-gc` removes kernel sets no domain boots, "
                                   "staged longer ago than this many days")
+    cache_days: float = Field(30.0, ge=0, description="`gc` removes downloads cache entries older than this "
+                              "many days")
     keymap: dict[str, str] = Field({}, description="keys remapped by binding id: `{ approve = \"A\" }` (the ids "
                                    "are in the key table)")
 
@@ -323,6 +351,15 @@ class NamingTable(_Table):
     template: Annotated[str, AfterValidator(check_template)] = Field(
         DEFAULT_TEMPLATE, description="names of final volumes: fields `{owner}` `{stem}` `{label}` `{size}` "
         "`{date}`")
+
+
+class DownloadsTable(_Table):
+    """``[downloads]``"""
+
+    stall_seconds: float = Field(30.0, ge=1, le=3600, description="a download that receives nothing for this "
+                                 "long is cut off")
+    max_bytes: Size = Field(16 << 30, gt=0, description="the most a download may bring when neither the "
+                            "server's length nor the owner's quota bounds it (a size)")
 
 
 class LedgerTable(_Table):
@@ -359,6 +396,11 @@ class ImageHostTable(HostTable):
     sys_block: AbsPath = Field("/sys/block", description="the image host's `/sys/block` (`locate = \"new-device\"` "
                                "lists it before and after the attach)")
     dev_dir: AbsPath = Field("/dev", description="where the image host's block device nodes are")
+    download_hosts: list[Annotated[str, AfterValidator(_nonblank)]] = Field(
+        [], description="hosts this image host may download from (`download-url` and every redirect): names, "
+        "addresses or `fnmatch` patterns such as `*.example.org`. Default: none (downloads are off)")
+    cache_dir: Annotated[str, AfterValidator(_cache_dir)] = Field(
+        "/var/cache/isoadmin", description="the downloads cache on this image host (an absolute path)")
 
 
 class Dom0Table(HostTable):
@@ -452,6 +494,7 @@ class SiteDocument(_Table):
     owners: dict[str, Annotated[list[str], BeforeValidator(_members)]] = Field(
         {}, description="who else may act for an owner, beyond its folder's group: `alice = [\"helpdesk1\"]`")
     naming: NamingTable = Field(NamingTable(), description="names of final volumes")
+    downloads: DownloadsTable = Field(DownloadsTable(), description="`download-url`")
     site: LedgerTable = Field(LedgerTable(), description="the site itself")
     image_hosts: dict[str, ImageHostTable] = Field({}, description="the image hosts, by name")
     dom0s: dict[str, Dom0Table] = Field({}, description="the dom0s, by name (the first is the default target)")
@@ -621,6 +664,8 @@ def parse_config(doc: dict[str, Any], source: Path | None = None) -> SiteConfig:
             max_copies=table.max_copies,
             sys_block=table.sys_block.rstrip("/") or "/",
             dev_dir=table.dev_dir.rstrip("/") or "/",
+            download_hosts=tuple(table.download_hosts),
+            cache_dir=table.cache_dir,
         )
     dom0s: dict[str, Dom0Config] = {}
     for name, table in parsed.dom0s.items():
@@ -659,6 +704,9 @@ def parse_config(doc: dict[str, Any], source: Path | None = None) -> SiteConfig:
         gc_days=console.gc_days,
         gc_rejected_days=console.gc_days if console.gc_rejected_days is None else console.gc_rejected_days,
         kernel_gc_days=console.kernel_gc_days,
+        cache_days=console.cache_days,
+        download_stall_seconds=parsed.downloads.stall_seconds,
+        download_max_bytes=parsed.downloads.max_bytes,
         quota=parsed.quotas.default,
         quotas=dict(parsed.quotas.owners),
         owners={k: tuple(v) for k, v in parsed.owners.items()},

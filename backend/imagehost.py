@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import asyncssh
 
+from . import hosttools
 from .commands import DUMP_SH, SHA256_SH, Command, script
 from .errors import CommandFailed, HostError
 from .ssh import Host
@@ -285,24 +286,81 @@ async def in_use(host: Host, path: str) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-# Two readers of the upload run at once, each opening it without following links: one ``dd`` writes the
-# disk (O_DIRECT where the target allows it: the bytes go to the disk once, not through the page cache),
-# the other feeds the sha256 on the other core. (A ``tee`` between one reader and both would move the bytes
-# in 8 KiB pieces: a third of the copy's time.) The bytes are the same unless the upload changes or is
-# swapped during the copy: then the stat before/after differs, or the verify of the landed bytes does not
-# match the sha256, and the import rolls back.
-_COPY = SHA256_SH + r"""
-src=$1 dst=$2
+# One pass: the upload is read once from its disk, written onto the target, hashed, and the landed bytes are
+# read back behind the writer and proven equal to the upload, so copy and verify together cost about one
+# write.
+#
+# * The writer writes the upload in segments of SEG MiB, one ``dd`` and one ``write`` each (O_DIRECT where
+#   the target allows it: the bytes go to the disk, not into the page cache), and after each segment prints
+#   its number on a pipe.
+# * The read-back reads each segment the writer finished (segment k while k+1 is being written), with
+#   O_DIRECT again (from the disk, not from the page cache; without O_DIRECT: the segment is fsynced,
+#   its cached pages dropped with GNU ``dd iflag=nocache``, then read), into a second sha256 (the last
+#   segment cut to the upload's size), which the job compares with the upload's. (``cmp`` against the
+#   upload instead of the second sha256 was measured no faster: it reads in small pieces.)
+# * A second reader of the upload (it reads the page cache the writer just filled, on the other core) feeds
+#   the sha256 that is recorded. (A ``tee`` between one reader and both would move the bytes in 8 KiB
+#   pieces.)
+# The stat before/after catches an upload changed or swapped during the copy. Status lines: ``read N``
+# (upload hash reader), ``write N`` (writer), ``readback N``; digests: ``upload HEX`` and ``landed HEX``;
+# progress on stderr: ``N bytes written`` and ``verified N``.
+_COPY = r"""
+src=$1 dst=$2 sha=$3 seg=$4 ddkind=$5
+export LC_ALL=C
+sha256() { if [ "$sha" = openssl ]; then openssl dgst -sha256 -r; else sha256sum; fi; }
 printf 'pid %s\n' "$$"
-printf 'before %s\n' "$(stat -c '%F %s %i %h %Y' -- "$src")"
-oflag=
-if dd if=/dev/null of="$dst" oflag=direct conv=notrunc status=none 2>/dev/null; then oflag=oflag=direct; fi
-{ { dd if="$src" iflag=nofollow,nonblock bs=4M status=none; echo "read $?" >&3; } | sha256; } 3>&1 &
-dd if="$src" of="$dst" iflag=nofollow,nonblock,fullblock bs=4M $oflag conv=notrunc,fsync status=progress
-echo "write $?"
+before=$(stat -c '%F %s %i %h %Y' -- "$src")
+printf 'before %s\n' "$before"
+size=${before% * * *}; size=${size##* }
+case $size in ''|*[!0-9]*) echo "write 1"; exit 1 ;; esac
+S=$((seg * 1048576))
+segments=$(( (size + S - 1) / S ))
+direct=
+if [ "$ddkind" = gnu ] && dd if=/dev/null of="$dst" oflag=direct conv=notrunc status=none 2>/dev/null; then
+  direct=1
+fi
+rflag=
+[ -z "$direct" ] || rflag=iflag=direct
+{ { dd if="$src" iflag=nofollow,nonblock bs=4M status=none; echo "read $?" >&3; } | sha256 | sed 's/^/upload /'; } 3>&1 &
+{ {
+  k=0 rc=0
+  while [ "$k" -lt "$segments" ]; do
+    if [ -n "$direct" ]; then
+      dd if="$src" of="$dst" iflag=nofollow,nonblock,fullblock oflag=direct conv=notrunc bs="${seg}M" \
+        skip="$k" seek="$k" count=1 status=none || { rc=$?; break; }
+    else
+      dd if="$src" of="$dst" iflag=nofollow,nonblock,fullblock conv=notrunc,fsync bs="${seg}M" \
+        skip="$k" seek="$k" count=1 status=none || { rc=$?; break; }
+    fi
+    len=$S
+    [ $((k * S + len)) -le "$size" ] || len=$((size - k * S))
+    printf '%s %s\n' "$k" "$len"
+    printf '%s bytes written\n' $((k * S + len)) >&2
+    k=$((k + 1))
+  done
+  [ "$rc" != 0 ] || dd if=/dev/null of="$dst" conv=notrunc,fsync status=none || rc=$?
+  echo "write $rc" >&3
+} | {
+  rc=0
+  while read -r k len; do
+    [ -n "$direct" ] || dd if="$dst" iflag=nocache bs="${seg}M" skip="$k" count=0 status=none 2>/dev/null
+    if [ "$len" = "$S" ]; then
+      dd if="$dst" $rflag bs="${seg}M" skip="$k" count=1 status=none || rc=$?
+    else
+      dd if="$dst" $rflag bs="${seg}M" skip="$k" count=1 status=none | head -c "$len" || rc=1
+    fi
+    printf 'verified %s\n' $((k * S + len)) >&2
+  done
+  echo "readback $rc" >&3
+} | sha256 | sed 's/^/landed /'
+} 3>&1
 wait
 printf 'after %s\n' "$(stat -c '%F %s %i %h %Y' -- "$src")"
 """
+
+#: MiB the copy writes with one ``dd`` ``write`` (and reads back with one ``read``): one big O_DIRECT request
+#: lets the kernel keep many of the disk's requests in flight; the read-back trails the writer by one segment.
+SEGMENT_MIB = 64
 
 # The verify must read what the disk holds, not what the page cache remembers: ``iflag=nocache count=0``
 # drops the device's cached pages first (GNU dd, posix_fadvise DONTNEED; they are clean after the copy's
@@ -314,18 +372,23 @@ dd if="$dst" bs=4M count="$size" iflag=count_bytes status=none | sha256
 """
 
 _PROGRESS = re.compile(rb"(\d+) bytes")
+_VERIFIED = re.compile(rb"verified (\d+)$")
 _SHA = re.compile(rb"^([0-9a-f]{64})\s")
+_DIGEST = re.compile(rb"^(upload|landed) ([0-9a-f]{64})\s")
 
 
 @dataclass
 class CopyResult:
-    """What the copy inside the image host reported.
+    """What the one-pass copy inside the image host reported.
 
     Attributes:
         sha256: hex digest of the upload (read by a second reader while the copy runs).
-        copied: bytes read. before/after: ``stat`` of the upload before and after (type size inode
-        links mtime): they differ when the upload changed during the copy. statuses: exit status of the
-        hashing read (``read``) and of the copy onto the disk (``write``).
+        landed: hex digest of the bytes read back from the disk behind the writer (O_DIRECT), cut to the
+            upload's size; "" when the read-back did not finish.
+        copied: bytes written. verified: bytes read back. before/after: ``stat`` of the upload before and
+        after (type size inode links mtime): they differ when the upload changed during the copy.
+        statuses: exit status of the hashing read (``read``), of the copy onto the disk (``write``) and of
+        the read-back (``readback``).
     """
 
     sha256: str
@@ -333,38 +396,51 @@ class CopyResult:
     before: str
     after: str
     statuses: dict[str, int]
+    landed: str = ""
+    verified: int = 0
 
 
-ProgressCallback = Callable[[int], None]
+#: ``on_progress(bytes_written, bytes_verified)``.
+ProgressCallback = Callable[[int, int], None]
 
 
-def copy_command(src: str, dst: str) -> Command:
-    """The copy command: ``dd conv=notrunc,fsync`` copies the upload (no symlinks followed) onto the disk
-    (O_DIRECT where the target allows it) while a second ``dd`` reads it into ``sha256`` (see
-    :data:`SHA256_SH`).
+def copy_command(src: str, dst: str, sha: str = "openssl", dd: str = "gnu",
+                 segment: int = SEGMENT_MIB) -> Command:
+    """The one-pass copy: write the upload (no symlinks followed) onto the disk in segments of
+    ``segment`` MiB (O_DIRECT where the target allows it, fsynced), hash it, and read every finished
+    segment back from the disk into a second hash while the next one is written.
+
+    Args:
+        src: the upload's path. dst: the disk inside the image host. sha: ``openssl`` or ``sha256sum``
+            (:class:`~backend.hosttools.Tools`). dd: ``gnu`` (O_DIRECT and ``iflag=nocache`` are used) or
+            another ``dd`` (plain writes, each fsynced). segment: MiB per ``dd`` (one read, one write).
 
     It runs under ``setsid`` so its shell's PID is also its process group: :func:`kill_group` can
     stop every process of the copy by that one number.
     """
-    return Command(("setsid", "sh", "-c", _COPY, "isoadmin-copy", src, dst), mutating=True, label="copy")
+    return Command(("setsid", "sh", "-c", _COPY, "isoadmin-copy", src, dst, sha, str(segment), dd),
+                   mutating=True, label="copy")
 
 
 async def copy(host: Host, src: str, dst: str, on_progress: ProgressCallback,
-               on_pid: Callable[[int], None] | None = None) -> CopyResult:
-    """Copy upload ``src`` onto device ``dst`` inside the image host, hashing the upload at the same time.
+               on_pid: Callable[[int], None] | None = None, segment: int = SEGMENT_MIB) -> CopyResult:
+    """Copy upload ``src`` onto device ``dst`` inside the image host in one pass: hashing the upload and
+    reading the landed bytes back at the same time (see :func:`copy_command`; the host's tools are
+    detected once, :func:`~backend.hosttools.tools`).
 
-    ``on_progress(bytes_copied)`` is called as ``dd status=progress`` reports (about once a second).
+    ``on_progress(bytes_written, bytes_verified)`` is called after each segment.
 
     Raises:
         HostError / CommandFailed: the copy could not start, or the connection dropped.
     """
-    proc = await host.start(copy_command(src, dst))
+    found = await hosttools.tools(host)
+    proc = await host.start(copy_command(src, dst, found.sha, found.dd, segment))
     out = bytearray()
-    copied = 0
+    copied = verified = 0
     pid_seen: list[int] = []
 
     async def pump_stderr() -> None:
-        nonlocal copied
+        nonlocal copied, verified
         buf = b""
         while True:
             chunk = await proc.stderr.read(4096)
@@ -376,7 +452,11 @@ async def copy(host: Host, src: str, dst: str, on_progress: ProgressCallback,
                 m = _PROGRESS.match(part)
                 if m:
                     copied = int(m.group(1))
-                    on_progress(copied)
+                elif m := _VERIFIED.match(part):
+                    verified = int(m.group(1))
+                else:
+                    continue
+                on_progress(copied, verified)
 
     async def pump_stdout() -> None:
         while True:
@@ -398,19 +478,21 @@ async def copy(host: Host, src: str, dst: str, on_progress: ProgressCallback,
     if proc.exit_status is None and proc.exit_signal is None:
         raise HostError(host.name, "copy interrupted: the SSH connection was lost")
     statuses: dict[str, int] = {}
-    sha = before = after = ""
+    digests: dict[bytes, str] = {}
+    before = after = ""
     for line in bytes(out).splitlines():
         word, _, rest = line.partition(b" ")
         text = rest.decode("utf-8", "replace")
-        if word in (b"read", b"write"):
-            statuses[word.decode()] = int(rest or -1)
+        if word in (b"read", b"write", b"readback"):
+            statuses[word.decode()] = int(rest) if rest.strip().isdigit() else -1
         elif word == b"before":
             before = text
         elif word == b"after":
             after = text
-        elif _SHA.match(line):
-            sha = line[:64].decode()
-    return CopyResult(sha, copied, before, after, statuses)
+        elif m := _DIGEST.match(line):
+            digests[m.group(1)] = m.group(2).decode()
+    return CopyResult(digests.get(b"upload", ""), copied, before, after, statuses,
+                      digests.get(b"landed", ""), verified)
 
 
 async def verify(host: Host, dst: str, size: int) -> str:
@@ -447,7 +529,11 @@ _KILL = r"""
 pid=$1
 [ -r "/proc/$pid/cmdline" ] || exit 0
 case "$(tr '\0' ' ' < "/proc/$pid/cmdline")" in
-  *isoadmin-copy*) kill -TERM -- "-$pid" ;;
+  *isoadmin-copy*)
+    # "kill -TERM -- -PID" is refused by dash ("Illegal number"); "kill -TERM -PID" works in dash, BusyBox, bash
+    kill -TERM "-$pid"
+    # wait (5 s at most) until the whole group is gone: no writer starts after the caller removes the volume
+    i=0; while kill -0 "-$pid" 2>/dev/null && [ "$i" -lt 100 ]; do sleep 0.05; i=$((i + 1)); done ;;
   *) echo "process $pid is not an isoadmin copy; left alone" >&2 ;;
 esac
 """
@@ -455,6 +541,7 @@ esac
 
 async def kill_group(host: Host, pid: int) -> None:
     """Stop a copy started by :func:`copy` — its shell and every child — by its PID (= process group),
-    over a new channel. A PID that now belongs to another program is left alone."""
+    over a new channel, and wait (up to 5 s) until every process of the group is gone. A PID that now
+    belongs to another program is left alone."""
     await host.run(script(_KILL, "isoadmin-kill", str(pid), mutating=True), check=False)
 

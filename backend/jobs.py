@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from . import imagehost, newdevice
+from . import hosttools, imagehost, newdevice
 from .errors import CommandFailed, IsoadminError, JobFailed, NotApprovable
 from .hypervisor import HypervisorDriver
 from .isoinfo import HEADER_BYTES, inspect_header
@@ -154,6 +154,7 @@ class ImportJob:
         self.events = Throttle(listener)
         self.on_phase = on_phase
         self.copy_pid: int | None = None
+        self.landed = ""               # sha256 of the bytes read back from the disk during the copy
         self.lost = ""                 # why the lease was lost (the job then stops and rolls back)
         self.ending = False            # rolling back or finishing: the lease keeper no longer stops the job
         self._dirty = False
@@ -166,7 +167,7 @@ class ImportJob:
         for key, value in changes.items():
             setattr(self.job, key, value)
         self.job.updated = time.time()
-        if "done_bytes" not in changes or len(changes) > 2:
+        if not changes.keys() <= {"done_bytes", "verified_bytes", "rate"}:
             self._dirty = True
             if self._saver is None or self._saver.done():
                 self._saver = asyncio.get_running_loop().create_task(self._saving())
@@ -251,13 +252,14 @@ class ImportJob:
                 else:
                     device = await imagehost.locate(ctx.image_host, job.serial, ctx.id_dirs, ctx.locate_timeout)
                 self._update(device=device)
+            await hosttools.tools(ctx.image_host)  # asked once per host, here: the copy then starts at once
 
             async with ctx.copies or contextlib.nullcontext():
                 await self._phase("copy")
                 await self._copy(device)
 
                 await self._phase("verify")
-                landed = await imagehost.verify(ctx.image_host, device, job.size)
+                landed = self.landed or await imagehost.verify(ctx.image_host, device, job.size)
                 if landed != job.sha256:
                     raise IsoadminError(f"landed bytes differ from the upload "
                                         f"(sha256 {landed[:12]}… ≠ {job.sha256[:12]}…)")
@@ -333,9 +335,9 @@ class ImportJob:
         self._update(total_bytes=job.size, done_bytes=0)
         started = time.monotonic()
 
-        def progress(done: int) -> None:
+        def progress(done: int, verified: int) -> None:
             elapsed = time.monotonic() - started
-            self._update(done_bytes=done, rate=done / elapsed if elapsed > 0 else 0.0)
+            self._update(done_bytes=done, verified_bytes=verified, rate=done / elapsed if elapsed > 0 else 0.0)
 
         def pid(value: int) -> None:
             self.copy_pid = value
@@ -345,7 +347,7 @@ class ImportJob:
         self.copy_pid = None
         self._update(copy_pid=0)
         bad = {k: v for k, v in result.statuses.items() if v != 0}
-        if bad or set(result.statuses) != {"read", "write"}:
+        if bad or set(result.statuses) != {"read", "write", "readback"}:
             raise IsoadminError(f"copy failed ({', '.join(f'{k} exit {v}' for k, v in bad.items()) or 'incomplete'})")
         if result.before != result.after:
             raise IsoadminError("the upload changed during the copy")
@@ -355,10 +357,12 @@ class ImportJob:
             raise IsoadminError(f"the upload is not the file that was approved (now: {result.before or 'gone'})")
         if result.copied != job.size:
             raise IsoadminError(f"copied {result.copied} bytes, expected {job.size}")
-        if not result.sha256:
-            raise IsoadminError("copy printed no checksum")
+        if not result.sha256 or not result.landed or result.verified != job.size:
+            raise IsoadminError("copy printed no checksum" if not result.sha256 else
+                                f"read back {result.verified} of {job.size} bytes from the disk")
+        self.landed = result.landed
         elapsed = time.monotonic() - started
-        self._update(sha256=result.sha256, done_bytes=job.size,
+        self._update(sha256=result.sha256, done_bytes=job.size, verified_bytes=job.size,
                      rate=job.size / elapsed if elapsed > 0 else 0.0)
 
     def _meta(self, **extra) -> dict:

@@ -35,6 +35,7 @@ import platformdirs
 import pycdlib
 
 from .config import APP, SiteConfig, parse_config
+from .labweb import LabWeb
 
 DEBIAN_ISOS = {
     "alice": [("/usr/lib/ipxe/ipxe.iso", "ipxe.iso"),
@@ -164,6 +165,8 @@ class Lab:
         self.children: set[asyncio.subprocess.Process] = set()
         self.connections: set[asyncssh.SSHServerConnection] = set()
         self.writer: asyncio.Task | None = None
+        #: the lab's web server on 127.0.0.1 (:mod:`backend.labweb`), serving the Debian ISOs; started by start()
+        self.web = LabWeb(self.dir / "www")
 
     # paths
     @property
@@ -175,6 +178,11 @@ class Lab:
     def ledger_dir(self) -> Path:
         """The site's ledger, on the image host (``[site] ledger``)."""
         return self.dir / "imagehost" / "ledger"
+
+    @property
+    def cache_dir(self) -> Path:
+        """The image host's downloads cache (``[image_hosts.imagehost] cache_dir``)."""
+        return self.dir / "imagehost" / "cache"
 
     @property
     def by_id(self) -> Path:
@@ -240,6 +248,12 @@ class Lab:
             self.ports[name] = acceptor.get_port()
         if self.seeded and not (self.dir / ".seeded").exists():
             self.seed()
+        self.web.folder.mkdir(parents=True, exist_ok=True)
+        for items in DEBIAN_ISOS.values():
+            for src, name in items:
+                if Path(src).is_file() and name.endswith(".iso") and not (self.web.folder / name).exists():
+                    shutil.copyfile(src, self.web.folder / name)
+        self.web.start()
         text = self._site_toml()
         self._write(self.config_path, text)  # for people; this process uses its own text
         if self.seeded:
@@ -257,6 +271,7 @@ class Lab:
         going down would)."""
         if self.writer:
             self.writer.cancel()
+        self.web.stop()
         for acceptor in self.servers.values():
             acceptor.close()
         for conn in list(self.connections):
@@ -354,6 +369,7 @@ class Lab:
             f"\n[image_hosts.imagehost]\n{ssh('imagehost')}"
             f"uploads_root = {q(self.uploads_root)}\ndisk_id_dirs = [{q(self.by_id)}]\n"
             f"sys_block = {q(self.sys_block)}\ndev_dir = {q(self.dev_dir)}\n"
+            f"download_hosts = [\"127.0.0.1\"]\ncache_dir = {q(self.cache_dir)}\n"
             "domains = { " + ", ".join(f"{q(d)} = \"imagehost\"" for d in self.dom0s) + " }\n",
         ]
         for dom0 in self.dom0s:

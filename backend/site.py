@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import imagehost, quota
+from .download import download_target
 from .commands import Command
 from .audit import AuditLog
 from .config import SiteConfig
@@ -319,8 +320,11 @@ class Site:
             key = (host, u.path)
             seen = self._seen.get(key)
             self._seen[key] = (e.size, e.mtime)
-            u.reason = _refusal(u, e)
-            if u.reason:
+            downloading = e.depth == 2 and e.kind == "file" and download_target(name) is not None
+            u.reason = "being downloaded" if downloading else _refusal(u, e)
+            if downloading:
+                u.state = UploadState.WRITING
+            elif u.reason:
                 u.state = UploadState.REFUSED
             elif (seen is not None and seen != (e.size, e.mtime)) or host_now - e.mtime < settle:
                 u.state = UploadState.WRITING
@@ -607,7 +611,7 @@ class Site:
                      if self.config.dom0s[dom0].locate == "new-device" else
                      f"find the disk with serial {serial} in /sys/block/*/serial, {', '.join(ih.disk_id_dirs)}"),
             PlanStep("copy", host.name, compact(imagehost.copy_command(upload.path, "/dev/DISK"))),
-            PlanStep("verify", host.name, f"sha256 of the first {upload.size} bytes of /dev/DISK"),
+            PlanStep("verify", host.name, f"sha256 of the first {upload.size} bytes read back from /dev/DISK behind the copy (O_DIRECT)"),
             PlanStep("detach", dom0, self.hypervisors[dom0].describe_detach(domain, serial)),
             PlanStep("rename", dom0, compact(storage.rename_command(staging, final, {})[0])),
         ]

@@ -22,7 +22,9 @@ class JobRecord:
         staging, final: volume names. alloc: staging volume size (bytes, rounded to the unit).
         approver: who approved. created, updated: epoch seconds.
         phase: current or last phase (see :data:`PHASES`, or ``done``). state: ``running``, ``done``,
-        ``failed``. error: the reason when failed. done_bytes/total_bytes: copy progress. rate: bytes/s.
+        ``failed``. error: the reason when failed. done_bytes/total_bytes: copy progress (bytes written).
+        verified_bytes: bytes read back from the disk behind the writer (the verify, in the same pass).
+        rate: bytes/s.
         sha256: of the upload as copied. device: the disk's path inside the image host.
         created_volume, attached: what rollback must undo. rollback: what rollback did.
         iso: header facts of the upload (volume_id, bootable ...), recorded with the final volume.
@@ -56,6 +58,7 @@ class JobRecord:
     state: str = "running"
     error: str = ""
     done_bytes: int = 0
+    verified_bytes: int = 0
     total_bytes: int = 0
     rate: float = 0.0
     sha256: str = ""

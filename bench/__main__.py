@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import p1_import, p2_inventory, p3_tui, p4_concurrency
+from . import p1_import, p1_realstack, p2_inventory, p3_tui, p4_concurrency
 from .common import workdir
 from .labserver import LabProcess
 
@@ -23,7 +23,8 @@ MiB = 1 << 20
 
 
 async def main(args: argparse.Namespace) -> int:
-    only = {x.strip().upper() for x in args.only.split(",")} if args.only else {"P1", "P2", "P3", "P4"}
+    only = ({x.strip().upper() for x in args.only.split(",")} if args.only
+            else {"P1", "P2", "P3", "P4"} | (set() if args.smoke else {"P1R"}))
     figures = []
     with tempfile.TemporaryDirectory(prefix="isoadmin-bench-", dir=args.dir) as tmp:
         base = Path(tmp)
@@ -36,6 +37,8 @@ async def main(args: argparse.Namespace) -> int:
 
         if "P1" in only:
             show(await p1_import.run(base, 4 * MiB if args.smoke else args.p1_size * MiB, rounds))
+        if "P1R" in only:  # the real stack (root only; skipped with a line otherwise)
+            show(await p1_realstack.run(base, 4 * MiB if args.smoke else args.p1r_size * MiB, rounds))
         if only & {"P2", "P3", "P4"}:
             owners, uploads, volumes = (10, 200, 100) if args.smoke else (500, 10_000, 5_000)
             dom0s = {f"dom0-{c}": "4 PiB" for c in "abcd"}
@@ -58,11 +61,13 @@ async def main(args: argparse.Namespace) -> int:
 
 def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    p.add_argument("--only", help="comma-separated subset: P1,P2,P3,P4")
+    p.add_argument("--only", help="comma-separated subset: P1,P1R (P1 on the real stack),P2,P3,P4")
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     p.add_argument("--smoke", action="store_true", help="tiny sizes, to check the suite runs")
     p.add_argument("--rounds", type=int, default=3, help="rounds per figure (default 3)")
     p.add_argument("--p1-size", type=int, default=1024, metavar="MIB", help="P1 upload size (default 1024)")
+    p.add_argument("--p1r-size", type=int, default=256, metavar="MIB",
+                   help="P1 upload size on the real stack (default 256: the guest holds it in its RAM)")
     p.add_argument("--p4-size", type=int, default=256, metavar="MIB", help="P4 size of each upload (default 256)")
     p.add_argument("--dir", help="scratch folder (default: the system's temp dir; P1 needs 4 × the size)")
     return p.parse_args(argv)

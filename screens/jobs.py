@@ -30,6 +30,8 @@ def job_status(job: JobRecord, now: float | None = None) -> Text:
     text.append("  ")
     text.append(f"{humanize.naturalsize(job.done_bytes, binary=True)} / "
                 f"{humanize.naturalsize(job.total_bytes, binary=True)}")
+    if job.phase == "copy" and job.verified_bytes:  # the verify reads back behind the copy, in the same pass
+        text.append(f", verified {humanize.naturalsize(job.verified_bytes, binary=True)}")
     if job.rate:
         text.append(f"  {humanize.naturalsize(job.rate, binary=True)}/s")
     if job.eta is not None:

@@ -191,7 +191,9 @@ async def test_many_headers_are_read_in_bounded_commands(lab, site):
     batches: list[dict] = []
     site.log.clear()
     kept = await imagehost.read_headers(site.hosts["imagehost"], paths, on_batch=batches.append)
-    assert kept == {} and sorted(len(b) for b in batches) == [44, imagehost.HEADER_BATCH]
+    # HEADER_BATCH paths a command, fewer when the paths are long (the temp dir's name varies with the run)
+    assert kept == {} and sum(len(b) for b in batches) == imagehost.HEADER_BATCH + 44
+    assert max(len(b) for b in batches) <= imagehost.HEADER_BATCH and len(batches) == 2
     assert len([r for r in site.log if "isoadmin-headers" in r.argv]) == 2
     got = {path: header for b in batches for path, header in b.items()}
     assert all(got[p][:20] == i.to_bytes(2, "big") * 10 for i, p in enumerate(paths))

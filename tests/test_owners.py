@@ -14,7 +14,7 @@ from .conftest import run_cli
 
 def test_listing_carries_groups_and_folder_groups():
     data = (b"1800000000.5\ngroup cd-alice:x:2001:alice,helpdesk1\ngroup staff:x:50:\n--\n"
-            b"d 4096 1799999000.0 12 2 1 cd-alice alice\0f 10 1799999000.0 13 1 2 cd-alice alice/a b.iso\0")
+            b"d 4096 1799999000.0 12 2 1 cd-alice alice\0\0f 10 1799999000.0 13 1 2 cd-alice alice/a b.iso\0\0")
     listing = parse_listing(data)
     assert listing.now == 1800000000.5
     assert listing.groups == {"cd-alice": {"alice", "helpdesk1"}, "staff": set()}

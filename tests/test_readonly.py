@@ -24,6 +24,7 @@ READ_ONLY = [
     re.compile(r"^find \S+ -maxdepth 1 -name 'virtio-\*' -printf '%l\\n'$"),       # lab: who uses a volume
     re.compile(r"(?s)^sh -c '\nsha256\(\) \{[^}]*\}\n\ndst=\$1 size=\$2\ndd .*isoadmin-sha "),  # verify reads a volume
     re.compile(r"(?s)^sh -c '\nroot=\$1\n\[ -d .*' isoadmin-kernel-sets "),         # kernel sets listing
+    re.compile(r"(?s)^sh -c '\ncache=\$1\nnow=.*' isoadmin-cache-list "),          # the downloads cache
 ]
 
 
@@ -59,7 +60,8 @@ def test_read_only_cli_surface_sends_no_mutating_command(tmp_path):
         (("check",), 0), (("repair",), 0), (("audit",), 0),
         (("approve", "alice/ipxe.iso", "--yes"), 4), (("reject", "alice/ipxe.iso", "--reason", "x"), 4),
         (("repair", "--apply"), 4), (("gc",), 0), (("gc", "--apply"), 4), (("catalog", "--csv"), 0),
-        (("verify", "dom0-a:none"), 5),
+        (("verify", "dom0-a:none"), 5), (("cache", "--json"), 0),
+        (("download-url", "http://127.0.0.1:9/x.iso", "--owner", "alice"), 4),
     ]
     for args, code in runs:
         r = run_cli("--read-only", *args, lab_dir=lab_dir)
@@ -69,7 +71,7 @@ def test_read_only_cli_surface_sends_no_mutating_command(tmp_path):
     assert volumes == []
     audit = json.loads(run_cli("--read-only", "audit", "--json", lab_dir=lab_dir).stdout)
     refused = sorted({e["action"] for e in audit if e["outcome"] == "refused" and e["read_only"]})
-    assert refused == ["approve", "gc", "reject", "repair"]  # every refusal is on the site's audit log
+    assert refused == ["approve", "download-url", "gc", "reject", "repair"]  # every refusal is on the site's audit log
 
 
 async def test_read_only_tui_surface_sends_no_mutating_command(lab):

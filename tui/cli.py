@@ -26,7 +26,7 @@ from pathlib import Path
 import humanize
 import shtab
 
-from backend import catalog, cdrom, health, kernels, quota
+from backend import catalog, cdrom, download, health, kernels, quota
 from backend.config import SiteConfig, default_state_dir, load_config, prepare_state_dir
 from backend.crash import EXIT_CRASH, one_line, write_crash_report
 from backend.errors import ConfigError, HostError, IsoadminError, UsageError
@@ -37,7 +37,7 @@ from backend.text import printable
 
 COMMANDS = ("uploads", "volumes", "jobs", "hosts", "owners", "approve", "reject", "check", "repair", "audit", "gc", "catalog",
             "verify", "delete-volume", "insert-cd", "eject-cd",
-            "kernels", "stage-kernel", "kernel-sets", "delete-kernel", "kernel-gc")
+            "kernels", "stage-kernel", "kernel-sets", "delete-kernel", "kernel-gc", "download-url", "cache")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,6 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="re-read a final volume on its dom0 and check its recorded sha256 "
                                       "(exit 10 on a mismatch)")
     v.add_argument("volume", metavar="[DOM0:]VOLUME")
+    dl = sub.add_parser("download-url", help="have the owner's image host download an image into the owner's folder "
+                                             "(http, https, ftp; sftp where its curl can), through its cache",
+                        description="download URL into OWNER's folder on the image host: shown as writing, "
+                                    "pending once complete; served from the image host's cache when it holds it")
+    dl.add_argument("url", metavar="URL")
+    dl.add_argument("--owner", required=True, help="the owner whose folder receives the file")
+    dl.add_argument("--name", metavar="FILE", help="file name (default: the URL's last path segment)")
+    dl.add_argument("--sha256", metavar="HEX", help="expected sha256; a mismatch removes the file (audited)")
+    ca = sub.add_parser("cache", help="list the image hosts' downloads cache (size, hits, age)")
+    ca.add_argument("--json", action="store_true", help="print one JSON array")
     d = sub.add_parser("delete-volume", help="delete a final CD volume (refused while a VM has it; audited)")
     d.add_argument("volume", metavar="[DOM0:]VOLUME")
     d.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
@@ -422,13 +432,50 @@ async def cmd_gc(site: Site, args: argparse.Namespace) -> int:
             render_table(["OWNER", "FILE", "STATE", "AGE (DAYS)", "WHY"],
                    [[i.owner, i.name, i.state, f"{i.age:.1f}", i.reason] for i in items])
             say(f"dry run: {len(items)} upload(s) would be removed; gc --apply does it")
+        old = await download.cache_gc(site, apply=False)
+        if old:
+            if not args.json:
+                render_table(["CACHE ENTRY", "SIZE", "AGE (DAYS)", "URL"],
+                             [[e.sha256[:16], _size(e.size), f"{e.age / 86400:.1f}", e.url] for e in old])
+            say(f"dry run: {len(old)} cache entr(ies) older than cache_days would be removed")
         return 0
     results = await catalog.gc_apply(site, items)
+    old = await download.cache_gc(site, apply=True)
     if args.json:
-        _print_json([{**i.to_json(), "outcome": o} for i, o in results])
+        _print_json([{**i.to_json(), "outcome": o} for i, o in results]
+                    + [{"cache_entry": e.to_json(), "outcome": "removed"} for e in old])
     else:
-        render_table(["OWNER", "FILE", "OUTCOME"], [[i.owner, i.name, o] for i, o in results])
+        render_table(["OWNER", "FILE", "OUTCOME"], [[i.owner, i.name, o] for i, o in results]
+                     + [["(cache)", e.url, "removed"] for e in old])
     return 1 if any(o != "removed" for _, o in results) else 0
+
+
+async def cmd_download(site: Site, args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    await site.refresh()
+    columns = (TextColumn("download"), BarColumn(), DownloadColumn(binary_units=True), TransferSpeedColumn())
+    with Progress(*columns, transient=False) as progress:
+        task = progress.add_task("download", total=None)
+
+        def on_progress(done: int, total: int | None) -> None:
+            progress.update(task, completed=done, total=total)
+
+        result = await download.download_url(site, args.url, args.owner, args.name, args.sha256, on_progress)
+    name = download.file_name(args.url, args.name)
+    how = "from the cache" if result.cached else "downloaded"
+    say(f"{args.owner}/{name} sha256 {result.sha256} ({how})", sys.stdout)
+    return 0
+
+
+async def cmd_cache(site: Site, args: argparse.Namespace) -> int:
+    entries = await download.cache_list(site)
+    if args.json:
+        _print_json([e.to_json() for e in entries])
+    else:
+        render_table(["HOST", "SHA256", "SIZE", "HITS", "AGE (DAYS)", "URL"],
+               [[e.host, e.sha256[:16], _size(e.size), str(e.hits), f"{e.age / 86400:.1f}", e.url] for e in entries])
+    return 0
 
 
 async def cmd_catalog(site: Site, args: argparse.Namespace) -> int:
@@ -554,6 +601,7 @@ HANDLERS: dict[str, Callable[[Site, argparse.Namespace], Awaitable[int]]] = {
     "gc": cmd_gc, "catalog": cmd_catalog, "verify": cmd_verify, "delete-volume": cmd_delete_volume,
     "insert-cd": cmd_insert_cd, "eject-cd": cmd_eject_cd, "kernels": cmd_kernels, "stage-kernel": cmd_stage_kernel,
     "kernel-sets": cmd_kernel_sets, "delete-kernel": cmd_delete_kernel, "kernel-gc": cmd_kernel_gc,
+    "download-url": cmd_download, "cache": cmd_cache,
 }
 
 

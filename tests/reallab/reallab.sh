@@ -14,6 +14,9 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=$(realpath -m "${REALLAB_CACHE:-$HERE/../../build/reallab}")
 DOM0_ADDR=127.0.0.2 DOM0_PORT=${REALLAB_DOM0_PORT:-2222}
 GUEST_ADDR=127.0.0.3 GUEST_PORT=${REALLAB_GUEST_PORT:-2223}
+# the guest reaches a web server on this machine's 127.0.0.1:WEB_PORT as http://WEB_GUEST_ADDR/ (qemu guestfwd:
+# one `busybox nc` per connection; restrict=on still keeps every other address out of reach)
+WEB_GUEST_ADDR=10.0.2.100 WEB_PORT=${REALLAB_WEB_PORT:-2280}
 VG=${REALLAB_VG:-isolabvg} DOMAIN=${REALLAB_DOMAIN:-isolab-imagehost}
 PV_FILE=$DIR/lvm/pv0.img
 export LVM_SYSTEM_DIR=$DIR/lvm/etc LVM_SUPPRESS_FD_WARNINGS=1 LIBVIRT_DEFAULT_URI=qemu:///system
@@ -75,7 +78,7 @@ up_libvirtd() {
   getent passwd libvirt-qemu >/dev/null || { useradd -r -U -M -d /var/lib/libvirt -s /usr/sbin/nologin libvirt-qemu; touch "$DIR/libvirt/made-user"; }
   if [ -e /etc/libvirt/qemu.conf ] && [ ! -e "$DIR/libvirt/qemu.conf.orig" ] && ! grep -q isoadmin-reallab /etc/libvirt/qemu.conf; then
     cp -p /etc/libvirt/qemu.conf "$DIR/libvirt/qemu.conf.orig"; fi
-  printf '# isoadmin-reallab\nuser = "root"\ngroup = "root"\nsecurity_driver = "none"\ndynamic_ownership = 0\nremember_owner = 0\nstdio_handler = "file"\n' >/etc/libvirt/qemu.conf
+  printf '# isoadmin-reallab\nuser = "root"\ngroup = "root"\nsecurity_driver = "none"\ndynamic_ownership = 0\nremember_owner = 0\nstdio_handler = "file"\n# the guest reaches the test web server through a guestfwd that runs `busybox nc` per connection\nseccomp_sandbox = 0\n' >/etc/libvirt/qemu.conf
   echo "log_outputs = \"3:file:$DIR/libvirt/libvirtd.log\"" >"$DIR/libvirt/libvirtd.conf"
   alive "$(pidof_file "$DIR/libvirt/libvirtd.pid")" || (cd / && /usr/sbin/libvirtd -d -f "$DIR/libvirt/libvirtd.conf" -p "$DIR/libvirt/libvirtd.pid")
   wait_until 60 virsh -q version || { tail -20 "$DIR/libvirt/libvirtd.log" >&2; die "libvirtd does not answer"; }
@@ -90,7 +93,8 @@ build_guest() {  # -> $CACHE/<hash>/{vmlinuz,initrd.gz,host_key.pub}
   local deb; deb=$(ls "$CACHE/${kpkg}"_*.deb 2>/dev/null | head -1 || true)
   [ -n "$deb" ] || { (cd "$CACHE" && apt-get download -q -o APT::Sandbox::User=root "$kpkg" >/dev/null); deb=$(ls "$CACHE/${kpkg}"_*.deb | head -1); }
   local tools="/usr/bin/find /bin/dd /usr/bin/sha256sum /usr/bin/stat /usr/bin/tee /usr/bin/head /bin/cat /bin/sync
-    /bin/readlink /usr/bin/setsid /usr/bin/base64 /bin/date /bin/sleep /usr/bin/truncate /usr/bin/pkill /bin/dash"
+    /bin/readlink /usr/bin/setsid /usr/bin/base64 /bin/date /bin/sleep /usr/bin/truncate /usr/bin/pkill /bin/dash
+    /usr/bin/curl"
   local key; key=$(cat "$HERE/reallab.sh" "$deb" $tools /usr/sbin/sshd "$DIR/ssh/client.pub" /bin/busybox | sha256sum | cut -c1-16)
   GUEST=$CACHE/guest-$key
   if [ -f "$GUEST/.done" ]; then log "guest image cached ($GUEST)"; return; fi
@@ -177,7 +181,7 @@ up_guest() {
   </devices>
   <qemu:commandline>
     <qemu:arg value='-netdev'/>
-    <qemu:arg value='user,id=labnet,restrict=on,hostfwd=tcp:$GUEST_ADDR:$GUEST_PORT-:22'/>
+    <qemu:arg value='user,id=labnet,restrict=on,hostfwd=tcp:$GUEST_ADDR:$GUEST_PORT-:22,guestfwd=tcp:$WEB_GUEST_ADDR:80-cmd:/bin/busybox nc 127.0.0.1 $WEB_PORT'/>
     <qemu:arg value='-device'/>
     <qemu:arg value='virtio-net-pci,netdev=labnet,bus=pci.0,addr=0x1f'/>
   </qemu:commandline>
@@ -208,6 +212,7 @@ key = "$DIR/ssh/client"
 known_hosts = "$DIR/ssh/known_hosts"
 uploads_root = "/tmp/cds"
 domains = { dom0 = "$DOMAIN" }
+download_hosts = ["$WEB_GUEST_ADDR"]
 
 [dom0s.dom0]
 address = "$DOM0_ADDR"
@@ -237,6 +242,8 @@ GUEST_ADDR=$GUEST_ADDR
 GUEST_PORT=$GUEST_PORT
 DOM0_ADDR=$DOM0_ADDR
 DOM0_PORT=$DOM0_PORT
+WEB_GUEST_ADDR=$WEB_GUEST_ADDR
+WEB_PORT=$WEB_PORT
 LVM_SYSTEM_DIR=$LVM_SYSTEM_DIR
 ENV
 }

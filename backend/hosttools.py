@@ -1,0 +1,103 @@
+"""What an image host has: its sha256 program, its ``dd``, its downloaders. Detected once per host.
+
+Nothing is installed on the hosts, so the scripts use what each one has. One command asks
+(``command -v``, ``dd --version``, ``curl --version``); the answer is kept for the life of the
+:class:`~backend.ssh.Host` object (a console restarted asks again).
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+
+from .commands import script
+from .errors import HostError
+from .ssh import Host
+
+_PROBE = r"""
+export LC_ALL=C
+if command -v openssl >/dev/null 2>&1 && echo | openssl dgst -sha256 -r >/dev/null 2>&1; then echo sha openssl
+elif command -v sha256sum >/dev/null 2>&1; then echo sha sha256sum
+else echo sha none; fi
+v=$(dd --version 2>/dev/null | head -n 1)
+case $v in
+  *coreutils*) echo dd gnu ;;
+  *) if dd --help 2>&1 | grep -qi busybox || { [ -L "$(command -v dd)" ] && readlink "$(command -v dd)" | grep -q busybox; }
+     then echo dd busybox; else echo dd other; fi ;;
+esac
+if command -v curl >/dev/null 2>&1; then
+  printf 'curl %s\n' "$(curl --version 2>/dev/null | sed -n 's/^Protocols: //p' | head -n 1)"
+fi
+if command -v wget >/dev/null 2>&1; then
+  if wget --version 2>/dev/null | grep -q 'GNU Wget'; then echo wget gnu; else echo wget busybox; fi
+elif command -v busybox >/dev/null 2>&1 && busybox wget --help >/dev/null 2>&1; then echo wget busybox-applet
+fi
+exit 0
+"""
+
+
+@dataclass(frozen=True)
+class Tools:
+    """An image host's tools.
+
+    Attributes:
+        sha: ``openssl`` (``openssl dgst -sha256 -r``), ``sha256sum``, or ``none``.
+        dd: ``gnu`` (coreutils: ``iflag=nocache``, ``count_bytes``), ``busybox`` or ``other``.
+        curl_protocols: the schemes its ``curl`` speaks (``http``, ``https``, ``ftp``, ``sftp`` …);
+            empty without curl. wget: ``gnu``, ``busybox`` (a ``wget`` that is BusyBox's),
+            ``busybox-applet`` (only ``busybox wget``), or empty.
+    """
+
+    sha: str = "sha256sum"
+    dd: str = "gnu"
+    curl_protocols: frozenset[str] = field(default_factory=frozenset)
+    wget: str = ""
+
+    @property
+    def downloader(self) -> str:
+        """``curl``, ``wget``, ``busybox`` (``busybox wget``) or ``""`` (none)."""
+        if self.curl_protocols:
+            return "curl"
+        if self.wget in ("gnu", "busybox"):
+            return "wget"
+        return "busybox" if self.wget else ""
+
+    def schemes(self) -> frozenset[str]:
+        """The URL schemes this host can download (lower case)."""
+        if self.curl_protocols:
+            return self.curl_protocols & {"http", "https", "ftp", "sftp"}
+        if self.wget:
+            return frozenset({"http", "https", "ftp"})
+        return frozenset()
+
+
+def parse_tools(text: str) -> Tools:
+    """Parse the probe's output (``WORD VALUE`` lines); unknown lines are ignored."""
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        word, _, rest = line.partition(" ")
+        values[word] = rest.strip()
+    protocols = frozenset(p.lower() for p in values["curl"].split()) if "curl" in values else frozenset()
+    if "curl" in values and not protocols:
+        protocols = frozenset({"http", "https", "ftp"})
+    return Tools(sha=values.get("sha", "sha256sum"), dd=values.get("dd", "other"),
+                 curl_protocols=protocols, wget=values.get("wget", ""))
+
+
+_known: "weakref.WeakKeyDictionary[Host, Tools]" = weakref.WeakKeyDictionary()
+
+
+async def tools(host: Host) -> Tools:
+    """The tools of ``host``, asked once (one read-only command) and then remembered.
+
+    Raises:
+        HostError: the host is unreachable, or has neither ``openssl`` nor ``sha256sum``.
+    """
+    found = _known.get(host)
+    if found is None:
+        result = await host.run(script(_PROBE, "isoadmin-tools"), check=False)
+        found = parse_tools(result.stdout.decode("utf-8", "replace"))
+        if found.sha == "none":
+            raise HostError(host.name, "neither openssl nor sha256sum is installed")
+        _known[host] = found
+    return found

@@ -1,0 +1,132 @@
+"""The embedded lab's web server: the Debian ISOs over HTTP on 127.0.0.1, with hostile behaviours to test.
+
+A stdlib :class:`http.server.ThreadingHTTPServer` in a thread, bound to 127.0.0.1 only (an ephemeral port).
+It serves the files of one folder under these paths (``NAME`` is a file name in that folder):
+
+* ``/iso/NAME`` — the file, with ``Content-Length``, ``ETag`` and ``Last-Modified`` (HEAD and GET);
+* ``/redirect/NAME`` — ``302`` to ``/iso/NAME``;
+* ``/to-file`` — ``302`` to ``file:///etc/passwd``; ``/to-elsewhere/NAME`` — ``302`` to a host address
+  outside 127.0.0.0/8 (never reached: the console refuses the redirect first);
+* ``/stall/NAME`` — announces the whole length, sends 64 KiB, then sends nothing until the server stops;
+* ``/short/NAME`` — announces the whole length, sends half, closes the connection;
+* ``/more/NAME`` — HEAD announces the length; GET sends the file plus 1 MiB with no length, then closes.
+
+Every request is logged (:attr:`LabWeb.log`: ``(method, path)``), so a test can count downloads.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import http.server
+import threading
+from pathlib import Path
+
+
+class LabWeb:
+    """The lab's HTTP server (see the module docstring).
+
+    Args:
+        folder: the files it serves (created by :meth:`start`). port: the TCP port on 127.0.0.1 (0: an ephemeral one).
+    Attributes:
+        port: the TCP port on 127.0.0.1 once started. log: ``(method, path)`` of every request.
+    """
+
+    def __init__(self, folder: Path, port: int = 0) -> None:
+        self.folder = Path(folder)
+        self.log: list[tuple[str, str]] = []
+        self.stopping = threading.Event()
+        self.server: http.server.ThreadingHTTPServer | None = None
+        self.thread: threading.Thread | None = None
+        self.port = port
+
+    def url(self, path: str) -> str:
+        """``http://127.0.0.1:PORT`` + ``path``."""
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def downloads(self, path: str) -> int:
+        """How many GET requests ``path`` received."""
+        return sum(1 for m, p in self.log if m == "GET" and p == path)
+
+    def start(self) -> None:
+        """Listen on 127.0.0.1 (ephemeral port) and serve in a daemon thread."""
+        web = self
+        self.stopping.clear()
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:  # the log is web.log
+                pass
+
+            def do_HEAD(self) -> None:
+                self.answer(head=True)
+
+            def do_GET(self) -> None:
+                self.answer(head=False)
+
+            def answer(self, head: bool) -> None:
+                web.log.append((self.command, self.path))
+                kind, _, name = self.path.lstrip("/").partition("/")
+                if kind == "to-file":
+                    return self.redirect("file:///etc/passwd")
+                if kind == "to-elsewhere":
+                    return self.redirect(f"http://192.0.2.1/iso/{name}")
+                path = web.folder / name
+                if "/" in name or not name or not path.is_file():
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if kind == "redirect":
+                    return self.redirect(f"/iso/{name}")
+                data = path.read_bytes()
+                st = path.stat()
+                more = kind == "more" and not head
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                if more:
+                    self.send_header("Connection", "close")
+                else:
+                    self.send_header("Content-Length", str(len(data)))
+                self.send_header("ETag", '"' + hashlib.sha256(f"{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16] + '"')
+                self.send_header("Last-Modified", email.utils.formatdate(st.st_mtime, usegmt=True))
+                self.end_headers()
+                if head:
+                    return
+                try:
+                    if kind == "stall":
+                        self.wfile.write(data[:65536])
+                        self.wfile.flush()
+                        web.stopping.wait(120)
+                    elif kind == "short":
+                        self.wfile.write(data[:len(data) // 2])
+                    elif kind == "more":
+                        self.wfile.write(data + bytes(1 << 20))
+                    elif kind == "iso":
+                        self.wfile.write(data)
+                except OSError:
+                    pass
+                if kind in ("stall", "short", "more"):
+                    self.close_connection = True
+
+            def redirect(self, location: str) -> None:
+                self.send_response(302)
+                self.send_header("Location", location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, name="lab-web", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Stop serving (stalled responses end)."""
+        self.stopping.set()
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None

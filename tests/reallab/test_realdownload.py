@@ -1,0 +1,55 @@
+"""A download on the real stack: the qemu guest (the image host) downloads from a web server on this machine
+through its user-mode network (qemu guestfwd; nothing else is reachable), then the upload is imported."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+
+import pytest
+
+from backend import download
+from backend.labweb import LabWeb
+from backend.models import UploadState
+
+from ..conftest import DEBIAN_ISOS, sha256_file
+from .test_realstack import lv_sha256, lvs, ready_site
+
+pytestmark = pytest.mark.reallab
+
+
+@pytest.fixture
+def web(reallab, tmp_path):
+    """The lab's web server on 127.0.0.1:WEB_PORT, which the guest reaches as http://WEB_GUEST_ADDR/."""
+    server = LabWeb(tmp_path / "www", port=int(reallab.facts["WEB_PORT"]))
+    server.folder.mkdir()
+    shutil.copyfile(DEBIAN_ISOS["ipxe.iso"], server.folder / "ipxe.iso")
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_guest_downloads_then_imports(reallab, real_config, guest, web):
+    await guest.run("mkdir -p /tmp/cds/dora", check=True)
+    site = await ready_site(real_config)
+    try:
+        url = f"http://{reallab.facts['WEB_GUEST_ADDR']}/iso/ipxe.iso"
+        expected = sha256_file(web.folder / "ipxe.iso")
+        result = await download.download_url(site, url, "dora", "net.iso", sha256=expected)
+        assert result.sha256 == expected and web.downloads("/iso/ipxe.iso") == 1
+        again = await download.download_url(site, url, "dora", "net-again.iso")
+        assert again.cached and web.downloads("/iso/ipxe.iso") == 1
+        with pytest.raises(download.UrlRefused):
+            await download.download_url(site, "http://10.0.2.2/iso/ipxe.iso", "dora", "x.iso")
+        await asyncio.sleep(1.2)  # the site's settle time
+        await site.refresh()
+        upload = next(u for u in site.snapshot.uploads if u.key == "dora/net.iso")
+        assert upload.state == UploadState.PENDING
+        job = await site.approve(await site.plan("dora/net.iso"))
+        assert job.state == "done" and job.sha256 == expected
+        assert job.final in lvs(reallab)
+        assert lv_sha256(reallab, job.final, job.size) == expected
+        await site.refresh()
+        await site.delete_volume(f"dom0:{job.final}")
+    finally:
+        await site.close()

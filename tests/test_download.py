@@ -1,0 +1,238 @@
+"""Uploads from a URL on the lab: the image host downloads from the lab's web server (127.0.0.1), through its
+cache; hostile URLs and servers are refused or cut off, and nothing half-written is left."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+
+import pytest
+
+from backend import download
+from backend.download import DownloadFailed, UrlRefused, check_url, file_name
+from backend.errors import QuotaExceeded, ReadOnlyError
+from backend.lab import Lab
+from backend.models import UploadState
+from backend.site import Site
+
+from .conftest import DEBIAN_ISOS, run_cli, sha256_file
+
+
+@pytest.fixture
+async def lab(tmp_path):
+    """A lab whose uploads settle after 1 s (a finished download becomes pending quickly)."""
+    lab = Lab(tmp_path / "lab", settle_seconds=1.0)
+    lab.config = await lab.start()
+    yield lab
+    await lab.stop()
+
+
+def make_site(lab, **changes) -> Site:
+    return Site(dataclasses.replace(lab.config, **changes))
+
+
+def leftovers(lab, owner: str) -> list[str]:
+    """Part files left in an owner's folder, and temp files in the cache."""
+    folder = lab.uploads_root / owner
+    tmp = lab.cache_dir / "tmp"
+    return ([p.name for p in folder.iterdir() if p.name.endswith(download.PART_SUFFIX)]
+            + ([p.name for p in tmp.iterdir()] if tmp.exists() else []))
+
+
+async def audit_of(site: Site) -> list:
+    return [e for e in await site.audit.entries() if e.action == "download-url"]
+
+
+def test_urls_are_checked_before_anything_is_sent():
+    allowed = ("127.0.0.1", "*.example.org")
+    assert check_url("https://mirror.example.org/x.iso", allowed)
+    assert check_url("ftp://127.0.0.1:2121/pub/x.iso", allowed)
+    for bad in ("file:///etc/passwd", "gopher://127.0.0.1/x", "http://10.0.0.1/x.iso", "http://evil.org/x.iso",
+                "http://127.0.0.1/a b.iso", "http://127.0.0.1/x\n.iso", "http:///x.iso", "javascript:alert(1)",
+                "http://127.0.0.1:99999/x"):
+        with pytest.raises(UrlRefused):
+            check_url(bad, allowed)
+    with pytest.raises(UrlRefused):
+        check_url("http://127.0.0.1/x.iso", ())  # no download_hosts: downloads are off
+    assert file_name("http://h/a/debian%2012.iso?x=1", None) == "debian 12.iso"
+    for bad in ("http://h/", "http://h/.hidden", "http://h/%2e%2e"):
+        with pytest.raises(UrlRefused):
+            file_name(bad, None)
+
+
+async def test_download_then_import_byte_identical(lab):
+    site = make_site(lab)
+    try:
+        await site.refresh()
+        src = lab.web.folder / "ipxe.iso"
+        seen: list[int] = []
+        result = await download.download_url(site, lab.web.url("/iso/ipxe.iso"), "carol", "net.iso",
+                                             on_progress=lambda done, total: seen.append(done))
+        assert result.sha256 == sha256_file(src) and not result.cached
+        assert sha256_file(lab.uploads_root / "carol" / "net.iso") == sha256_file(src)
+        assert lab.web.downloads("/iso/ipxe.iso") == 1 and not leftovers(lab, "carol")
+        await asyncio.sleep(1.2)
+        await site.refresh()
+        upload = next(u for u in site.snapshot.uploads if u.key == "carol/net.iso")
+        assert upload.state == UploadState.PENDING and upload.iso and upload.iso.is_iso9660
+        plan = await site.plan("carol/net.iso")
+        job = await site.approve(plan)
+        assert job.state == "done" and job.sha256 == result.sha256
+        assert sha256_file(lab.volumes_dir(job.dom0) / f"{job.final}.img", src.stat().st_size) == result.sha256
+        outcomes = [e.outcome for e in await audit_of(site)]
+        assert outcomes == ["started", "done"]
+    finally:
+        await site.close()
+
+
+async def test_sha256_given_and_mismatch(lab):
+    site = make_site(lab)
+    try:
+        await site.refresh()
+        good = sha256_file(lab.web.folder / "grub-rescue-cdrom.iso")
+        ok = await download.download_url(site, lab.web.url("/iso/grub-rescue-cdrom.iso"), "alice", sha256=good)
+        assert ok.sha256 == good and (lab.uploads_root / "alice" / "grub-rescue-cdrom.iso").is_file()
+        with pytest.raises(DownloadFailed, match="sha256 mismatch"):
+            await download.download_url(site, lab.web.url("/iso/memtest86+x64.iso"), "alice", "mt.iso",
+                                        sha256="0" * 64)
+        assert not (lab.uploads_root / "alice" / "mt.iso").exists()
+        assert not (lab.uploads_root / "alice" / ".mt.iso.isoadmin-part").exists()
+        assert not leftovers(lab, "alice")
+        entries = await audit_of(site)
+        assert entries[-1].outcome == "failed" and "sha256 mismatch" in entries[-1].reason
+        # a mismatch is not cached: the next request downloads again
+        assert all(e.sha256 != "0" * 64 for e in await download.cache_list(site))
+    finally:
+        await site.close()
+
+
+async def test_a_stalling_server_is_cut_off(lab):
+    site = make_site(lab, download_stall_seconds=2.0)
+    try:
+        await site.refresh()
+        running = asyncio.create_task(download.download_url(site, lab.web.url("/stall/memtest86+x64.iso"), "bob"))
+        await asyncio.sleep(1.0)
+        await site.refresh()  # while it runs, the owner's folder shows the part file as writing
+        part = next(u for u in site.snapshot.uploads if u.owner == "bob" and u.name.endswith(download.PART_SUFFIX))
+        assert part.state == UploadState.WRITING and part.reason == "being downloaded"
+        with pytest.raises(DownloadFailed, match="stalled"):
+            await running
+        assert not leftovers(lab, "bob") and not (lab.uploads_root / "bob" / "memtest86+x64.iso").exists()
+        assert (await audit_of(site))[-1].outcome == "failed"
+    finally:
+        await site.close()
+
+
+async def test_length_lies_are_cut_off(lab):
+    site = make_site(lab)
+    try:
+        await site.refresh()
+        with pytest.raises(DownloadFailed, match="less than it announced"):
+            await download.download_url(site, lab.web.url("/short/memtest86+x64.iso"), "bob")
+        with pytest.raises(DownloadFailed, match="more than"):
+            await download.download_url(site, lab.web.url("/more/memtest86+x64.iso"), "bob")
+        assert not leftovers(lab, "bob") and not (lab.uploads_root / "bob" / "memtest86+x64.iso").exists()
+        await site.refresh()
+        assert not [u for u in site.snapshot.uploads if u.name.startswith(".")]
+    finally:
+        await site.close()
+
+
+async def test_redirects_to_file_or_elsewhere_are_refused(lab):
+    site = make_site(lab)
+    try:
+        await site.refresh()
+        with pytest.raises(UrlRefused, match="scheme 'file'"):
+            await download.download_url(site, lab.web.url("/to-file"), "bob", "passwd.iso")
+        with pytest.raises(UrlRefused, match="192.0.2.1 is not in this image host's download_hosts"):
+            await download.download_url(site, lab.web.url("/to-elsewhere/ipxe.iso"), "bob")
+        with pytest.raises(UrlRefused):
+            await download.download_url(site, "file:///etc/passwd", "bob", "passwd.iso")
+        assert not (lab.uploads_root / "bob" / "passwd.iso").exists() and not leftovers(lab, "bob")
+        assert [m for m, _ in lab.web.log] == ["HEAD", "HEAD"]  # nothing was downloaded
+        # an allowed redirect is followed (and checked)
+        ok = await download.download_url(site, lab.web.url("/redirect/ipxe.iso"), "bob", "followed.iso")
+        assert ok.sha256 == sha256_file(lab.web.folder / "ipxe.iso")
+    finally:
+        await site.close()
+
+
+async def test_second_owner_is_served_from_the_cache(lab):
+    site = make_site(lab)
+    try:
+        await site.refresh()
+        url = lab.web.url("/iso/memtest86+x64.iso")
+        first = await download.download_url(site, url, "alice", "mt.iso")
+        await site.refresh()
+        second = await download.download_url(site, url, "carol", "mt.iso")
+        assert second.cached and second.sha256 == first.sha256
+        # by sha256 alone too, whatever the URL
+        third = await download.download_url(site, url, "bob", "mt-by-sum.iso", sha256=first.sha256)
+        assert third.cached
+        assert lab.web.downloads("/iso/memtest86+x64.iso") == 1  # the server's log: one download
+        for owner, name in (("alice", "mt.iso"), ("carol", "mt.iso"), ("bob", "mt-by-sum.iso")):
+            assert sha256_file(lab.uploads_root / owner / name) == first.sha256
+        entries = await download.cache_list(site)
+        assert [(e.sha256, e.hits, e.size) for e in entries] == [
+            (first.sha256, 2, (lab.web.folder / "memtest86+x64.iso").stat().st_size)]
+        # gc: nothing is older than cache_days; with cache_days = 0 the entry goes
+        assert await download.cache_gc(site, apply=True) == []
+        await site.close()
+        site = make_site(lab, cache_days=0.0)
+        await asyncio.sleep(1.1)
+        assert len(await download.cache_gc(site, apply=True)) == 1
+        assert await download.cache_list(site) == []
+    finally:
+        await site.close()
+
+
+async def test_an_announced_length_over_the_quota_is_refused_before_downloading(lab):
+    site = make_site(lab, quotas={"carol": 1 << 20})
+    try:
+        await site.refresh()
+        with pytest.raises(QuotaExceeded, match="announces"):
+            await download.download_url(site, lab.web.url("/iso/ipxe.iso"), "carol")
+        assert lab.web.downloads("/iso/ipxe.iso") == 0 and not leftovers(lab, "carol")
+        assert (await audit_of(site))[-1].outcome == "failed"
+    finally:
+        await site.close()
+
+
+async def test_read_only_refuses_and_audits(lab):
+    site = Site(lab.config, read_only=True)
+    try:
+        await site.refresh()
+        with pytest.raises(ReadOnlyError):
+            await download.download_url(site, lab.web.url("/iso/ipxe.iso"), "carol")
+        assert lab.web.log == []
+    finally:
+        await site.close()
+
+
+def test_cli_refuses_a_file_url_and_lists_the_cache(tmp_path):
+    lab_dir = tmp_path / "lab"
+    r = run_cli("download-url", "file:///etc/passwd", "--owner", "alice", "--name", "p.iso", lab_dir=lab_dir)
+    assert r.returncode == 6 and "scheme 'file'" in r.stderr, r.stderr
+    r = run_cli("cache", "--json", lab_dir=lab_dir)
+    assert r.returncode == 0 and json.loads(r.stdout) == []
+    assert DEBIAN_ISOS["ipxe.iso"].is_file()
+
+
+async def test_hostile_file_names_are_only_data(lab, tmp_path):
+    site = make_site(lab)
+    import os
+    try:
+        await site.refresh()
+        for name in ("$(touch isoadmin-canary).iso", "`touch isoadmin-canary`;x.iso", "-rf .iso", "a'b\"c .iso"):
+            result = await download.download_url(site, lab.web.url("/iso/ipxe.iso"), "bob", name)
+            assert sha256_file(lab.uploads_root / "bob" / name) == result.sha256
+        for bad in ("../escape.iso", ".hidden.iso", "a/b.iso", "x\n.iso"):
+            with pytest.raises(UrlRefused):
+                await download.download_url(site, lab.web.url("/iso/ipxe.iso"), "bob", bad)
+        assert not (lab.uploads_root / "escape.iso").exists()
+        assert not list(tmp_path.glob("**/isoadmin-canary"))  # the lab's folders included
+        for where in (os.getcwd(), os.path.expanduser("~"), "/"):
+            assert not os.path.exists(os.path.join(where, "isoadmin-canary"))
+    finally:
+        await site.close()
