@@ -81,7 +81,6 @@ SCREENS = {
     "help": prepare("question_mark"),
     "view-as": prepare("u"),
     "messages": prepare("n"),
-    "palette": prepare("ctrl+p", "a", "p", "p"),
 }
 
 
