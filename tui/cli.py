@@ -350,12 +350,9 @@ async def cmd_approve(site: Site, args: argparse.Namespace) -> int:
     await _refresh_for(site, args.upload)
     plan = await site.plan(args.upload, args.dom0, args.allow_non_iso, args.override_quota, args.override_rejection)
     _show_plan(plan)
-    if not args.yes:
-        if not sys.stdin.isatty():
-            raise UsageError("not confirmed: pass --yes to approve without a terminal")
-        if input("Approve? [y/N] ").strip().lower() not in ("y", "yes"):
-            say("not approved")
-            return 1
+    if not args.yes and not _confirmed("Approve?"):
+        say("not approved")
+        return 1
     # the rate and the time left are the job's own (measured on the image host), not Rich's estimate,
     # which has too few samples at 4 updates a second to say anything but "?"
     columns = (TextColumn("{task.description:8}", markup=False), BarColumn(), DownloadColumn(binary_units=True),
@@ -504,13 +501,21 @@ async def cmd_verify(site: Site, args: argparse.Namespace) -> int:
     return 0
 
 
+def _confirmed(question: str) -> bool:
+    """Ask ``question`` at the terminal (``[y/N]``).
+
+    Raises:
+        UsageError: stdin is not a terminal (pass ``--yes``).
+    """
+    if not sys.stdin.isatty():
+        raise UsageError("not confirmed: pass --yes to do it without a terminal")
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
 async def cmd_delete_volume(site: Site, args: argparse.Namespace) -> int:
-    if not args.yes:
-        if not sys.stdin.isatty():
-            raise UsageError("not confirmed: pass --yes to delete without a terminal")
-        if input(f"Delete {printable(args.volume)}? This cannot be undone. [y/N] ").strip().lower() not in ("y", "yes"):
-            say("not deleted")
-            return 1
+    if not args.yes and not _confirmed(f"Delete {printable(args.volume)}? This cannot be undone."):
+        say("not deleted")
+        return 1
     vol = await site.delete_volume(args.volume)
     say(f"deleted {vol.dom0}:{vol.name} ({vol.owner}/{vol.upload})", sys.stdout)
     return 0
@@ -565,12 +570,9 @@ async def cmd_kernel_sets(site: Site, args: argparse.Namespace) -> int:
 
 
 async def cmd_delete_kernel(site: Site, args: argparse.Namespace) -> int:
-    if not args.yes:
-        if not sys.stdin.isatty():
-            raise UsageError("not confirmed: pass --yes to delete without a terminal")
-        if input(f"Delete {args.set}? [y/N] ").strip().lower() not in ("y", "yes"):
-            say("not deleted")
-            return 1
+    if not args.yes and not _confirmed(f"Delete {printable(args.set)}?"):
+        say("not deleted")
+        return 1
     await site.refresh()
     kset = await kernels.delete_set(site, args.set)
     say(f"deleted {kset.ref}", sys.stdout)

@@ -205,44 +205,36 @@ class LibvirtHypervisor(HypervisorDriver):
         return [source_of(d) for d in ET.fromstring(xml).iter("disk")
                 if d.get("device", "disk") == "disk" and not d.findtext("serial") and source_of(d)]
 
+    def _domain_xmls(self) -> list[tuple[str, list]]:
+        """Every domain (running or defined) with its live and, when both exist, persistent XML, parsed.
+        Blocking: call it in a thread."""
+        import libvirt
+
+        out = []
+        for dom in self._connection().listAllDomains(0):
+            try:
+                xmls = [dom.XMLDesc(0)]
+                if dom.isActive() and dom.isPersistent():
+                    xmls.append(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+            except libvirt.libvirtError:
+                continue
+            out.append((dom.name(), [ET.fromstring(xml) for xml in xmls]))
+        return out
+
     async def users(self, device: str) -> list[str]:
         """Domains (running or defined) whose XML — live or persistent — has a disk or CD-ROM with
         ``device`` as its source."""
         def scan() -> list[str]:
-            import libvirt
-
-            found = []
-            for dom in self._connection().listAllDomains(0):
-                try:
-                    xmls = [dom.XMLDesc(0)]
-                    if dom.isActive() and dom.isPersistent():
-                        xmls.append(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
-                except libvirt.libvirtError:
-                    continue
-                sources = [s for xml in xmls for s in ET.fromstring(xml).iter("source")]
-                if any(device in (s.get("dev"), s.get("file")) for s in sources):
-                    found.append(dom.name())
-            return found
+            return [name for name, trees in self._domain_xmls()
+                    if any(device in (s.get("dev"), s.get("file")) for t in trees for s in t.iter("source"))]
         return await asyncio.to_thread(scan)
 
     async def boot_users(self, prefix: str) -> list[str]:
         """Domains whose live or persistent ``<os><kernel>`` or ``<initrd>`` starts with ``prefix``."""
         def scan() -> list[str]:
-            import libvirt
-
-            found = []
-            for dom in self._connection().listAllDomains(0):
-                try:
-                    xmls = [dom.XMLDesc(0)]
-                    if dom.isActive() and dom.isPersistent():
-                        xmls.append(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
-                except libvirt.libvirtError:
-                    continue
-                paths = [(os_.findtext(tag) or "") for xml in xmls for os_ in ET.fromstring(xml).iter("os")
-                         for tag in ("kernel", "initrd")]
-                if any(p.startswith(prefix) for p in paths):
-                    found.append(dom.name())
-            return found
+            return [name for name, trees in self._domain_xmls()
+                    if any((os_.findtext(tag) or "").startswith(prefix)
+                           for t in trees for os_ in t.iter("os") for tag in ("kernel", "initrd"))]
         return await asyncio.to_thread(scan)
 
     async def domains(self) -> list[str]:
