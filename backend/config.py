@@ -532,12 +532,12 @@ def reference_markdown() -> str:
     """
     lines = ["| table | key | default | meaning |", "|---|---|---|---|"]
     for table, model in REFERENCE_TABLES:
-        for name, field in model.model_fields.items():
+        for name, info in model.model_fields.items():
             if model is Dom0Table and name in ("storage", "hypervisor"):
                 continue
             if model is SiteDocument:
                 continue
-            lines.append(f"| `[{table}]` | `{name}` | {_default_text(field)} | {field.description} |")
+            lines.append(f"| `[{table}]` | `{name}` | {_default_text(info)} | {info.description} |")
     lines.append("| `[owners]` | any owner | — | " + SiteDocument.model_fields["owners"].description + " |")
     return "\n".join(lines) + "\n"
 

@@ -411,7 +411,6 @@ class Site:
             src = (str(v.meta.get("source_host", "")), str(v.meta.get("source_path", "")))
             by_source.setdefault(src, []).append(v)
         last_job: dict[tuple[str, str], JobRecord] = {}
-        jobs = {j.id: j for j in snap.jobs}
         for j in snap.jobs:
             last_job[(j.host, j.path)] = j
         books = snap.books

@@ -18,7 +18,6 @@ import time
 
 from textual import work
 from textual.app import App, ScreenStackError, UnknownModeError
-from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.message import Message
 from textual.notifications import SeverityLevel
