@@ -26,6 +26,8 @@ async def main(args: argparse.Namespace) -> int:
     only = ({x.strip().upper() for x in args.only.split(",")} if args.only
             else {"P1", "P2", "P3", "P4"} | (set() if args.smoke else {"P1R"}))
     figures = []
+    if args.profile:
+        p3_tui.PROFILES = {}
     with tempfile.TemporaryDirectory(prefix="isoadmin-bench-", dir=args.dir) as tmp:
         base = Path(tmp)
         rounds = 1 if args.smoke else args.rounds
@@ -51,6 +53,12 @@ async def main(args: argparse.Namespace) -> int:
                 if "P4" in only:
                     show(await p4_concurrency.run(server.config, server.layout.uploads_root,
                                                   4 * MiB if args.smoke else args.p4_size * MiB, list(dom0s)))
+    if args.profile:
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
+        for name, profile in p3_tui.PROFILES.items():
+            path = Path(args.profile) / f"{name.replace(' ', '-')}.prof"
+            print(f"\n== profile of the timed keys: {name} ({path})\n"
+                  + p3_tui.profile_report(profile, path), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": platform.node(),
@@ -63,6 +71,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--only", help="comma-separated subset: P1,P1R (P1 on the real stack),P2,P3,P4")
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    p.add_argument("--profile", metavar="DIR",
+                   help="run the timed keys of P3/P4 under cProfile: DIR/P3-FIGURE.prof per figure, and the "
+                        "top functions printed")
     p.add_argument("--smoke", action="store_true", help="tiny sizes, to check the suite runs")
     p.add_argument("--rounds", type=int, default=3, help="rounds per figure (default 3)")
     p.add_argument("--p1-size", type=int, default=1024, metavar="MIB", help="P1 upload size (default 1024)")

@@ -8,7 +8,10 @@ of the screen's next compositor update (what Pilot's ``pause`` also triggers).
 
 from __future__ import annotations
 
+import cProfile
+import io
 import os
+import pstats
 import resource
 import statistics
 import time
@@ -27,24 +30,41 @@ from .common import Figure, percentile
 
 SIZE = (160, 50)
 
+#: set by ``python -m bench --profile DIR``: every timed key runs under this profiler, one per figure
+PROFILES: dict[str, cProfile.Profile] | None = None
 
-async def timed_keys(pilot, app, keys: list[str]) -> list[float]:
+
+def profile_report(profile: cProfile.Profile, path: Path, top: int = 25) -> str:
+    """Write ``profile`` to ``path`` (pstats format, for ``python -m pstats`` or snakeviz) and return its
+    ``top`` functions by cumulative time as text."""
+    profile.dump_stats(path)
+    out = io.StringIO()
+    pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(top)
+    return out.getvalue()
+
+
+async def timed_keys(pilot, app, keys: list[str], figure: str = "") -> list[float]:
     """Send each key as the terminal driver would, wait until every widget has handled what it caused,
     force the repaint; return seconds per key.
 
     Pilot's own ``press`` sleeps until the process looks idle (tens of ms on purpose), so it is not used
     for timing. Three rounds of "every widget has processed its queue" cover key → binding → message →
-    handler chains.
+    handler chains. With :data:`PROFILES` set, the keys run under the profiler named ``figure``.
     """
     out = []
+    profile = PROFILES.setdefault(figure, cProfile.Profile()) if PROFILES is not None and figure else None
     for key in keys:
         char = key if len(key) == 1 else None
+        if profile is not None:
+            profile.enable()
         t = time.perf_counter()
         app._driver.send_message(events.Key(key, char))
         for _ in range(3):
             await pilot._wait_for_screen()
         app.screen._on_timer_update()
         out.append(time.perf_counter() - t)
+        if profile is not None:
+            profile.disable()
         if os.environ.get("BENCH_DEBUG"):
             print(f"{key!r} {out[-1] * 1000:.1f} ms", flush=True)
     return out
@@ -80,8 +100,8 @@ async def baseline() -> tuple[float, list[float], list[float]]:
         app.screen._on_timer_update()
         first = time.perf_counter() - t
         await pilot.press("2", "1")
-        moves = await timed_keys(pilot, app, ["down"] * 40)
-        switches = await timed_keys(pilot, app, ["2", "1"] * 8)
+        moves = await timed_keys(pilot, app, ["down"] * 40, "baseline cursor")
+        switches = await timed_keys(pilot, app, ["2", "1"] * 8, "baseline switch")
     return first, moves, switches
 
 
@@ -97,11 +117,15 @@ async def run(config, paths: list[Path], uploads: int) -> list[Figure]:
             await pilot.pause(0.01)
         app.screen._on_timer_update()
         first_paint = time.perf_counter() - t
-        moves = await timed_keys(pilot, app, ["down"] * 40 + ["pagedown"] * 10 + ["up"] * 40 + ["end", "home"])
+        while not app.screens_ready:  # the other screens mount after the first paint, one per repaint
+            await pilot.pause(0.01)
+        ready = time.perf_counter() - t
+        moves = await timed_keys(pilot, app, ["down"] * 40 + ["pagedown"] * 10 + ["up"] * 40 + ["end", "home"],
+                                 "cursor")
         await pilot.press("slash")
-        filtering = await timed_keys(pilot, app, list("owner0042") + ["backspace"] * 9)
+        filtering = await timed_keys(pilot, app, list("owner0042") + ["backspace"] * 9, "filter")
         await pilot.press("escape")
-        switches = await timed_keys(pilot, app, ["2", "1", "3", "1", "6", "1", "7", "1"] * 2)
+        switches = await timed_keys(pilot, app, ["2", "1", "3", "1", "6", "1", "7", "1"] * 2, "switch")
         for path in paths[::100]:
             os.utime(path)
         before = app.refreshes
@@ -127,7 +151,7 @@ async def run(config, paths: list[Path], uploads: int) -> list[Figure]:
     return [
         Figure(f"P3 first paint ({uploads:,} rows)", first_paint, "s", "≤ 1 s", first_paint <= 1, base_first,
                first_paint / base_first, "app start → every upload in the table (one refresh included); "
-               "baseline: a bare Textual app's first paint"),
+               f"every screen mounted at {ready:.2f} s; baseline: a bare Textual app's first paint"),
         keys_figure("cursor", moves, base_moves),
         keys_figure("filter", filtering, None),
         keys_figure("switch", switches, base_switches),

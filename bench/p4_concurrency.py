@@ -55,7 +55,7 @@ async def run(config, uploads_root: Path, size: int, dom0s: list[str]) -> list[F
         while len([j for j in app.jobs.values() if j.state == "done"]) < 4:
             if any(j.state == "failed" for j in app.jobs.values()):
                 raise AssertionError([j.error for j in app.jobs.values() if j.state == "failed"])
-            keys += await timed_keys(pilot, app, ["down", "down", "up", "up"])
+            keys += await timed_keys(pilot, app, ["down", "down", "up", "up"], "during imports")
             await pilot.pause(0.05)
         wall = time.perf_counter() - t
         jobs = [j for j in app.jobs.values() if j.key in expected]

@@ -13,11 +13,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Header, Input, Static
 
 from backend.errors import IsoadminError
 
 from .filtering import FilterMixin
+from .footer import KeyFooter
 from .keys import bindings
 from .plain import plain
 
@@ -40,7 +41,7 @@ class AuditScreen(FilterMixin, Screen):
             for name in COLUMNS:
                 table.add_column(name.title(), key=name)
             yield table
-        yield Footer()
+        yield KeyFooter()
 
     entries: list = []
     loaded: tuple[int, str] | None = None  # the audit head the entries were read at

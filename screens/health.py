@@ -8,11 +8,12 @@ from textual.app import ComposeResult
 
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from backend import health
 from backend.errors import IsoadminError
 
+from .footer import KeyFooter
 from .keys import bindings
 from .modals import ConfirmRepair
 from .plain import plain, printable
@@ -40,7 +41,7 @@ class HealthScreen(ForwardWorkerErrors, Screen):
             for name in COLUMNS:
                 table.add_column(name.title(), key=name)
             yield table
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.action_check()

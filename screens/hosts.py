@@ -10,8 +10,9 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
+from .footer import KeyFooter
 from .plain import plain
 from .volumes import capacity_line
 
@@ -31,7 +32,7 @@ class HostsScreen(Screen):
                 table.add_column(name.title(), key=name)
             yield table
             yield Static(id="capacity", classes="hosts")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.update_view()

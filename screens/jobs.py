@@ -9,10 +9,11 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Header, ProgressBar, Static
+from textual.widgets import Header, ProgressBar, Static
 
 from backend.state import PHASES, JobRecord
 
+from .footer import KeyFooter
 from .keys import bindings
 from .plain import printable
 
@@ -88,7 +89,7 @@ class JobsScreen(Screen):
         yield Header()
         yield Static("No import jobs yet: approve an upload on the Uploads screen (1, then a).", id="no-jobs")
         yield VerticalScroll(id="jobs")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.update_view()

@@ -14,11 +14,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Input, Label, Static
+from textual.widgets import Button, Input, Label, Static
 
 from backend.models import Upload
 from backend.site import ImportPlan
 
+from .footer import KeyFooter
 from .keys import KEYS, display
 from .plain import plain
 
@@ -65,7 +66,7 @@ class _Confirm(ModalScreen[bool]):
             with Horizontal(classes="buttons"):
                 yield Button(f"{self.yes_label} \\[y]", variant="primary", id="yes")
                 yield Button("Cancel \\[n]", id="no")
-        yield Footer()
+        yield KeyFooter()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")
@@ -174,7 +175,7 @@ class ViewAs(ModalScreen[str | None]):
             with Horizontal(classes="buttons"):
                 yield Button("View", variant="primary", id="yes")
                 yield Button("Cancel", id="no")
-        yield Footer()
+        yield KeyFooter()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.dismiss(event.value.strip())
@@ -206,7 +207,7 @@ class RejectReason(ModalScreen[str | None]):
             with Horizontal(classes="buttons"):
                 yield Button("Reject", variant="error", id="yes")
                 yield Button("Cancel", id="no")
-        yield Footer()
+        yield KeyFooter()
 
     def _submit(self) -> None:
         reason = self.query_one("#reason", Input).value.strip()
@@ -247,7 +248,7 @@ class MessageLog(ModalScreen[None]):
             yield Label(f"Messages ({len(self.messages)})", classes="dialog-title")
             with VerticalScroll(classes="details"):
                 yield Static(grid if self.messages else Text("no messages yet", style="dim"))
-        yield Footer()
+        yield KeyFooter()
 
     def action_close(self) -> None:
         self.dismiss(None)
@@ -272,7 +273,7 @@ class Details(ModalScreen[None]):
             with VerticalScroll(classes="details"):
                 yield Static(grid)
             yield Static("escape closes", classes="hint")
-        yield Footer()
+        yield KeyFooter()
 
     def action_close(self) -> None:
         self.dismiss(None)
@@ -292,7 +293,7 @@ class ErrorModal(ModalScreen[None]):
             yield Label(plain(self.title_text), classes="dialog-title")
             yield Static(plain(self.message, keep_newlines=True))
             yield Button("Close", id="close")
-        yield Footer()
+        yield KeyFooter()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(None)
@@ -327,7 +328,7 @@ class HelpScreen(ModalScreen[None]):
             yield Label("isoadmin keys" + (" (READ-ONLY session)" if self.read_only else ""), classes="dialog-title")
             with VerticalScroll(classes="details"):
                 yield Static(grid)
-        yield Footer()
+        yield KeyFooter()
 
     def action_close(self) -> None:
         self.dismiss(None)

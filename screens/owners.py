@@ -9,10 +9,11 @@ from textual.app import ComposeResult
 
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Header, Input, Static
 
 from backend import quota
 
+from .footer import KeyFooter
 from .keys import bindings
 from .plain import plain
 
@@ -47,7 +48,7 @@ class OwnersScreen(Screen):
             for key, label in COLUMNS.items():
                 table.add_column(label, key=key)
             yield table
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.update_view()

@@ -12,13 +12,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Static
+from textual.widgets import Header, Input, Static
 
 from backend import catalog
 from backend.errors import QuotaExceeded, UploadRejected
 from backend.models import APPROVABLE, Upload, UploadState
 
 from .filtering import FilterMixin, SortMixin
+from .footer import KeyFooter
 from .keys import bindings
 from .modals import ConfirmApprove, ConfirmNonIso, ConfirmText, Details, RejectReason, iso_rows, when
 from .plain import printable
@@ -110,7 +111,7 @@ class UploadsScreen(ForwardWorkerErrors, FilterMixin, SortMixin, Screen):
             yield Static(id="hosts", classes="hosts")
             yield Input(placeholder="filter: owner, file or state", id="filter")
             yield VirtualTable(COLUMNS, id="uploads")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#filter", Input).display = False

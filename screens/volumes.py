@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Static
+from textual.widgets import Header, Input, Static
 
 from backend import catalog, cdrom, kernels
 from backend.errors import IsoadminError
@@ -18,6 +18,7 @@ from backend.models import Volume
 
 from .cdrom import PickDomain
 from .filtering import FilterMixin, SortMixin
+from .footer import KeyFooter
 from .kernels import PickKernel
 from .keys import bindings
 from .modals import ConfirmText, Details, iso_rows, when
@@ -208,7 +209,7 @@ class VolumesScreen(ForwardWorkerErrors, FilterMixin, SortMixin, Screen):
             yield Static(id="capacity", classes="hosts")
             yield Input(placeholder="filter: dom0, namespace, name, owner or upload", id="volume-filter")
             yield VirtualTable(COLUMNS, id="volumes")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#volume-filter", Input).display = False

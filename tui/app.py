@@ -89,6 +89,7 @@ class IsoadminApp(App[int]):
         self.refreshes = 0
         self._frozen_at = 0  # site size (uploads + volumes) at the last gc.freeze
         self._refresh_timer = None
+        self._unmounted: list[str] | None = None  # modes to mount ahead of their first switch
         self.messages: list[tuple[float, str, str, str]] = []  # (time, severity, title, text) of every notification
         self.set_keymap(dict(site.config.keymap))
         self._set_sub_title()
@@ -132,12 +133,40 @@ class IsoadminApp(App[int]):
         self._update_screen()
         if message.partial:
             return  # the rest of this refresh (ISO facts) follows
+        if self._unmounted is None:  # the first full snapshot is on screen: mount the other screens
+            self._unmounted = [mode for mode in self.MODES if mode != self.current_mode]
+            self.call_after_refresh(self._premount)
         self._freeze_long_lived(len(message.snapshot.uploads) + len(message.snapshot.volumes))
         # one refresh cycle whatever triggered this refresh (the timer, ctrl+r, a finished import, a
         # reject, gc): the next timed refresh replaces any armed one
         if self._refresh_timer is not None:
             self._refresh_timer.stop()
         self._refresh_timer = self.set_timer(self.refresh_seconds, self.refresh_site, name="refresh")
+
+    @property
+    def screens_ready(self) -> bool:
+        """True once every screen is mounted (see :meth:`_premount`)."""
+        return self._unmounted == []
+
+    def _premount(self) -> None:
+        """Mount one screen that has not been shown yet, then (after the next repaint) the next one.
+
+        Textual builds a mode's screen at its first switch; with 5,000 volumes that first switch took
+        about 280 ms (``python -m bench --only P3 --profile DIR``: the screen's widgets, their CSS and
+        its table). Mounted ahead, one per repaint so keys pressed meanwhile wait for one screen at
+        most, every switch finds its screen ready. (Textual has no public call that mounts a mode's
+        screen without showing it; ``_init_mode`` is the one ``switch_mode`` uses.)
+        """
+        init = getattr(self, "_init_mode", None)
+        if not self._unmounted or self._exit:
+            return
+        if init is None:
+            self._unmounted = []  # a Textual without it: screens are built at their first switch
+            return
+        mode = self._unmounted.pop(0)
+        if mode != self.current_mode and mode not in self._screen_stacks:
+            init(mode)
+        self.call_after_refresh(self._premount)
 
     def _freeze_long_lived(self, items: int) -> None:
         """Keep Python's full garbage collections short with a big site loaded.
