@@ -167,7 +167,7 @@ class ImportJob:
         for key, value in changes.items():
             setattr(self.job, key, value)
         self.job.updated = time.time()
-        if not changes.keys() <= {"done_bytes", "verified_bytes", "rate"}:
+        if not changes.keys() <= {"done_bytes", "verified_bytes", "rate", "verify_rate"}:
             self._dirty = True
             if self._saver is None or self._saver.done():
                 self._saver = asyncio.get_running_loop().create_task(self._saving())
@@ -337,7 +337,8 @@ class ImportJob:
 
         def progress(done: int, verified: int) -> None:
             elapsed = time.monotonic() - started
-            self._update(done_bytes=done, verified_bytes=verified, rate=done / elapsed if elapsed > 0 else 0.0)
+            self._update(done_bytes=done, verified_bytes=verified, rate=done / elapsed if elapsed > 0 else 0.0,
+                         verify_rate=verified / elapsed if elapsed > 0 else 0.0)
 
         def pid(value: int) -> None:
             self.copy_pid = value
@@ -363,7 +364,8 @@ class ImportJob:
         self.landed = result.landed
         elapsed = time.monotonic() - started
         self._update(sha256=result.sha256, done_bytes=job.size, verified_bytes=job.size,
-                     rate=job.size / elapsed if elapsed > 0 else 0.0)
+                     rate=job.size / elapsed if elapsed > 0 else 0.0,
+                     verify_rate=job.size / elapsed if elapsed > 0 else 0.0)
 
     def _meta(self, **extra) -> dict:
         return volume_meta(self.job, **extra)

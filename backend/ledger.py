@@ -11,7 +11,8 @@ each kill point leaves behind):
     ``KEY`` is :func:`upload_key` of (image host, path); ``holder`` inside names the job.
 ``leases/ID``
     a running job's lease. Its holder renews it (rewrites it) every few seconds; its mtime, read against
-    the ledger host's own clock, says whether it is live. Content: ``HOLDER TTL PHASE DONE TOTAL RATE``.
+    the ledger host's own clock, says whether it is live. Content:
+    ``HOLDER TTL PHASE DONE TOTAL RATE VERIFIED VERIFY_RATE`` (a reader takes what is there).
 ``rejections/KEY-TIME.json``
     one file per rejection (never read-modify-written, so concurrent rejections never lose one).
 ``audit.jsonl``, ``audit.head``
@@ -184,8 +185,8 @@ class Lease:
 
     Attributes:
         job: the job id. renewed: when it was last renewed (epoch seconds, the ledger host's clock).
-        holder: the console holding it. ttl: seconds it lasts after a renewal. phase, done, total, rate:
-        the job's progress at the last renewal (bytes, bytes per second).
+        holder: the console holding it. ttl: seconds it lasts after a renewal. phase, done, total, rate,
+        verified, verify_rate: the job's progress at the last renewal (bytes, bytes per second).
     """
 
     job: str
@@ -196,6 +197,8 @@ class Lease:
     done: int = 0
     total: int = 0
     rate: float = 0.0
+    verified: int = 0
+    verify_rate: float = 0.0
 
     def live(self, now: float) -> bool:
         """True while ``now`` (the ledger host's clock, epoch seconds) is within the lease."""
@@ -392,7 +395,8 @@ class Ledger:
                     books.leases[parts[0]] = Lease(
                         parts[0], _number(parts[1]), parts[2], _number(parts[3]),
                         parts[4] if len(parts) > 4 else "", int(_number(parts[5] if len(parts) > 5 else "0")),
-                        int(_number(parts[6] if len(parts) > 6 else "0")), _number(parts[7] if len(parts) > 7 else "0"))
+                        int(_number(parts[6] if len(parts) > 6 else "0")), _number(parts[7] if len(parts) > 7 else "0"),
+                        int(_number(parts[8] if len(parts) > 8 else "0")), _number(parts[9] if len(parts) > 9 else "0"))
             elif word == "lock":
                 key, _, holder = rest.partition(" ")
                 job, _, info = holder.partition(" ")
@@ -552,7 +556,7 @@ def _record(job: JobRecord) -> str:
 
 def _lease(holder: str, ttl: float, job: JobRecord, phase: str | None = None) -> str:
     return (f"{holder} {int(ttl)} {phase or job.phase} {int(job.done_bytes)} {int(job.total_bytes)} "
-            f"{job.rate:.0f}")
+            f"{job.rate:.0f} {int(job.verified_bytes)} {job.verify_rate:.0f}")
 
 
 __all__ = ["Ledger", "Books", "Lease", "AuditProblem", "verify_chain", "upload_key", "line_hash", "GENESIS",

@@ -287,6 +287,7 @@ class Site:
             if job is not None and job.state == "running" and job_id not in self.active and lease.phase != "recover":
                 job = JobRecord.from_json(job.to_json())
                 job.phase, job.done_bytes, job.rate = lease.phase or job.phase, lease.done, lease.rate
+                job.verified_bytes, job.verify_rate = lease.verified, lease.verify_rate
                 job.total_bytes = lease.total or job.total_bytes
                 jobs[job_id] = job
         for runner in self.active.values():

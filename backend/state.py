@@ -24,7 +24,7 @@ class JobRecord:
         phase: current or last phase (see :data:`PHASES`, or ``done``). state: ``running``, ``done``,
         ``failed``. error: the reason when failed. done_bytes/total_bytes: copy progress (bytes written).
         verified_bytes: bytes read back from the disk behind the writer (the verify, in the same pass).
-        rate: bytes/s.
+        rate: copy bytes/s. verify_rate: read-back bytes/s.
         sha256: of the upload as copied. device: the disk's path inside the image host.
         created_volume, attached: what rollback must undo. rollback: what rollback did.
         iso: header facts of the upload (volume_id, bootable ...), recorded with the final volume.
@@ -61,6 +61,7 @@ class JobRecord:
     verified_bytes: int = 0
     total_bytes: int = 0
     rate: float = 0.0
+    verify_rate: float = 0.0
     sha256: str = ""
     device: str = ""
     created_volume: bool = False
@@ -84,10 +85,18 @@ class JobRecord:
             return None
         return max(0.0, (self.total_bytes - self.done_bytes) / self.rate)
 
+    @property
+    def verify_eta(self) -> float | None:
+        """Seconds left in the read-back (the verify, behind the copy) at its current rate, or None."""
+        if self.phase != "copy" or self.verify_rate <= 0:
+            return None
+        return max(0.0, (self.total_bytes - self.verified_bytes) / self.verify_rate)
+
     def to_json(self) -> dict:
-        """The record as JSON (the journal file, ``jobs --json``), with ``eta``."""
+        """The record as JSON (the journal file, ``jobs --json``), with ``eta`` and ``verify_eta``."""
         data = asdict(self)
         data["eta"] = self.eta
+        data["verify_eta"] = self.verify_eta
         return data
 
     @classmethod

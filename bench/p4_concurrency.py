@@ -18,7 +18,7 @@ from tui.app import IsoadminApp, JobProgress
 
 from .common import Figure, percentile
 from .p1_import import make_big_iso
-from .p3_tui import SIZE, timed_keys
+from .p3_tui import CPU, SIZE, timed_keys
 
 
 class CountingApp(IsoadminApp):
@@ -71,8 +71,9 @@ async def run(config, uploads_root: Path, size: int, dom0s: list[str]) -> list[F
     p95 = percentile(keys, 95) * 1000 if keys else 0.0
     return [
         Figure("P4 key → repaint p95 during 4 imports", p95, "ms", "≤ 50 ms", p95 <= 50,
-               detail=f"median {statistics.median(keys) * 1000:.1f} ms over {len(keys)} cursor keys"
-               if keys else "no keys"),
+               detail=f"median {statistics.median(keys) * 1000:.1f} ms over {len(keys)} cursor keys; the "
+               f"console's own CPU p95 {percentile(CPU['during imports'], 95) * 1000:.1f} ms; the lab's hosts "
+               "(their copies and hashes) share this machine's cores" if keys else "no keys"),
         Figure("P4 progress messages per job", max(rates, default=0), "/s", "≤ 4 per s", max(rates, default=0) <= 4,
                detail=f"most messages of one job within one second, {len(app.arrivals)} jobs"),
         Figure("P4 4 imports on 2 dom0s", wall, "s", "run at once", overlap == 4,

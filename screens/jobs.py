@@ -20,23 +20,33 @@ from .plain import printable
 STATE_STYLE = {"running": "bold cyan", "done": "green", "failed": "bold red"}
 
 
+def _bytes(n: float) -> str:
+    return humanize.naturalsize(n, binary=True)
+
+
+def _progress(text: Text, done: int, total: int, rate: float, eta: float | None) -> None:
+    text.append(f"{_bytes(done)} / {_bytes(total)}")
+    if rate:
+        text.append(f"  {_bytes(rate)}/s")
+    if eta is not None:
+        text.append(f"  ETA {humanize.precisedelta(eta, minimum_unit='seconds', format='%0.0f')}")
+
+
 def job_status(job: JobRecord, now: float | None = None) -> Text:
-    """``running  copy (4/7)  12.0 MiB / 48.0 MiB  40.1 MiB/s  ETA 1 second`` then the start time and
-    elapsed time, and the outcome."""
+    """``running  copy (4/7)  12.0 MiB / 48.0 MiB  40.1 MiB/s  ETA 1 second``; during the copy a second
+    line for the verify that reads the landed bytes back behind it (``verify  8.0 MiB / 48.0 MiB  35.2
+    MiB/s  ETA 2 seconds``); then the start time and elapsed time, and the outcome."""
     now = time.time() if now is None else now
     text = Text()
     text.append(job.state, style=STATE_STYLE.get(job.state, ""))
     if job.phase in PHASES:
         text.append(f"  {job.phase} ({PHASES.index(job.phase) + 1}/{len(PHASES)})")
     text.append("  ")
-    text.append(f"{humanize.naturalsize(job.done_bytes, binary=True)} / "
-                f"{humanize.naturalsize(job.total_bytes, binary=True)}")
-    if job.phase == "copy" and job.verified_bytes:  # the verify reads back behind the copy, in the same pass
-        text.append(f", verified {humanize.naturalsize(job.verified_bytes, binary=True)}")
-    if job.rate:
-        text.append(f"  {humanize.naturalsize(job.rate, binary=True)}/s")
-    if job.eta is not None:
-        text.append(f"  ETA {humanize.precisedelta(job.eta, minimum_unit='seconds', format='%0.0f')}")
+    width = text.cell_len
+    _progress(text, job.done_bytes, job.total_bytes, job.rate, job.eta)
+    if job.phase == "copy" and job.state == "running":  # the verify reads back behind the copy, in the same pass
+        text.append("\n" + "verify (read back)".rjust(width - 2) + "  ")
+        _progress(text, job.verified_bytes, job.total_bytes, job.verify_rate, job.verify_eta)
     end = now if job.state == "running" else (job.updated or now)
     text.append(f"\nstarted {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(job.created))}, "
                 f"{'running for' if job.state == 'running' else 'took'} "
@@ -61,6 +71,7 @@ class JobView(Vertical, can_focus=True):
     def compose(self) -> ComposeResult:
         yield Static(classes="job-title")
         yield ProgressBar(total=max(1, self.job.total_bytes), show_eta=False, classes="job-bar")
+        yield ProgressBar(total=max(1, self.job.total_bytes), show_eta=False, classes="job-bar verify-bar")
         yield Static(classes="job-status")
 
     def on_mount(self) -> None:
@@ -75,7 +86,10 @@ class JobView(Vertical, can_focus=True):
         title.append(printable(f"   {job.host} → {job.dom0} · job {job.id} · by {job.approver}"), style="dim")
         self.query_one(".job-title", Static).update(title)
         done = job.total_bytes if job.state == "done" else job.done_bytes
-        self.query_one(ProgressBar).update(total=max(1, job.total_bytes), progress=done)
+        bar, verify = self.query(ProgressBar)
+        bar.update(total=max(1, job.total_bytes), progress=done)
+        verify.display = job.phase == "copy" and job.state == "running"
+        verify.update(total=max(1, job.total_bytes), progress=job.verified_bytes)
         self.query_one(".job-status", Static).update(job_status(job))
 
 

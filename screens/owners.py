@@ -6,16 +6,16 @@ from __future__ import annotations
 import humanize
 from rich.text import Text
 from textual.app import ComposeResult
-
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Header, Input, Static
+from textual.widgets import Header, Input, Static
 
 from backend import quota
 
 from .footer import KeyFooter
 from .keys import bindings
 from .plain import plain
+from .vtable import VirtualTable
 
 COLUMNS = {"owner": "Owner", "group": "Group", "may act": "May act", "quota": "Quota", "pending": "Pending",
            "cds": "CD volumes", "vm disks": "VM disks"}
@@ -44,10 +44,7 @@ class OwnersScreen(Screen):
         yield Header()
         with Vertical(id="body"):
             yield Static(id="owners-note", classes="hosts")
-            table = DataTable(id="owners", cursor_type="row", zebra_stripes=True)
-            for key, label in COLUMNS.items():
-                table.add_column(label, key=key)
-            yield table
+            yield VirtualTable(list(COLUMNS.items()), id="owners")
         yield KeyFooter()
 
     def on_mount(self) -> None:
@@ -56,8 +53,8 @@ class OwnersScreen(Screen):
     def on_screen_resume(self) -> None:
         self.update_view()
 
-    async def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        """``enter`` on a row (the table takes the key itself, so its message is the trigger)."""
+    async def on_virtual_table_row_selected(self, event: VirtualTable.RowSelected) -> None:
+        """``enter`` on a row (or a click)."""
         event.stop()
         result = self.action_uploads()
         if result is not None:
@@ -73,22 +70,16 @@ class OwnersScreen(Screen):
         self._shown_for = (snap, site.as_user)
         who = f"as {site.as_user}: " if site.as_user else ""
         self.query_one("#owners-note", Static).update(plain(f"{who}{len(snap.owners)} owner(s)"))
-        table = self.query_one("#owners", DataTable)
-        row = table.cursor_row
-        table.clear()
-        for r in quota.owner_summary(site.config, snap.owners, snap.uploads, snap.volumes):
-            name = r["name"]
-            table.add_row(
-                plain(name), plain(r["group"]), plain(", ".join(sorted(set(r["members"]) - {name})) or "—"),
-                quota_bar(r["used"], r["quota"]), str(r["pending"]), str(r["cds"]), str(r["vm_disks"]), key=name)
-        if table.row_count:
-            table.move_cursor(row=min(row, table.row_count - 1))
+        self.query_one("#owners", VirtualTable).set_rows([
+            (r["name"], (plain(r["name"]), plain(r["group"]),
+                         plain(", ".join(sorted(set(r["members"]) - {r["name"]})) or "—"),
+                         quota_bar(r["used"], r["quota"]), str(r["pending"]), str(r["cds"]), str(r["vm_disks"])))
+            for r in quota.owner_summary(site.config, snap.owners, snap.uploads, snap.volumes)])
 
     async def action_uploads(self) -> None:
-        table = self.query_one("#owners", DataTable)
-        if not table.row_count:
+        owner = self.query_one("#owners", VirtualTable).cursor_key
+        if owner is None:
             return
-        owner = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
         await self.app.switch_mode("uploads")
         screen = self.app.screen
         box = screen.query_one(Input)

@@ -209,3 +209,23 @@ async def main(config, path):
 
 asyncio.run(main(sys.argv[1], sys.argv[2]))
 """
+
+
+def test_another_console_sees_the_copy_and_the_verify_progress_of_a_running_import(served):
+    """A console's Jobs view of another console's import comes from the lease on the ledger: bytes
+    copied and bytes read back, each with its own rate."""
+    holder = subprocess.Popen(
+        [sys.executable, "-m", "tests.crash_child", str(served.console_config("a")), "alice/ipxe.iso", "verify",
+         "0", str(LEASE), "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert holder.stdout.readline().strip() == "holding in verify"
+    time.sleep(LEASE / 2)  # at least one renewal with the copy's final figures
+    r = console(served, "b", "--read-only", "jobs", "--json")
+    assert r.returncode == 0, r.stderr
+    size = (served.layout.uploads_root / "alice" / "ipxe.iso").stat().st_size
+    [job] = [j for j in json.loads(r.stdout) if j["upload"] == "ipxe.iso"]
+    assert job["state"] == "running" and job["phase"] == "verify", job
+    assert job["done_bytes"] == job["verified_bytes"] == job["total_bytes"] == size, job
+    assert job["rate"] > 0 and job["verify_rate"] > 0, job
+    out, err = holder.communicate(timeout=120)
+    assert holder.returncode == 0 and "finished: done" in out, (out, err)

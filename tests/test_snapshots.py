@@ -16,6 +16,7 @@ import pytest
 from backend.config import load_config
 from backend.site import Site
 from bench.labserver import LabProcess
+from textual.widgets import Input
 from tui.app import IsoadminApp
 
 SIZES = {"80x24": (80, 24), "160x45": (160, 45)}
@@ -63,6 +64,8 @@ def prepare(*keys: str, wait=None):
             if wait is None or wait(app):
                 break
             await pilot.pause(0.05)
+        for box in app.screen.query(Input):
+            box.cursor_blink = False  # a blinking cursor would be in the picture or not by chance
         await pilot.pause(0.3)
     return run
 

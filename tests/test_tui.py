@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 
 from backend.site import Site
+from screens.jobs import JobView
 from screens.modals import ConfirmApprove, ConfirmNonIso, ConfirmText, RejectReason
 from screens.uploads import UploadsScreen
 from screens.volumes import VolumesScreen
 from screens.vtable import VirtualTable
-from textual.widgets import DataTable
+from textual.widgets import DataTable, ProgressBar, Static
 from tui.app import IsoadminApp
 
 from .conftest import sha256_file
@@ -221,7 +222,7 @@ async def test_owners_and_hosts_screens(lab):
         assert hosts.row_count == 3 and str(hosts.get_cell("dom0-a", "state")) == "up"
         await pilot.press("6")
         assert isinstance(app.screen, OwnersScreen)
-        table = app.screen.query_one("#owners", DataTable)
+        table = app.screen.query_one("#owners", VirtualTable)
         assert [str(table.get_row_at(i)[0]) for i in range(table.row_count)] == ["alice", "bob", "carol"]
         assert "0 Bytes / 64.0 MiB" in str(table.get_cell("bob", "quota"))
         await pilot.press("down", "enter")
@@ -511,7 +512,18 @@ async def test_keymap_remaps_by_binding_id_and_x_cancels_an_import(lab):
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmApprove))
         await pilot.press("y")
         await wait_for(pilot, lambda: any(r.job.phase in ("copy", "verify") for r in site.active.values()))
-        await pilot.press("2", "x")
+        await pilot.press("2")
+
+        def verify_shown() -> bool:  # the card: the copy's bar, and the read-back's own bar, bytes and rate
+            card = app.screen.query_one(JobView)
+            copy_bar, verify_bar = card.query(ProgressBar)
+            status = card.query_one(".job-status", Static).render()
+            return (card.job.phase == "copy" and verify_bar.display and (verify_bar.progress or 0) > 0
+                    and copy_bar.progress >= verify_bar.progress and "verify (read back)" in str(status)
+                    and "/s" in str(status).split("verify (read back)")[1])
+
+        await wait_for(pilot, verify_shown)
+        await pilot.press("x")
         await wait_for(pilot, lambda: not site.active, timeout=60)
     job = next(j for j in site.jobs() if j.key == "carol/big.iso")
     assert job.state == "failed" and "cancelled" in job.error and "removed" in job.rollback

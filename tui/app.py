@@ -166,6 +166,10 @@ class IsoadminApp(App[int]):
         mode = self._unmounted.pop(0)
         if mode != self.current_mode and mode not in self._screen_stacks:
             init(mode)
+            # its widgets got the stylesheet as they mounted: mark it current, or its first switch
+            # would restyle the whole console again (Textual does so for a screen it has not shown)
+            for screen in self._screen_stacks.get(mode, []):
+                screen._css_update_count = self._css_update_count
         self.call_after_refresh(self._premount)
 
     def _freeze_long_lived(self, items: int) -> None:

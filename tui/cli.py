@@ -357,16 +357,26 @@ async def cmd_approve(site: Site, args: argparse.Namespace) -> int:
     # which has too few samples at 4 updates a second to say anything but "?"
     columns = (TextColumn("{task.description:8}", markup=False), BarColumn(), DownloadColumn(binary_units=True),
                TextColumn("{task.fields[rate]:>12}", markup=False), TextColumn("{task.fields[eta]:>9}", markup=False))
+    def figures(rate: float, eta: float | None) -> dict:
+        return {"rate": f"{humanize.naturalsize(rate, binary=True)}/s" if rate else "",
+                "eta": f"ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}" if eta is not None else ""}
+
     with Progress(*columns, transient=False) as progress:
         task = progress.add_task("create", total=plan.upload.size, rate="", eta="")
+        verify = None  # the read-back behind the copy: a line of its own once it has bytes
 
         def on_event(job: JobRecord) -> None:
-            rate = f"{humanize.naturalsize(job.rate, binary=True)}/s" if job.rate else ""
-            eta = time.strftime("%H:%M:%S", time.gmtime(job.eta)) if job.eta is not None else ""
-            progress.update(task, description=job.phase, completed=job.done_bytes, rate=rate, eta=f"ETA {eta}" if eta else "")
+            nonlocal verify
+            progress.update(task, description=job.phase, completed=job.done_bytes, **figures(job.rate, job.eta))
+            if verify is None and job.verified_bytes:
+                verify = progress.add_task("verify", total=plan.upload.size, rate="", eta="")
+            if verify is not None:
+                progress.update(verify, completed=job.verified_bytes, **figures(job.verify_rate, job.verify_eta))
 
         job = await site.approve(plan, on_event)
         progress.update(task, description="done", completed=job.size)
+        if verify is not None:
+            progress.update(verify, completed=job.size)
     say(f"{job.key} -> {job.dom0}:{job.final} sha256 {job.sha256}", sys.stdout)
     return 0
 
