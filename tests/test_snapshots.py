@@ -1,5 +1,6 @@
 """Screenshots of every screen and modal at 80×24 and 160×45 (pytest-textual-snapshot), on a served lab with
-fixed data: the seeded uploads an hour old, no upload being written, fixed job ids. A change of layout
+fixed data: the seeded uploads an hour old by a fixed clock, no upload being written, fixed job ids. (The
+details modals are left to the Pilot tests: they show each file's inode, which differs from run to run.) A change of layout
 shows up as a failed comparison with a report of the difference; ``pytest --snapshot-update`` accepts it.
 """
 
@@ -16,6 +17,7 @@ import pytest
 from backend.config import load_config
 from backend.site import Site
 from bench.labserver import LabProcess
+from screens import modals, uploads
 from textual.widgets import Input
 from tui.app import IsoadminApp
 
@@ -24,6 +26,22 @@ SIZES = {"80x24": (80, 24), "160x45": (160, 45)}
 
 #: The lab's folder is fixed: its paths appear on screen (the plan's commands).
 LAB = Path("/tmp/isoadmin-snapshot-lab")
+#: The screens' clock, fixed: dates and ages appear on screen (2026-12-01 12:00:00 UTC).
+NOW = 1_796_126_400.0
+
+
+class Clock:
+    """The ``time`` module as the screens use it, with :data:`NOW` for the current time and UTC for the
+    local time zone."""
+
+    localtime = staticmethod(time.gmtime)
+
+    def __getattr__(self, name):
+        return getattr(time, name)
+
+    @staticmethod
+    def time() -> float:
+        return NOW
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +51,7 @@ def served():
     with LabProcess(LAB / "lab", seeded=True) as server:
         root = server.layout.uploads_root
         (root / "carol" / "incoming.iso").unlink()  # the upload being written: its size would differ
-        past = time.time() - 3600
+        past = NOW - 3600
         for path in root.glob("*/*"):
             os.utime(path, (past, past), follow_symlinks=False)
         yield server
@@ -43,6 +61,8 @@ def served():
 def app(served, monkeypatch):
     """A console on the served lab (its own state dir), job ids fixed (they appear in the plan)."""
     monkeypatch.setattr(uuid, "uuid4", lambda: uuid.UUID(int=0xABCDEF))
+    for module in (modals, uploads):
+        monkeypatch.setattr(module, "time", Clock())
     site = Site(load_config(served.console_config("snap")), approver="admin@console")
     console = IsoadminApp(site, refresh_seconds=3600)
     yield console
