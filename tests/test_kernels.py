@@ -160,6 +160,7 @@ def test_cli_kernels_stage_list_catalog_delete(tmp_path):
     assert gone.returncode == 0, gone.stderr
     assert json.loads(run_cli("kernel-sets", "--json", lab_dir=lab_dir).stdout) == []
     assert run_cli("stage-kernel", "bob/none.iso", "1", lab_dir=lab_dir).returncode == 5
+    assert run_cli("kernels", "bob/none.iso", lab_dir=lab_dir).returncode == 5
 
 
 # ----------------------------------------------------------------------------- kernel sets from an upload pair
