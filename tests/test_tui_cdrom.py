@@ -7,7 +7,7 @@ import os
 
 from backend.site import Site
 from screens.cdrom import PickDomain
-from screens.modals import ErrorModal
+from screens.modals import Details, ErrorModal
 from screens.vtable import VirtualTable
 from tui.app import IsoadminApp
 
@@ -100,6 +100,11 @@ async def test_uploads_pick_and_stage_an_uploaded_kernel_and_its_ramdisk(lab, tm
         table = app.screen.query_one("#uploads", VirtualTable)
         await pilot.press("slash", *"vmlinuz", "enter")
         await wait_for(pilot, lambda: table.row_count == 1)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, Details))
+        content = dict(app.screen.rows)["content"]
+        assert content.startswith("linux-kernel (") and content != "linux-kernel ()"
+        await pilot.press("escape")
         await pilot.press("K")
         await wait_for(pilot, lambda: isinstance(app.screen, PickKernel))
         assert [(e.label, e.ramdisk.rsplit("/", 1)[-1]) for e in app.screen.entries] == [
