@@ -336,3 +336,20 @@ def test_cli_stage_kernel_from_an_upload_pair(tmp_path):
     assert [(s["dom0"], s["cmdline"], s["sha256"]) for s in sets] == [
         ("dom0-b", "console=ttyS0", {"kernel": hashlib.sha256(kernel).hexdigest(),
                                      "ramdisk": hashlib.sha256(ramdisk).hexdigest()})]
+
+
+async def test_facts_cached_before_kernels_were_recognised_are_read_again(lab):
+    put_upload(lab.dir, "dave", "vmlinuz-6.1", kernel_image())
+    first = Site(lab.config)
+    await first.refresh()
+    await first.close()
+    cache = json.loads(first.facts_cache.read_text())
+    (key,) = [k for k in cache if k.endswith("/dave/vmlinuz-6.1")]
+    for field_name in ("content", "kernel_version"):  # as an older console wrote it
+        del cache[key][3][field_name]
+    cache[key][3]["problem"] = "no ISO 9660 primary volume descriptor"
+    first.facts_cache.write_text(json.dumps(cache))
+    second = Site(lab.config)
+    snap = await second.refresh()
+    assert next(u for u in snap.uploads if u.key == "dave/vmlinuz-6.1").iso.kind == "linux-kernel"
+    await second.close()
