@@ -465,7 +465,7 @@ def pair(site, kernel: Upload) -> tuple[Upload, KernelEntry]:
         (the ramdisk upload, the entry).
     Raises:
         NotApprovable: no ramdisk, ramdisks of other versions only, several candidates, or the chosen ramdisk
-            is still being written, refused, or does not start as a ramdisk does.
+            is still being written, refused, rejected, or does not start as a ramdisk does.
     """
     folder = [u for u in site.snapshot.uploads if u.host == kernel.host and u.owner == kernel.owner
               and u.kind == "file"]
@@ -489,16 +489,22 @@ def pair(site, kernel: Upload) -> tuple[Upload, KernelEntry]:
     else:
         raise NotApprovable(f"{kernel.key}: cannot tell which ramdisk goes with it ({len(kernels_here)} kernels, "
                             f"ramdisks {names}); name them vmlinuz-VERSION and initrd.img-VERSION")
-    if ramdisk.state == UploadState.WRITING:
-        raise NotApprovable(f"{ramdisk.key} is still being written")
-    if ramdisk.state == UploadState.REFUSED:
-        raise NotApprovable(f"{ramdisk.key} is refused: {ramdisk.reason}")
+    _stageable(ramdisk)
     if ramdisk.iso is None or not ramdisk.iso.is_ramdisk:
         what = ramdisk.iso.problem if ramdisk.iso else "header not read"
         raise NotApprovable(f"{ramdisk.key} does not start as a ramdisk does (cpio, gzip, zstd, xz, lzma, bzip2, "
                             f"lz4, lzo): {what}")
     entry = KernelEntry(1, kernel.name, kernel.path, ramdisk.path, "", "upload pair", kernel.size, ramdisk.size)
     return ramdisk, entry
+
+
+def _stageable(u: Upload) -> None:
+    """Raise :class:`NotApprovable` when upload ``u`` is still being written, refused, or rejected by an admin
+    (a rejection on the ledger stands for its kernel set too)."""
+    if u.state == UploadState.WRITING:
+        raise NotApprovable(f"{u.key} is still being written")
+    if u.state in (UploadState.REFUSED, UploadState.REJECTED):
+        raise NotApprovable(f"{u.key} is {u.state.value}: {u.reason}")
 
 
 def source_title(source: Volume | Upload) -> str:
@@ -780,8 +786,7 @@ async def stage_pair(site, kernel: Upload, entry_ref: str, dom0: str | None = No
         ramdisk, entry = pair(site, kernel)
         if entry_ref not in ("1", entry.label):
             raise NotFound(f"{kernel.key} has one kernel entry, 1 ({entry.label}), not {entry_ref!r}")
-        if kernel.state in (UploadState.WRITING, UploadState.REFUSED):
-            raise NotApprovable(f"{kernel.key} is {kernel.state.value}" + (f": {kernel.reason}" if kernel.reason else ""))
+        _stageable(kernel)
         host = site.hosts[kernel.host]
         for u in (kernel, ramdisk):
             holder = await imagehost.in_use(host, u.path)
@@ -985,7 +990,8 @@ def catalog_rows(sets: list[KernelSet]) -> list[dict]:
                 upload = s.meta.get("upload" if kind == "kernel" else "ramdisk_upload")
                 host, where = s.meta.get("source_host"), s.meta.get(kind + "_path")
             else:
-                upload, host, where = s.meta.get("upload"), s.dom0, f"{s.meta.get('volume')}:{s.meta.get(kind + '_path')}"
+                upload, host = s.meta.get("upload"), s.dom0
+                where = f"{s.meta.get('volume')}:{s.meta.get(kind + '_path')}"
             rows.append({"dom0": s.dom0, "volume": f"{s.path}/{kind}", "owner": s.owner,
                          "upload": upload, "volume_id": None, "bootable": None, "size": size,
                          "sha256": s.sha256.get(kind), "source_host": host, "source_path": where,

@@ -251,7 +251,8 @@ async def test_upload_pair_is_listed_and_staged_byte_identical_on_any_dom0(lab, 
                                 cmdline="console=ttyS0 quiet")).path == staged.path  # the same set again
     other = await kernels.stage(site, "dave/vmlinuz-6.1.0-amd64", "1", "dom0-b")  # another command line
     assert other.path == staged.path + ".2" and other.cmdline == ""
-    rows = [r for r in kernels.catalog_rows((await kernels.list_sets(site))[0]) if r["volume"].startswith(staged.path + "/")]
+    rows = [r for r in kernels.catalog_rows((await kernels.list_sets(site))[0])
+            if r["volume"].startswith(staged.path + "/")]
     assert [(r["type"], r["upload"], r["source_host"], r["sha256"]) for r in rows] == [
         ("kernel", "vmlinuz-6.1.0-amd64", "imagehost", hashlib.sha256(kernel).hexdigest()),
         ("ramdisk", "initrd.img-6.1.0-amd64", "imagehost", hashlib.sha256(ramdisk).hexdigest())]
@@ -336,6 +337,9 @@ def test_cli_stage_kernel_from_an_upload_pair(tmp_path):
     assert [(s["dom0"], s["cmdline"], s["sha256"]) for s in sets] == [
         ("dom0-b", "console=ttyS0", {"kernel": hashlib.sha256(kernel).hexdigest(),
                                      "ramdisk": hashlib.sha256(ramdisk).hexdigest()})]
+    assert run_cli("reject", "alice/initrd.img-6.1.0-amd64", "--reason", "not ours", lab_dir=lab_dir).returncode == 0
+    refused = run_cli("stage-kernel", "alice/vmlinuz-6.1.0-amd64", "1", "--dom0", "dom0-a", lab_dir=lab_dir)
+    assert refused.returncode == 6 and "is rejected: not ours" in refused.stderr, refused.stderr
 
 
 async def test_facts_cached_before_kernels_were_recognised_are_read_again(lab):
