@@ -2,7 +2,8 @@
 
 Like Ganeti's cluster verify (orphan LVs) and Glance's staging cleaner, from the hosts and the site's
 ledger: jobs whose lease expired while ``running``, staging volumes of no live job, isoadmin disks still
-hot-plugged into an image host with no live job, volumes with our prefixes whose metadata is missing,
+hot-plugged into an image host with no live job (by their serial, or — hot-plugged without one under
+``locate = "new-device"`` — by their source, one of our staging or final volumes), volumes with our prefixes whose metadata is missing,
 empty or unreadable, and final volumes whose metadata is incomplete. Nothing protected by a live lease
 (any console's, on any workstation) is ever a finding, and :func:`repair` looks at the leases again right
 before each fix. :func:`repair` is a dry run unless ``apply`` is true; every applied fix is audited.
@@ -30,6 +31,8 @@ class Finding:
         host: the dom0 (or image host) concerned. target: job id, volume or disk serial.
         detail: what is wrong. fix: what :func:`repair` would do ("" when it needs a person).
         job: the job the fix is based on ("" when none).
+        device: for an ``attached disk`` without a serial, its source on the dom0 (the volume's path), by which
+            it is detached; else "".
     """
 
     kind: str
@@ -38,6 +41,7 @@ class Finding:
     detail: str
     fix: str
     job: str = ""
+    device: str = ""
 
     def to_json(self) -> dict:
         """The finding as a JSON object (``check --json``)."""
@@ -109,6 +113,21 @@ async def check(site) -> list[Finding]:
                     findings.append(Finding("attached disk", name, serial,
                                             f"isoadmin disk still hot-plugged into {domain} (job {job})",
                                             f"detach it from {domain}", job))
+            ours = {v.path: v for v in report.volumes if v.namespace in ("staging", "final")}
+            for source in await site.hypervisors[name].attached_sources(domain):
+                v = ours.get(source)
+                if v is None:
+                    continue  # the image host's own disks, other volumes: not ours to judge
+                job = by_staging.get((name, v.name)) if v.namespace == "staging" else by_final.get((name, v.name))
+                job_id = job.id if job else str(v.meta.get("job", ""))
+                if job_id in protected:
+                    continue
+                known = f"job {job_id} is not running" if job else "no job record on the ledger"
+                fix = f"detach it from {domain}" + (" (the orphan staging volume is removed as its own finding)"
+                                                    if v.namespace == "staging" else " (the volume is kept)")
+                findings.append(Finding("attached disk", name, v.name,
+                                        f"{v.namespace} volume {v.name} ({v.owner or '?'}/{v.upload or '?'}) still "
+                                        f"hot-plugged into {domain} without a serial; {known}", fix, job_id, source))
     findings += await _kernel_leftovers(site)
     return findings
 
@@ -156,7 +175,10 @@ async def repair(site, findings: list[Finding], apply: bool = False) -> list[tup
                 await kernels.remove_leftover(site, f.host, f.target)
             elif f.kind == "attached disk":
                 domain = next(ih.domains[f.host] for ih in site.config.image_hosts.values() if f.host in ih.domains)
-                await site.hypervisors[f.host].detach(domain, f.target, site.detach_timeout)
+                if f.device:  # hot-plugged without a serial: found by its source
+                    await site.hypervisors[f.host].detach(domain, "", site.detach_timeout, device=f.device)
+                else:
+                    await site.hypervisors[f.host].detach(domain, f.target, site.detach_timeout)
             elif f.target.startswith(site.config.dom0s[f.host].staging_prefix):
                 serial = f"{SERIAL_PREFIX}{f.job}"
                 for ih in site.config.image_hosts.values():

@@ -22,6 +22,30 @@ ISO (not from the upload, which may change or be garbage-collected). To boot a k
 import the ISO onto that dom0 (``approve --dom0``): dom0s share no storage and nothing is sent through the
 console.
 
+**From an upload pair.** An owner may upload a bare kernel and ramdisk instead of an ISO, e.g.
+``vmlinuz-6.1.0-28-amd64`` and ``initrd.img-6.1.0-28-amd64`` (also ``initrd-*``, ``initramfs-*``). The kernel
+is recognised by its header (the x86 boot protocol, :func:`backend.isoinfo.linux_kernel`), whatever its name;
+a ramdisk is a file of the same owner folder whose name starts with ``initrd`` or ``initramfs`` and whose
+first bytes are cpio or a compression format the kernel unpacks. ``kernels OWNER/KERNEL`` shows the one
+entry, paired by :func:`pair`:
+
+1. the ramdisk whose version (its name without ``initrd.img`` / ``initrd`` / ``initramfs``, separators and
+   ``.img`` / ``.gz`` / ``.zst`` ... endings) equals the kernel's (its name without ``vmlinuz`` / ``vmlinux`` /
+   ``bzImage`` / ``kernel`` / ``linux`` and separators): ``vmlinuz-6.1.0`` goes with ``initrd.img-6.1.0``,
+   ``initrd-6.1.0`` or ``initramfs-6.1.0.img``;
+2. else, when the folder holds exactly one kernel and exactly one ramdisk and their names do not carry two
+   different versions (``vmlinuz`` + ``initrd.gz``, ``vmlinuz-6.1.0`` + ``initrd.img``), those two;
+3. else the pair is refused (:class:`~backend.errors.NotApprovable`, exit 6) naming what was found: no
+   ramdisk, ramdisks of other versions only, or several that could go with it.
+
+Its command line is empty unless ``stage-kernel --cmdline`` gives one (a VM's definition may also carry
+one). Staging streams both files from the image host to the dom0 over the console's two SSH connections
+(the image host's ``dd`` → the console → the dom0's ``head -c``; dom0s and image hosts share no storage),
+hashing them on the way; the dom0 hashes what landed and renames the set into place only when both digests
+equal those of the bytes read from the upload, and the upload's size, mtime and inode were the same before
+and after the read as in the listing the admin saw. Any dom0 can be the target (``--dom0``; default the
+image host's first domain's dom0).
+
 **On the dom0.** ``kernel_dir`` (per dom0, default :data:`DEFAULT_KERNEL_DIR`) holds
 ``<owner>/<name>-<sha8>/`` with ``kernel``, ``ramdisk`` (when the entry has one), ``cmdline`` (one line),
 ``SHA256SUMS`` (``sha256sum`` format) and ``isoadmin.json`` (owner, volume, entry, paths in the ISO, time).
@@ -35,6 +59,7 @@ garbage-collected after ``kernel_gc_days`` when no domain refers to them.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import json
 import posixpath
@@ -42,12 +67,13 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 
+import asyncssh
 import pycdlib
 
-from . import quota
+from . import imagehost, quota
 from .commands import SHA256_SH, script
-from .errors import IsoadminError, NotApprovable, NotFound, UsageError
-from .models import Volume
+from .errors import HostError, IsoadminError, NotApprovable, NotFound, UsageError
+from .models import Upload, UploadState, Volume
 
 #: Where kernel sets go on a dom0 unless ``[dom0s.NAME] kernel_dir`` says otherwise.
 DEFAULT_KERNEL_DIR = "/var/lib/isoadmin/kernels"
@@ -64,9 +90,10 @@ class KernelEntry:
     Attributes:
         number: 1-based position in the list (``stage-kernel`` accepts it or the label).
         label: the entry's name (syslinux ``LABEL`` / GRUB ``menuentry`` title / the kernel's file name).
-        kernel, ramdisk: absolute paths inside the ISO (ramdisk "" when the entry has none).
-        cmdline: the kernel command line (without ``initrd=``). source: the config it came from, or
-        ``usual place``. kernel_size, ramdisk_size: bytes.
+        kernel, ramdisk: absolute paths inside the ISO (ramdisk "" when the entry has none); for an upload
+        pair, the uploads' paths on the image host.
+        cmdline: the kernel command line (without ``initrd=``). source: the config it came from,
+        ``usual place``, or ``upload pair``. kernel_size, ramdisk_size: bytes.
     """
 
     number: int
@@ -389,15 +416,117 @@ async def _entries_of(site, vol: Volume) -> tuple[list[KernelEntry], dict[str, t
     return await asyncio.to_thread(work)
 
 
-async def kernels(site, key: str) -> tuple[Volume, list[KernelEntry]]:
-    """The bootable kernel entries of the ISO imported from ``key`` (``OWNER/FILE`` or ``[DOM0:]VOLUME``),
-    read from its final volume on its dom0.
+# --------------------------------------------------------------------------- upload pairs
+
+_KERNEL_PREFIX = re.compile(r"^(vmlinuz|vmlinux|bzimage|kernel|linux)", re.I)
+_RAMDISK_PREFIX = re.compile(r"^(initrd\.img|initramfs|initrd)", re.I)
+_RAMDISK_ENDING = re.compile(r"\.(img|cpio|gz|zst|xz|lzma|bz2|lz4|lzo)$", re.I)
+
+
+def kernel_version(name: str) -> str:
+    """The version a kernel upload's name carries: ``vmlinuz-6.1.0-28-amd64`` → ``6.1.0-28-amd64``,
+    ``vmlinuz`` → "" (a name without a known prefix is its own version)."""
+    return _KERNEL_PREFIX.sub("", name, count=1).lstrip("-._")
+
+
+def ramdisk_version(name: str) -> str:
+    """The version a ramdisk upload's name carries: ``initrd.img-6.1.0-28-amd64`` and
+    ``initramfs-6.1.0-28-amd64.img`` → ``6.1.0-28-amd64``; ``initrd.gz`` → ""."""
+    rest = _RAMDISK_PREFIX.sub("", name, count=1)
+    while _RAMDISK_ENDING.search(rest):
+        rest = _RAMDISK_ENDING.sub("", rest)
+    return rest.lstrip("-._")
+
+
+def is_ramdisk_name(name: str) -> bool:
+    """A name an owner gives a ramdisk: it starts with ``initrd`` or ``initramfs``."""
+    return bool(_RAMDISK_PREFIX.match(name))
+
+
+def kernel_upload(site, key: str) -> Upload | None:
+    """The upload ``OWNER/FILE`` of the last refresh when its header shows a Linux kernel, else None.
+
+    Raises:
+        NotApprovable: ``key`` is a ramdisk upload (its kernel is named, not it).
+    """
+    up = next((u for u in site.snapshot.uploads if u.key == key and u.kind == "file"), None)
+    if up is None or up.iso is None or not site.may_act_for(up.owner):
+        return None
+    if up.iso.is_ramdisk and is_ramdisk_name(up.name):
+        raise NotApprovable(f"{key} is a ramdisk: name its kernel (`isoadmin kernels {up.owner}/vmlinuz…`)")
+    return up if up.iso.is_kernel else None
+
+
+def pair(site, kernel: Upload) -> tuple[Upload, KernelEntry]:
+    """The ramdisk that goes with kernel upload ``kernel`` (the rules of the module docstring), and the one
+    entry they make (number 1, labelled with the kernel's file name, empty command line).
 
     Returns:
-        (the volume, its entries; empty when none is found).
+        (the ramdisk upload, the entry).
     Raises:
-        NotFound, NotApprovable (not ISO 9660), HostError.
+        NotApprovable: no ramdisk, ramdisks of other versions only, several candidates, or the chosen ramdisk
+            is still being written, refused, rejected, or does not start as a ramdisk does.
     """
+    folder = [u for u in site.snapshot.uploads if u.host == kernel.host and u.owner == kernel.owner
+              and u.kind == "file"]
+    ramdisks = sorted((u for u in folder if is_ramdisk_name(u.name)), key=lambda u: u.name)
+    kernels_here = [u for u in folder if u.iso is not None and u.iso.is_kernel]
+    version = kernel_version(kernel.name)
+    same = [u for u in ramdisks if version and ramdisk_version(u.name) == version]
+    names = ", ".join(u.name for u in ramdisks)
+    if len(same) > 1:
+        raise NotApprovable(f"{kernel.key}: {len(same)} ramdisks could go with it ({', '.join(u.name for u in same)});"
+                            f" keep one")
+    if same:
+        ramdisk = same[0]
+    elif len(kernels_here) == 1 and len(ramdisks) == 1 and not (version and ramdisk_version(ramdisks[0].name)):
+        ramdisk = ramdisks[0]  # the folder's only kernel and only ramdisk, their names not of two versions
+    elif not ramdisks:
+        raise NotApprovable(f"{kernel.key}: no ramdisk (initrd*, initramfs*) beside it in {kernel.owner}'s folder")
+    elif version and all(ramdisk_version(u.name) for u in ramdisks):
+        raise NotApprovable(f"{kernel.key}: no ramdisk of version {version} (found {names}: for other kernels); "
+                            f"upload initrd.img-{version}")
+    else:
+        raise NotApprovable(f"{kernel.key}: cannot tell which ramdisk goes with it ({len(kernels_here)} kernels, "
+                            f"ramdisks {names}); name them vmlinuz-VERSION and initrd.img-VERSION")
+    _stageable(ramdisk)
+    if ramdisk.iso is None or not ramdisk.iso.is_ramdisk:
+        what = ramdisk.iso.problem if ramdisk.iso else "header not read"
+        raise NotApprovable(f"{ramdisk.key} does not start as a ramdisk does (cpio, gzip, zstd, xz, lzma, bzip2, "
+                            f"lz4, lzo): {what}")
+    entry = KernelEntry(1, kernel.name, kernel.path, ramdisk.path, "", "upload pair", kernel.size, ramdisk.size)
+    return ramdisk, entry
+
+
+def _stageable(u: Upload) -> None:
+    """Raise :class:`NotApprovable` when upload ``u`` is still being written, refused, or rejected by an admin
+    (a rejection on the ledger stands for its kernel set too)."""
+    if u.state == UploadState.WRITING:
+        raise NotApprovable(f"{u.key} is still being written")
+    if u.state in (UploadState.REFUSED, UploadState.REJECTED):
+        raise NotApprovable(f"{u.key} is {u.state.value}: {u.reason}")
+
+
+def source_title(source: Volume | Upload) -> str:
+    """Where entries came from, for people: ``alice/live.iso (dom0-a)`` or ``alice/vmlinuz-6.1 (imagehost)``."""
+    if isinstance(source, Upload):
+        return f"{source.key} ({source.host})"
+    return f"{source.owner}/{source.upload} ({source.dom0})"
+
+
+async def kernels(site, key: str) -> tuple[Volume | Upload, list[KernelEntry]]:
+    """The bootable kernel entries of ``key``: an upload ``OWNER/FILE`` that is a Linux kernel (one entry, with
+    the ramdisk :func:`pair` finds; needs a refresh first), else the ISO imported from ``key`` (``OWNER/FILE``
+    or ``[DOM0:]VOLUME``), read from its final volume on its dom0.
+
+    Returns:
+        (the kernel upload or the ISO's volume, the entries; empty when none is found).
+    Raises:
+        NotFound, NotApprovable (not ISO 9660; a pair that cannot be made), HostError.
+    """
+    up = kernel_upload(site, key)
+    if up is not None:
+        return up, [pair(site, up)[1]]
     vol = await iso_volume(site, key)
     if not site.may_act_for(vol.owner):
         raise NotFound(f"no imported ISO {key!r}")
@@ -405,7 +534,28 @@ async def kernels(site, key: str) -> tuple[Volume, list[KernelEntry]]:
     return vol, entries
 
 
-_STAGE = SHA256_SH + r"""
+# The end of a staging, shared by both scripts: the command line beside the files, then the folder renamed
+# into place under NAME-SHA8 (kernel's sha256). A set already there with the same SHA256SUMS and command line
+# is the same set (left as it is); a different one under that name gets the next free NAME-SHA8.N.
+_FINISH_SH = r"""
+finish() {
+  printf '%s\n' "$cmdline" > "$tmp/cmdline" || exit 1
+  sync
+  base=$dir/$name-$(printf '%s' "$ks" | cut -c1-8)
+  final=$base n=2
+  while [ -e "$final" ]; do
+    if cmp -s -- "$final/SHA256SUMS" "$tmp/SHA256SUMS" && cmp -s -- "$final/cmdline" "$tmp/cmdline"; then
+      echo "exists $final"; exit 0
+    fi
+    final=$base.$n n=$((n + 1))
+  done
+  mv -T -- "$tmp" "$final" || exit 1
+  trap - EXIT
+  echo "staged $final"
+}
+"""
+
+_STAGE = SHA256_SH + _FINISH_SH + r"""
 set -u
 src=$1 dir=$2 name=$3 koff=$4 klen=$5 roff=$6 rlen=$7 cmdline=$8
 umask 022
@@ -424,13 +574,41 @@ if [ "$rlen" -gt 0 ]; then
   [ "$(stat -c %s -- "$tmp/ramdisk")" = "$rlen" ] || { echo "short ramdisk copy" >&2; exit 1; }
   printf '%s  ramdisk\n' "$(sha256 < "$tmp/ramdisk" | cut -c1-64)" >> "$tmp/SHA256SUMS"
 fi
-printf '%s\n' "$cmdline" > "$tmp/cmdline"
-sync
-final=$dir/$name-$(printf '%s' "$ks" | cut -c1-8)
-if [ -e "$final" ]; then echo "exists $final"; exit 0; fi
-mv -T -- "$tmp" "$final" || exit 1
-trap - EXIT
-echo "staged $final"
+finish
+"""
+
+# An upload pair: the kernel's then the ramdisk's bytes on stdin, then one line with the sha256 of each as the
+# console read them from the upload (sent only when the image host saw the uploads unchanged): the set is
+# renamed into place only when those equal the sha256 of what landed. EOF before that line (the console
+# stopped, or the upload changed) leaves nothing: the temporary folder is removed on exit.
+_RECEIVE = SHA256_SH + _FINISH_SH + r"""
+set -u
+dir=$1 name=$2 klen=$3 rlen=$4 cmdline=$5 meta=$6
+umask 022
+mkdir -p -- "$dir" || exit 1
+tmp=$dir/.staging-$name-$$
+mkdir -- "$tmp" || exit 1
+trap 'rm -rf -- "$tmp"' EXIT
+printf '%s\n' "$meta" > "$tmp/isoadmin.json" || exit 1
+head -c "$klen" > "$tmp/kernel" || exit 1
+head -c "$rlen" > "$tmp/ramdisk" || exit 1
+[ "$(stat -c %s -- "$tmp/kernel")" = "$klen" ] && [ "$(stat -c %s -- "$tmp/ramdisk")" = "$rlen" ] || {
+  echo "the transfer was cut short" >&2; exit 1; }
+ks=$(sha256 < "$tmp/kernel" | cut -c1-64)
+rs=$(sha256 < "$tmp/ramdisk" | cut -c1-64)
+read -r want || { echo "the transfer was not confirmed" >&2; exit 1; }
+[ "$want" = "$ks $rs" ] || { echo "landed kernel $ks ramdisk $rs differ from the upload's" >&2; exit 1; }
+printf '%s  kernel\n%s  ramdisk\n' "$ks" "$rs" > "$tmp/SHA256SUMS"
+finish
+"""
+
+# Send one upload on stdout (never through a symlink), with its size, mtime and inode before and after on stderr.
+_SEND = r"""
+p=$1
+[ -f "$p" ] && [ ! -L "$p" ] || { echo "not a regular file" >&2; exit 3; }
+printf 'before %s\n' "$(stat -c '%s %Y %i' -- "$p")" >&2
+dd if="$p" iflag=nofollow bs=1M status=none || exit 1
+printf 'after %s\n' "$(stat -c '%s %Y %i' -- "$p")" >&2
 """
 
 _LIST = r"""
@@ -510,13 +688,16 @@ def _volumes_of_sets(sets: list[KernelSet]) -> list[Volume]:
     return [Volume(s.dom0, s.name, "final", s.size, s.path, {"owner": s.owner}) for s in sets]
 
 
-async def stage(site, key: str, entry_ref: str, dom0: str | None = None) -> KernelSet:
-    """Stage entry ``entry_ref`` (its number or label) of the ISO imported from ``key`` on ``dom0`` (default:
-    the dom0 holding the ISO's final volume, the only one it can be staged on without shared storage).
+async def stage(site, key: str, entry_ref: str, dom0: str | None = None, cmdline: str | None = None) -> KernelSet:
+    """Stage entry ``entry_ref`` (its number or label) of ``key`` on ``dom0``: of a kernel upload and its
+    ramdisk (:func:`stage_pair`), else of the ISO imported from ``key`` (default dom0: the one holding the ISO's
+    final volume, the only one it can be staged on without shared storage).
 
-    Within the owner's quota (kernel + ramdisk bytes); audited, refusals too. Staging the same kernel again
-    leaves the existing set in place.
+    Within the owner's quota (kernel + ramdisk bytes); audited, refusals too. Staging the same kernel, ramdisk
+    and command line again leaves the existing set in place.
 
+    Args:
+        cmdline: the command line to record instead of the entry's (None: the entry's).
     Returns:
         the staged set.
     Raises:
@@ -524,6 +705,13 @@ async def stage(site, key: str, entry_ref: str, dom0: str | None = None) -> Kern
         QuotaExceeded, HostError / CommandFailed (the copy failed; nothing is left behind).
     """
     await site.refuse_if_read_only("stage kernel", f"{key} {entry_ref}")
+    try:
+        up = kernel_upload(site, key)
+    except NotApprovable as exc:
+        await site.audit_refusal("stage kernel", f"{key} entry {entry_ref}", exc.message)
+        raise
+    if up is not None:
+        return await stage_pair(site, up, entry_ref, dom0, cmdline)
     vol = await iso_volume(site, key)
     target = f"{vol.owner}/{vol.upload} entry {entry_ref} -> {dom0 or vol.dom0}"
     try:
@@ -540,13 +728,12 @@ async def stage(site, key: str, entry_ref: str, dom0: str | None = None) -> Kern
         if entry is None:
             raise NotFound(f"{vol.owner}/{vol.upload} has no kernel entry {entry_ref!r} "
                            f"(`isoadmin kernels {vol.owner}/{vol.upload}` lists {len(entries)})")
-        if quota.quota_of(site.config, vol.owner):
-            sets, _ = await list_sets(site)
-            quota.check(site.config, vol.owner, await site.all_volumes() + _volumes_of_sets(sets),
-                        entry.kernel_size + entry.ramdisk_size)
+        await _check_quota(site, vol.owner, entry.kernel_size + entry.ramdisk_size)
     except IsoadminError as exc:
         await site.audit_refusal("stage kernel", target, exc.message, vol.dom0)
         raise
+    if cmdline is not None:
+        entry.cmdline = cmdline
     koff, klen = extents[entry.kernel]
     roff, rlen = extents[entry.ramdisk] if entry.ramdisk else (0, 0)
     root = f"{kernel_dir(site, vol.dom0)}/{vol.owner}"
@@ -567,6 +754,149 @@ async def stage(site, key: str, entry_ref: str, dom0: str | None = None) -> Kern
                             "done", f"{target}; kernel sha256 {staged.sha256.get('kernel', '')}"
                             + ("; already staged" if word == "exists" else ""), vol.dom0)
     return staged
+
+
+async def _check_quota(site, owner: str, adding: int) -> None:
+    if quota.quota_of(site.config, owner):
+        sets, _ = await list_sets(site)
+        quota.check(site.config, owner, await site.all_volumes() + _volumes_of_sets(sets), adding)
+
+
+async def stage_pair(site, kernel: Upload, entry_ref: str, dom0: str | None = None,
+                     cmdline: str | None = None) -> KernelSet:
+    """Stage kernel upload ``kernel`` and the ramdisk :func:`pair` finds on ``dom0`` (default: the image host's
+    first domain's dom0), streaming both from the image host to the dom0 through this console (see the module
+    docstring). Within the owner's quota; audited, refusals too.
+
+    Args:
+        entry_ref: ``1`` or the kernel's file name (the one entry). cmdline: the command line ("" when None).
+    Returns:
+        the staged set.
+    Raises:
+        NotFound (no such dom0 or entry), NotApprovable (no pair; an upload still open, or changed while it was
+        read), QuotaExceeded, HostError / CommandFailed (the transfer failed; nothing is left behind).
+    """
+    ih = site.config.image_hosts[kernel.host]
+    dom0 = dom0 or next(iter(ih.domains), None) or next(iter(site.config.dom0s))
+    target = f"{kernel.key} entry {entry_ref} -> {dom0}"
+    line = cmdline or ""
+    try:
+        if dom0 not in site.config.dom0s:
+            raise NotFound(f"no dom0 {dom0!r} (known: {', '.join(site.config.dom0s)})")
+        ramdisk, entry = pair(site, kernel)
+        if entry_ref not in ("1", entry.label):
+            raise NotFound(f"{kernel.key} has one kernel entry, 1 ({entry.label}), not {entry_ref!r}")
+        _stageable(kernel)
+        host = site.hosts[kernel.host]
+        for u in (kernel, ramdisk):
+            holder = await imagehost.in_use(host, u.path)
+            if holder is not None:
+                raise NotApprovable(f"{u.key} is still open (process {holder} on {u.host}: an upload in progress?)")
+        await _check_quota(site, kernel.owner, kernel.size + ramdisk.size)
+    except IsoadminError as exc:
+        await site.audit_refusal("stage kernel", target, exc.message, kernel.host)
+        raise
+    target = f"{kernel.key} + {ramdisk.name} -> {dom0}"
+    meta = {"created_by": "isoadmin", "owner": kernel.owner, "upload": kernel.name, "ramdisk_upload": ramdisk.name,
+            "source_host": kernel.host, "dom0": dom0, "entry": entry.label, "kernel_path": kernel.path,
+            "ramdisk_path": ramdisk.path, "cmdline": line, "source": entry.source,
+            "kernel_version": kernel.iso.kernel_version if kernel.iso else None,
+            "staged_by": site.approver, "time": time.time()}
+    name = (_NAME_OK.sub("_", kernel.name).strip("._-") or "kernel")[:80]
+    root = f"{kernel_dir(site, dom0)}/{kernel.owner}"
+    try:
+        word, path = await _stream_pair(site, dom0, root, name, kernel, ramdisk, line,
+                                        json.dumps(meta, sort_keys=True, ensure_ascii=True))
+    except IsoadminError as exc:
+        try:
+            await site.audit.record("stage kernel", target, "failed", exc.message, dom0)
+        except HostError:
+            pass  # the failure itself is what the caller is told
+        raise
+    sets, _ = await list_sets(site, [dom0])
+    staged = next((s for s in sets if s.path == path), None)
+    if staged is None:
+        raise IsoadminError(f"the kernel set did not appear at {path or 'its folder'} on {dom0}")
+    await site.audit.record("stage kernel", staged.ref, "done",
+                            f"{target}; kernel sha256 {staged.sha256.get('kernel', '')} ramdisk sha256 "
+                            f"{staged.sha256.get('ramdisk', '')}" + ("; already staged" if word == "exists" else ""),
+                            dom0)
+    return staged
+
+
+async def _stream_pair(site, dom0: str, root: str, name: str, kernel: Upload, ramdisk: Upload, cmdline: str,
+                       meta: str) -> tuple[str, str]:
+    """Send both uploads from the image host to :data:`_RECEIVE` on the dom0 and confirm their digests.
+
+    Returns:
+        (``staged`` or ``exists``, the set's folder on the dom0).
+    Raises:
+        NotApprovable (an upload changed or shrank while read), HostError, CommandFailed.
+    """
+    receiver = await site.hosts[dom0].start(script(_RECEIVE, "isoadmin-stage-kernel", root, name, str(kernel.size),
+                                                   str(ramdisk.size), cmdline, meta, mutating=True))
+    def end_input() -> None:
+        try:
+            receiver.stdin.write_eof()
+        except (OSError, asyncssh.Error):
+            pass  # the dom0's side has ended already
+
+    digests = []
+    try:
+        for u in (kernel, ramdisk):
+            digests.append(await _send(site.hosts[u.host], u, receiver))
+        receiver.stdin.write(f"{digests[0]} {digests[1]}\n".encode())
+    except (OSError, asyncssh.Error):
+        pass  # the dom0's side ended early: its exit status and message say why (below)
+    except BaseException:
+        end_input()  # no confirmation line: the dom0 removes its temporary folder
+        await asyncio.shield(receiver.wait())
+        raise
+    end_input()
+    try:
+        done = await receiver.wait()
+    except (OSError, asyncssh.Error) as exc:
+        raise HostError(dom0, f"kernel set transfer interrupted: {exc or type(exc).__name__}") from None
+    out = (done.stdout or b"").decode("utf-8", "surrogateescape").strip()
+    if done.exit_status != 0:
+        err = (done.stderr or b"").decode("utf-8", "replace").strip().splitlines()
+        raise HostError(dom0, f"staging the kernel set failed: {err[-1] if err else f'exit {done.exit_status}'}")
+    word, _, path = out.rpartition("\n")[-1].partition(" ")
+    return word, path
+
+
+async def _send(host, u: Upload, receiver) -> str:
+    """Stream upload ``u`` into ``receiver``'s stdin; return the sha256 (hex) of the bytes sent.
+
+    Raises:
+        NotApprovable: the upload is not ``u.size`` bytes, or its size, mtime or inode changed since the listing
+            or while it was read. HostError: the image host failed.
+    """
+    sender = await host.start(script(_SEND, "isoadmin-send", u.path))
+    digest, sent = hashlib.sha256(), 0
+    try:
+        while chunk := await sender.stdout.read(1 << 20):
+            sent += len(chunk)
+            if sent > u.size:  # grown since the listing: not what was listed
+                sender.close()
+                break
+            digest.update(chunk)
+            receiver.stdin.write(chunk)
+            await receiver.stdin.drain()
+    except BaseException:
+        sender.close()
+        raise
+    done = await sender.wait()
+    stat = {}
+    for text in (done.stderr or b"").decode("utf-8", "replace").splitlines():
+        word, _, rest = text.partition(" ")
+        stat[word] = rest.split()
+    listed = [str(u.size), str(int(u.mtime)), str(u.inode)]
+    if sent != u.size or stat.get("before") != listed or stat.get("after") != listed:
+        raise NotApprovable(f"{u.key} changed since it was listed or while it was read (listed size, mtime, inode "
+                            f"{' '.join(listed)}; read {sent} bytes; before {' '.join(stat.get('before', ['?']))}, "
+                            f"after {' '.join(stat.get('after', ['?']))}): refresh and stage again")
+    return digest.hexdigest()
 
 
 async def _find_set(site, ref: str) -> KernelSet:
@@ -648,17 +978,23 @@ async def gc_apply(site, plan: list[tuple[KernelSet, str]]) -> list[tuple[Kernel
 
 def catalog_rows(sets: list[KernelSet]) -> list[dict]:
     """Catalog rows (:data:`backend.catalog.CATALOG_FIELDS`) of type ``kernel`` and ``ramdisk`` (an
-    instance's images, beside its machine image) for the staged sets: ``volume`` is the file's path on the dom0, ``source_path`` the volume and
-    path inside the ISO it came from."""
+    instance's images, beside its machine image) for the staged sets: ``volume`` is the file's path on the dom0,
+    ``source_path`` the volume and path inside the ISO it came from (for an upload pair: ``source_host`` the image
+    host and ``source_path`` the upload's path there, ``upload`` the kernel's or the ramdisk's file name)."""
     rows = []
     for s in sorted(sets, key=lambda s: (s.owner, s.dom0, s.name)):
         for kind, size in (("kernel", s.kernel_size), ("ramdisk", s.ramdisk_size)):
             if kind == "ramdisk" and not size:
                 continue
+            if s.meta.get("source") == "upload pair":  # from the uploads themselves, on the image host
+                upload = s.meta.get("upload" if kind == "kernel" else "ramdisk_upload")
+                host, where = s.meta.get("source_host"), s.meta.get(kind + "_path")
+            else:
+                upload, host = s.meta.get("upload"), s.dom0
+                where = f"{s.meta.get('volume')}:{s.meta.get(kind + '_path')}"
             rows.append({"dom0": s.dom0, "volume": f"{s.path}/{kind}", "owner": s.owner,
-                         "upload": s.meta.get("upload"), "volume_id": None, "bootable": None, "size": size,
-                         "sha256": s.sha256.get(kind), "source_host": s.dom0,
-                         "source_path": f"{s.meta.get('volume')}:{s.meta.get(kind + '_path')}",
+                         "upload": upload, "volume_id": None, "bootable": None, "size": size,
+                         "sha256": s.sha256.get(kind), "source_host": host, "source_path": where,
                          "approver": s.meta.get("staged_by"), "time": s.meta.get("time"), "type": kind})
     return rows
 
@@ -673,5 +1009,6 @@ async def remove_leftover(site, dom0: str, path: str) -> None:
     await site.hosts[dom0].run(script(_REMOVE, "isoadmin-remove-kernel", root, path[len(root) + 1:], mutating=True))
 
 
-__all__ = ["KernelEntry", "KernelSet", "find_entries", "kernels", "stage", "list_sets", "delete_set", "gc_plan",
+__all__ = ["KernelEntry", "KernelSet", "find_entries", "kernels", "stage", "stage_pair", "pair", "kernel_upload",
+           "kernel_version", "ramdisk_version", "source_title", "list_sets", "delete_set", "gc_plan",
            "gc_apply", "catalog_rows", "users", "remove_leftover", "DEFAULT_KERNEL_DIR"]

@@ -55,12 +55,16 @@ class Upload:
         return f"{self.owner}/{self.name}"
 
     def to_json(self) -> dict:
-        """The ``uploads --json`` item."""
+        """The ``uploads --json`` item: ``iso`` (the ISO 9660 facts, None when not ISO 9660), ``content``
+        (:attr:`~backend.isoinfo.IsoFacts.kind`: ``iso9660``, ``linux-kernel``, ``cpio``, ``gzip`` ...,
+        ``boot-image`` or ``data``; None until the header is read) and ``kernel_version``."""
         return {
             "owner": self.owner, "name": self.name, "host": self.host, "path": self.path,
             "kind": self.kind, "size": self.size, "mtime": self.mtime, "state": self.state.value,
             "reason": self.reason, "job": self.job,
             "iso": self.iso.to_json() if self.iso else None,
+            "content": self.iso.kind if self.iso else None,
+            "kernel_version": self.iso.kernel_version if self.iso else None,
         }
 
 

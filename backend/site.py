@@ -334,11 +334,14 @@ class Site:
 
     def _load_facts(self) -> None:
         """Fill the header cache from :attr:`facts_cache` (once per console; a missing or unreadable file
-        is an empty cache). Each entry is kept only while the file's size, mtime and inode match."""
+        is an empty cache). Each entry is kept only while the file's size, mtime and inode match; an entry of a
+        file that is not ISO 9660 without ``content`` (from an older console) is read again."""
         self._facts_loaded = True
         try:
             data = json.loads(self.facts_cache.read_text(encoding="utf-8"))
             for key, (size, mtime, inode, facts) in data.items():
+                if not facts.get("is_iso9660") and "content" not in facts:
+                    continue  # written before kernels and ramdisks were recognised: read again
                 host, _, path = key.partition("\0")
                 self._headers.setdefault((host, path), ((size, mtime, inode), IsoFacts(**facts)))
         except (OSError, ValueError, TypeError, AttributeError):

@@ -1,9 +1,11 @@
-"""Picking a kernel entry of an imported ISO to stage on its dom0 (the Volumes screen's ``k``)."""
+"""The Kernels flow (``K`` on the Volumes and Uploads screens): read the kernel entries of an imported ISO or of
+an uploaded kernel and its ramdisk, pick one, stage it on a dom0."""
 
 from __future__ import annotations
 
 import humanize
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -11,6 +13,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, OptionList, Static
 from textual.widgets.option_list import Option
 
+from backend import kernels
+from backend.errors import IsoadminError
 from backend.kernels import KernelEntry
 
 
@@ -50,3 +54,43 @@ class PickKernel(ModalScreen[int | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+class KernelFlow:
+    """Mixin for a screen with the Kernels flow: :meth:`start_kernels` reads the entries in a worker, shows
+    :class:`PickKernel`, and stages the one picked in another worker (the default dom0: the ISO's, or for an
+    uploaded kernel the image host's first). Errors go to the app's error modal."""
+
+    def start_kernels(self, ref: str) -> None:
+        """Start the flow for ``ref`` (``DOM0:VOLUME`` of an imported ISO, or ``OWNER/FILE`` of a kernel upload)."""
+        self.app.notify(f"reading the boot entries of {ref}…", title="Kernels", markup=False)
+        self.pick_kernel(ref)
+
+    @work(group="kernels", exclusive=True)
+    async def pick_kernel(self, ref: str) -> None:
+        """Read ``ref``'s entries (a worker: the ISO is read over SSH) and show them to pick one."""
+        try:
+            source, entries = await kernels.kernels(self.app.site, ref)
+        except IsoadminError as exc:
+            self.app.show_error(exc)
+            return
+        title = kernels.source_title(source)
+        if not entries:
+            self.app.notify(f"{title}: no bootable kernel found", title="Kernels", markup=False)
+            return
+
+        def picked(number: int | None) -> None:
+            if number is not None:
+                self.stage_kernel(ref, str(number))
+
+        self.app.push_screen(PickKernel(f"Kernels of {title}", entries), picked)
+
+    @work(group="kernels", exclusive=True)
+    async def stage_kernel(self, ref: str, entry: str) -> None:
+        """Stage entry ``entry`` of ``ref`` (a worker) and say where it landed."""
+        try:
+            staged = await kernels.stage(self.app.site, ref, entry)
+        except IsoadminError as exc:
+            self.app.show_error(exc)
+            return
+        self.app.notify(f"staged at {staged.dom0}:{staged.path}", title="Kernel set staged", markup=False)

@@ -61,6 +61,9 @@ KEYS: tuple[Key, ...] = (
         "uploads", mutating=True),
     Key("reject", "r", "reject", "Reject", "reject the selected upload (asks for a reason; the file is kept)",
         "uploads", mutating=True),
+    Key("upload-kernels", "K", "kernels", "Kernels", "the selected uploaded kernel with its ramdisk (or the ISO "
+        "imported from the upload): list its kernel entries and stage the one picked on a dom0", "uploads",
+        mutating=True, show=False),
     Key("filter", "slash", "filter", "Filter", "filter rows; escape clears", "uploads"),
     Key("gc", "C", "gc", "GC", "garbage-collect old uploads (shows the list, asks first)", "uploads", mutating=True),
     Key("details", "enter", "details", "Details", "details of the selected upload", "uploads", palette=False),

@@ -37,16 +37,21 @@ def when(epoch: float | None) -> str:
 
 
 def iso_rows(facts: dict | None) -> list[tuple[str, str]]:
-    """ISO facts as labelled rows (``facts``: :meth:`~backend.isoinfo.IsoFacts.to_json`-like dict or None)."""
+    """ISO facts as labelled rows (``facts``: :meth:`~backend.isoinfo.IsoFacts.to_json`-like dict or None); a file
+    that is not ISO 9660 but a kernel or a ramdisk gets a ``content`` row."""
     if not facts:
         return [("ISO 9660", "no")]
     size = facts.get("volume_bytes")
-    return [("ISO 9660", "yes" if facts.get("is_iso9660", True) else "no"),
+    rows = [("ISO 9660", "yes" if facts.get("is_iso9660", True) else "no"),
             ("volume id", facts.get("volume_id") or "—"),
             ("volume size", _size(size) if isinstance(size, int) else "—"),
             ("El Torito", "bootable" if facts.get("bootable") else "no"),
             ("hybrid MBR", "yes (0x55AA)" if facts.get("hybrid_mbr") else "no"),
             ("note", facts.get("problem") or "—")]
+    if facts.get("content"):  # a kernel or a ramdisk's format, read from its first bytes
+        version = facts.get("kernel_version")
+        rows.insert(1, ("content", facts["content"] + (f" ({version})" if version else "")))
+    return rows
 
 
 class _Confirm(ModalScreen[bool]):

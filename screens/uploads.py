@@ -20,6 +20,7 @@ from backend.models import APPROVABLE, Upload, UploadState
 
 from .filtering import FilterMixin, SortMixin
 from .footer import KeyFooter
+from .kernels import KernelFlow
 from .keys import bindings
 from .modals import ConfirmApprove, ConfirmNonIso, ConfirmText, Details, RejectReason, iso_rows, when
 from .plain import printable
@@ -62,7 +63,7 @@ def upload_cells(u: Upload, now: float, job=None) -> tuple:
     elif u.iso.is_iso9660:
         vid, boot = printable(u.iso.volume_id), "yes" if u.iso.bootable else "no"
     else:
-        vid, boot = Text("not ISO", style="italic"), "mbr" if u.iso.hybrid_mbr else "—"
+        vid, boot = Text(u.iso.summary, style="italic"), "mbr" if u.iso.hybrid_mbr else "—"
     return (printable(u.owner), printable(u.name), state_cell(u, job), humanize.naturalsize(u.size, binary=True),
             humanize.naturaltime(max(0.0, now - u.mtime)), vid, boot)
 
@@ -83,7 +84,7 @@ def host_line(snapshot) -> Text:
     return line if snapshot.hosts else Text("connecting…", style="dim")
 
 
-class UploadsScreen(ForwardWorkerErrors, FilterMixin, SortMixin, Screen):
+class UploadsScreen(KernelFlow, ForwardWorkerErrors, FilterMixin, SortMixin, Screen):
     """All uploads of all owners, in a :class:`VirtualTable` (10,000 rows stay fast). The cells are
     computed once per snapshot; a filter keystroke only picks rows. The cursor stays on its upload."""
 
@@ -259,6 +260,12 @@ class UploadsScreen(ForwardWorkerErrors, FilterMixin, SortMixin, Screen):
                 self.app.say(f"importing {plan.upload.key} onto {plan.dom0}", title="Approved")
 
         self.app.push_screen(ConfirmApprove(plan), confirmed)
+
+    def action_kernels(self) -> None:
+        u = self.selected()
+        if self.app.refuse_read_only("stage kernel", u.key if u else "") or u is None:
+            return
+        self.start_kernels(u.key)  # an uploaded kernel and its ramdisk, or the ISO imported from this upload
 
     def action_reject(self) -> None:
         u = self.selected()

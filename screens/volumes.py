@@ -12,14 +12,14 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Header, Input, Static
 
-from backend import catalog, cdrom, kernels
+from backend import catalog, cdrom
 from backend.errors import IsoadminError
 from backend.models import Volume
 
 from .cdrom import PickDomain
 from .filtering import FilterMixin, SortMixin
 from .footer import KeyFooter
-from .kernels import PickKernel
+from .kernels import KernelFlow
 from .keys import bindings
 from .modals import ConfirmText, Details, iso_rows, when
 from .plain import printable
@@ -60,7 +60,7 @@ def volume_cells(v: Volume) -> tuple:
             humanize.naturalsize(v.size, binary=True), (v.sha256[:12] + "…") if v.sha256 else "")
 
 
-class VolumesScreen(ForwardWorkerErrors, FilterMixin, SortMixin, Screen):
+class VolumesScreen(KernelFlow, ForwardWorkerErrors, FilterMixin, SortMixin, Screen):
     """Volumes of every dom0 (staging first, then final, then the rest) in a :class:`VirtualTable`; the
     cursor stays on its volume across refreshes."""
 
@@ -164,34 +164,7 @@ class VolumesScreen(ForwardWorkerErrors, FilterMixin, SortMixin, Screen):
         if self.app.refuse_read_only("stage kernel", f"{vol.dom0}:{vol.name}" if vol else ""):
             return
         if vol is not None and vol.namespace == "final":
-            self.app.notify(f"reading the boot entries of {vol.dom0}:{vol.name}…", title="Kernels", markup=False)
-            self.pick_kernel(f"{vol.dom0}:{vol.name}")
-
-    @work(group="kernels", exclusive=True)
-    async def pick_kernel(self, ref: str) -> None:
-        try:
-            vol, entries = await kernels.kernels(self.app.site, ref)
-        except IsoadminError as exc:
-            self.app.show_error(exc)
-            return
-        if not entries:
-            self.app.notify(f"{vol.owner}/{vol.upload}: no bootable kernel found", title="Kernels", markup=False)
-            return
-
-        def picked(number: int | None) -> None:
-            if number is not None:
-                self.stage_kernel(ref, str(number))
-
-        self.app.push_screen(PickKernel(f"Kernels of {vol.owner}/{vol.upload} ({vol.dom0})", entries), picked)
-
-    @work(group="kernels", exclusive=True)
-    async def stage_kernel(self, ref: str, entry: str) -> None:
-        try:
-            staged = await kernels.stage(self.app.site, ref, entry)
-        except IsoadminError as exc:
-            self.app.show_error(exc)
-            return
-        self.app.notify(f"staged at {staged.dom0}:{staged.path}", title="Kernel set staged", markup=False)
+            self.start_kernels(f"{vol.dom0}:{vol.name}")
 
     def __init__(self) -> None:
         super().__init__()

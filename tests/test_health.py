@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 
@@ -93,3 +94,48 @@ async def test_unfinished_jobs_are_recovered_by_the_next_command(tmp_path):
     assert r.returncode == 0 and "recovered job" in r.stderr
     assert {u["name"]: u["state"] for u in json.loads(r.stdout)}["ipxe.iso"] == "failed"
     assert findings(lab_dir)[0] == 0
+
+
+async def test_disks_hot_plugged_without_a_serial_and_no_job_are_found_and_detached(tmp_path):
+    from backend import health
+    from backend.site import Site
+
+    lab = Lab(tmp_path / "lab", locate={"dom0-a": "new-device"})
+    config = await lab.start()
+    try:
+        site = Site(config)
+        await site.refresh()
+        job = await site.approve(await site.plan("alice/ipxe.iso", "dom0-a"))
+        (lab.ledger_dir / "jobs" / f"{job.id}.json").unlink()  # its record lost
+        storage, hyper = site.storage["dom0-a"], site.hypervisors["dom0-a"]
+        vols = lab.volumes_dir("dom0-a")
+        staging = "cdtmp_dave_lost_12345678"
+        (vols / f"{staging}.img").write_bytes(b"\0" * 8192)
+        (vols / f"{staging}.meta").write_text('{"created_by":"isoadmin","owner":"dave","upload":"lost.iso",'
+                                              '"job":"0badc0ffee00"}\n')
+        (vols / "foreign.img").write_bytes(b"\0" * 4096)  # not ours: never a finding
+        for name in (job.final, staging, "foreign"):
+            await hyper.attach("imagehost", storage.device_path(name), "")  # as a crash would leave them
+        assert sorted(p.name for p in lab.dev_dir.glob("xvd*")) == ["xvdb", "xvdc", "xvdd"]
+
+        site2 = Site(config)
+        await site2.refresh()
+        found = await health.check(site2)
+        attached = {f.target: f for f in found if f.kind == "attached disk"}
+        assert sorted(attached) == sorted([job.final, staging])
+        assert attached[job.final].device == storage.device_path(job.final)
+        assert "without a serial; no job record on the ledger" in attached[job.final].detail
+        assert attached[job.final].fix == "detach it from imagehost (the volume is kept)"
+        assert [f.target for f in found if f.kind == "orphan staging volume"] == [staging]
+        dry = await health.repair(site2, found)
+        assert all(o.startswith("would ") for _, o in dry) and len(list(lab.dev_dir.glob("xvd*"))) == 3
+        results = await health.repair(site2, found, apply=True)
+        assert [o for _, o in results] == ["done"] * len(found), results
+        left = [os.readlink(p) for p in lab.dev_dir.glob("xvd*")]
+        assert left == [storage.device_path("foreign")]  # ours detached, the foreign disk untouched
+        assert (vols / f"{job.final}.img").exists() and not (vols / f"{staging}.img").exists()
+        assert not [f for f in await health.check(site2) if f.kind == "attached disk"]
+        await site.close()
+        await site2.close()
+    finally:
+        await lab.stop()

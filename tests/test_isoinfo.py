@@ -73,3 +73,22 @@ def test_lying_descriptors_do_not_raise():
     boot[17 * 2048 + 71:17 * 2048 + 75] = b"\xff\xff\xff\x7f"  # boot catalog far outside the volume
     facts = inspect_header(bytes(boot))
     assert facts.is_iso9660 and not facts.bootable and "outside the volume" in facts.problem
+
+
+def test_a_linux_kernel_and_ramdisks_are_recognised_by_their_first_bytes(tmp_path):
+    import gzip
+
+    from .test_kernels import kernel_image, ramdisk_image
+
+    kernel = inspect_header(kernel_image()[:HEADER_BYTES])
+    assert (kernel.is_iso9660, kernel.kind, kernel.is_kernel) == (False, "linux-kernel", True)
+    assert kernel.kernel_version and kernel.summary.startswith("Linux kernel ")
+    assert "kernel set" in kernel.problem
+    ramdisk = inspect_header(ramdisk_image(tmp_path)[:HEADER_BYTES])
+    assert (ramdisk.kind, ramdisk.is_ramdisk, ramdisk.summary) == ("gzip", True, "not ISO (gzip)")
+    assert inspect_header(b"070701" + b"0" * 200).kind == "cpio"
+    assert inspect_header(b"\x28\xb5\x2f\xfd" + b"\0" * 100).kind == "zstd"
+    assert inspect_header(gzip.compress(b"x")).kind == "gzip" and inspect_header(b"hello" * 20).kind == "data"
+    no_header = bytearray(kernel_image()[:4096])
+    no_header[0x202:0x206] = b"XXXX"  # the boot flag alone is a boot sector, not a kernel
+    assert inspect_header(bytes(no_header)).kind == "boot-image"

@@ -3,10 +3,14 @@ delete, gc and leftovers."""
 
 from __future__ import annotations
 
+import dataclasses
+import gzip
 import hashlib
 import json
 import os
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -95,8 +99,6 @@ async def test_kernel_set_staged_listed_catalogued_deleted_and_collected(lab):
 
 
 async def test_kernel_sets_count_against_the_quota(lab):
-    import dataclasses
-
     put_live_iso(lab.dir)
     site = Site(lab.config)
     await site.refresh()
@@ -158,3 +160,200 @@ def test_cli_kernels_stage_list_catalog_delete(tmp_path):
     assert gone.returncode == 0, gone.stderr
     assert json.loads(run_cli("kernel-sets", "--json", lab_dir=lab_dir).stdout) == []
     assert run_cli("stage-kernel", "bob/none.iso", "1", lab_dir=lab_dir).returncode == 5
+    assert run_cli("kernels", "bob/none.iso", lab_dir=lab_dir).returncode == 5
+
+
+# ----------------------------------------------------------------------------- kernel sets from an upload pair
+
+REAL_KERNEL = Path("/boot/ipxe.lkrn")  # Debian's ipxe: a kernel image with the x86 boot protocol header
+
+
+def kernel_image() -> bytes:
+    """A real kernel image when the ipxe package is installed, else one built with a valid x86 boot protocol
+    header (Documentation/arch/x86/boot.rst: 0xAA55 at 0x1FE, "HdrS" at 0x202, protocol 2.15, kernel_version)."""
+    if REAL_KERNEL.is_file():
+        return REAL_KERNEL.read_bytes()
+    data = bytearray(os.urandom(200_000))
+    data[0x1FE:0x200] = b"\x55\xaa"
+    data[0x202:0x206] = b"HdrS"
+    data[0x206:0x208] = bytes([15, 2])
+    data[0x20E:0x210] = (0x400 - 0x200).to_bytes(2, "little")
+    data[0x400:0x420] = b"6.1.0-test (lab) #1 SMP\0".ljust(32, b"\0")
+    return bytes(data)
+
+
+def ramdisk_image(tmp: Path) -> bytes:
+    """A real initramfs: a newc cpio archive of a few files made by ``cpio``, gzip-compressed."""
+    root = tmp / "initramfs"
+    (root / "bin").mkdir(parents=True, exist_ok=True)
+    (root / "init").write_text("#!/bin/sh\necho lab\n")
+    (root / "bin" / "data").write_bytes(os.urandom(50_000))
+    listing = subprocess.run(["find", ".", "-print"], cwd=root, capture_output=True, check=True).stdout
+    archive = subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"], cwd=root, input=listing,
+                             capture_output=True, check=True).stdout
+    return gzip.compress(archive)
+
+
+def put_upload(lab_dir, owner: str, name: str, data: bytes) -> Path:
+    folder = lab_dir / "imagehost" / "cds" / owner
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_bytes(data)
+    past = time.time() - 3600
+    os.utime(folder / name, (past, past))
+    return folder / name
+
+
+def test_versions_in_kernel_and_ramdisk_names():
+    assert kernels.kernel_version("vmlinuz-6.1.0-28-amd64") == "6.1.0-28-amd64"
+    assert kernels.kernel_version("vmlinuz") == ""
+    assert kernels.ramdisk_version("initrd.img-6.1.0-28-amd64") == "6.1.0-28-amd64"
+    assert kernels.ramdisk_version("initramfs-6.1.0-28-amd64.img") == "6.1.0-28-amd64"
+    assert kernels.ramdisk_version("initrd-6.1.0.cpio.gz") == "6.1.0"
+    assert kernels.ramdisk_version("initrd.gz") == ""
+
+
+async def test_upload_pair_is_listed_and_staged_byte_identical_on_any_dom0(lab, tmp_path):
+    kernel, ramdisk = kernel_image(), ramdisk_image(tmp_path)
+    other_ramdisk = ramdisk_image(tmp_path) + b"other"
+    put_upload(lab.dir, "dave", "vmlinuz-6.1.0-amd64", kernel)
+    put_upload(lab.dir, "dave", "initrd.img-6.1.0-amd64", ramdisk)
+    put_upload(lab.dir, "dave", "vmlinuz-5.10.0-amd64", kernel[:-7])
+    put_upload(lab.dir, "dave", "initramfs-5.10.0-amd64.img", other_ramdisk)
+    site = Site(lab.config)
+    await site.refresh()
+    facts = {u.name: u.iso for u in site.snapshot.uploads if u.owner == "dave"}
+    assert facts["vmlinuz-6.1.0-amd64"].kind == "linux-kernel" and facts["vmlinuz-6.1.0-amd64"].kernel_version
+    assert facts["initrd.img-6.1.0-amd64"].kind == "gzip"
+    source, entries = await kernels.kernels(site, "dave/vmlinuz-6.1.0-amd64")
+    assert source.key == "dave/vmlinuz-6.1.0-amd64"
+    root = lab.uploads_root / "dave"
+    assert [(e.number, e.label, e.kernel, e.ramdisk, e.cmdline, e.kernel_size, e.ramdisk_size) for e in entries] == [
+        (1, "vmlinuz-6.1.0-amd64", str(root / "vmlinuz-6.1.0-amd64"), str(root / "initrd.img-6.1.0-amd64"), "",
+         len(kernel), len(ramdisk))]
+    _, older = await kernels.kernels(site, "dave/vmlinuz-5.10.0-amd64")
+    assert older[0].ramdisk == str(root / "initramfs-5.10.0-amd64.img")
+    with pytest.raises(NotApprovable, match="is a ramdisk: name its kernel"):
+        await kernels.kernels(site, "dave/initrd.img-6.1.0-amd64")
+    # dom0-b holds nothing of dave's: the bytes go image host -> console -> dom0-b
+    staged = await kernels.stage(site, "dave/vmlinuz-6.1.0-amd64", "1", "dom0-b", cmdline="console=ttyS0 quiet")
+    folder = lab.dir / "dom0-b" / "kernels" / "dave" / staged.name
+    assert staged.path == str(folder) and staged.name == f"vmlinuz-6.1.0-amd64-{hashlib.sha256(kernel).hexdigest()[:8]}"
+    assert hashlib.sha256((folder / "kernel").read_bytes()).hexdigest() == hashlib.sha256(kernel).hexdigest()
+    assert hashlib.sha256((folder / "ramdisk").read_bytes()).hexdigest() == hashlib.sha256(ramdisk).hexdigest()
+    assert (folder / "SHA256SUMS").read_text() == (f"{hashlib.sha256(kernel).hexdigest()}  kernel\n"
+                                                   f"{hashlib.sha256(ramdisk).hexdigest()}  ramdisk\n")
+    assert (folder / "cmdline").read_text() == "console=ttyS0 quiet\n"
+    meta = json.loads((folder / "isoadmin.json").read_text())
+    assert (meta["source"], meta["upload"], meta["ramdisk_upload"]) == \
+        ("upload pair", "vmlinuz-6.1.0-amd64", "initrd.img-6.1.0-amd64")
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]
+    assert (await kernels.stage(site, "dave/vmlinuz-6.1.0-amd64", "vmlinuz-6.1.0-amd64", "dom0-b",
+                                cmdline="console=ttyS0 quiet")).path == staged.path  # the same set again
+    other = await kernels.stage(site, "dave/vmlinuz-6.1.0-amd64", "1", "dom0-b")  # another command line
+    assert other.path == staged.path + ".2" and other.cmdline == ""
+    rows = [r for r in kernels.catalog_rows((await kernels.list_sets(site))[0])
+            if r["volume"].startswith(staged.path + "/")]
+    assert [(r["type"], r["upload"], r["source_host"], r["sha256"]) for r in rows] == [
+        ("kernel", "vmlinuz-6.1.0-amd64", "imagehost", hashlib.sha256(kernel).hexdigest()),
+        ("ramdisk", "initrd.img-6.1.0-amd64", "imagehost", hashlib.sha256(ramdisk).hexdigest())]
+    # the staged bytes count against dave's quota
+    used = sum(s.size for s in (await kernels.list_sets(site))[0] if s.owner == "dave")
+    assert used == 2 * (len(kernel) + len(ramdisk))
+    tight = dataclasses.replace(lab.config, quotas={"dave": used + len(kernel)})
+    site2 = Site(tight)
+    await site2.refresh()
+    with pytest.raises(QuotaExceeded):
+        await kernels.stage(site2, "dave/vmlinuz-5.10.0-amd64", "1", "dom0-a")
+    assert not (lab.dir / "dom0-a" / "kernels" / "dave").exists()
+    actions = [(e.action, e.outcome) for e in await site.audit.entries() if e.action == "stage kernel"]
+    assert actions == [("stage kernel", "done")] * 3 + [("stage kernel", "refused")]
+    await site.close()
+    await site2.close()
+
+
+@pytest.mark.parametrize("files, error", [
+    ({"vmlinuz-6.1.0-amd64": "kernel", "initrd.img-5.10.0-amd64": "ramdisk"}, "no ramdisk of version 6.1.0-amd64"),
+    ({"vmlinuz": "kernel", "initrd.img-a": "ramdisk", "initrd.img-b": "ramdisk"}, "cannot tell which ramdisk"),
+    ({"vmlinuz-6.1": "kernel", "initrd.img-6.1": "ramdisk", "initramfs-6.1.img": "ramdisk"},
+     "2 ramdisks could go with it"),
+    ({"vmlinuz-6.1": "kernel"}, "no ramdisk"),
+    ({"vmlinuz-6.1": "kernel", "initrd.img-6.1": "text"}, "does not start as a ramdisk does"),
+])
+def test_mismatched_or_ambiguous_pair_is_refused_and_leaves_nothing(tmp_path, files, error):
+    lab_dir = tmp_path / "lab"
+    assert run_cli("uploads", lab_dir=lab_dir).returncode == 0  # creates the lab
+    content = {"kernel": kernel_image(), "ramdisk": ramdisk_image(tmp_path), "text": b"not a ramdisk\n" * 100}
+    for name, kind in files.items():
+        put_upload(lab_dir, "erin", name, content[kind])
+    kernel = next(n for n, k in files.items() if k == "kernel")
+    listed = run_cli("kernels", f"erin/{kernel}", lab_dir=lab_dir)
+    assert listed.returncode == 6 and error in listed.stderr, listed.stderr
+    staged = run_cli("stage-kernel", f"erin/{kernel}", "1", "--dom0", "dom0-a", lab_dir=lab_dir)
+    assert staged.returncode == 6 and error in staged.stderr, staged.stderr
+    assert not (lab_dir / "dom0-a" / "kernels" / "erin").exists()
+
+
+async def test_lone_kernel_and_ramdisk_pair_and_a_changed_upload_leaves_nothing(lab, tmp_path):
+    kernel, ramdisk = kernel_image(), ramdisk_image(tmp_path)
+    put_upload(lab.dir, "frank", "vmlinuz", kernel)
+    path = put_upload(lab.dir, "frank", "initrd.gz", ramdisk)
+    site = Site(lab.config)
+    await site.refresh()
+    _, entries = await kernels.kernels(site, "frank/vmlinuz")
+    assert entries[0].ramdisk == str(path)
+    with open(path, "ab") as f:  # changed after the admin saw the listing
+        f.write(b"more")
+    os.utime(path, (time.time() - 3600, time.time() - 3600))
+    with pytest.raises(NotApprovable, match="changed since it was listed"):
+        await kernels.stage(site, "frank/vmlinuz", "1", "dom0-a")
+    root = lab.dir / "dom0-a" / "kernels" / "frank"
+    assert not root.exists() or list(root.iterdir()) == []  # the kernel's bytes that went over are removed
+    await site.refresh()
+    await site.refresh()  # the first refresh after the change sees it still being written
+    staged = await kernels.stage(site, "frank/vmlinuz", "1", "dom0-a")
+    assert (Path(staged.path) / "ramdisk").read_bytes() == path.read_bytes()
+    await site.close()
+
+
+def test_cli_stage_kernel_from_an_upload_pair(tmp_path):
+    lab_dir = tmp_path / "lab"
+    assert run_cli("uploads", lab_dir=lab_dir).returncode == 0
+    kernel, ramdisk = kernel_image(), ramdisk_image(tmp_path)
+    put_upload(lab_dir, "alice", "vmlinuz-6.1.0-amd64", kernel)
+    put_upload(lab_dir, "alice", "initrd.img-6.1.0-amd64", ramdisk)
+    uploads = {u["name"]: u for u in json.loads(run_cli("uploads", "--json", lab_dir=lab_dir).stdout)}
+    assert uploads["vmlinuz-6.1.0-amd64"]["content"] == "linux-kernel"
+    assert uploads["initrd.img-6.1.0-amd64"]["content"] == "gzip"
+    table = run_cli("uploads", lab_dir=lab_dir).stdout
+    assert "kernel" in next(line for line in table.splitlines() if "vmlinuz-6.1.0-amd64" in line)
+    listed = run_cli("kernels", "alice/vmlinuz-6.1.0-amd64", "--json", lab_dir=lab_dir)
+    assert listed.returncode == 0, listed.stderr
+    assert [(e["source"], e["ramdisk"].rsplit("/", 1)[-1]) for e in json.loads(listed.stdout)] == [
+        ("upload pair", "initrd.img-6.1.0-amd64")]
+    staged = run_cli("stage-kernel", "alice/vmlinuz-6.1.0-amd64", "1", "--dom0", "dom0-b", "--cmdline",
+                     "console=ttyS0", lab_dir=lab_dir)
+    assert staged.returncode == 0 and "staged" in staged.stdout, staged.stderr
+    sets = json.loads(run_cli("kernel-sets", "--json", lab_dir=lab_dir).stdout)
+    assert [(s["dom0"], s["cmdline"], s["sha256"]) for s in sets] == [
+        ("dom0-b", "console=ttyS0", {"kernel": hashlib.sha256(kernel).hexdigest(),
+                                     "ramdisk": hashlib.sha256(ramdisk).hexdigest()})]
+    assert run_cli("reject", "alice/initrd.img-6.1.0-amd64", "--reason", "not ours", lab_dir=lab_dir).returncode == 0
+    refused = run_cli("stage-kernel", "alice/vmlinuz-6.1.0-amd64", "1", "--dom0", "dom0-a", lab_dir=lab_dir)
+    assert refused.returncode == 6 and "is rejected: not ours" in refused.stderr, refused.stderr
+
+
+async def test_facts_cached_before_kernels_were_recognised_are_read_again(lab):
+    put_upload(lab.dir, "dave", "vmlinuz-6.1", kernel_image())
+    first = Site(lab.config)
+    await first.refresh()
+    await first.close()
+    cache = json.loads(first.facts_cache.read_text())
+    (key,) = [k for k in cache if k.endswith("/dave/vmlinuz-6.1")]
+    for field_name in ("content", "kernel_version"):  # as an older console wrote it
+        del cache[key][3][field_name]
+    cache[key][3]["problem"] = "no ISO 9660 primary volume descriptor"
+    first.facts_cache.write_text(json.dumps(cache))
+    second = Site(lab.config)
+    snap = await second.refresh()
+    assert next(u for u in snap.uploads if u.key == "dave/vmlinuz-6.1").iso.kind == "linux-kernel"
+    await second.close()

@@ -22,6 +22,7 @@ READ_ONLY = [
     re.compile(r"(?s)^sh -c '\nfind /proc/.*isoadmin-inuse "),                        # is an upload open?
     re.compile(r"^find \S+ -maxdepth 1 -name 'virtio-\*' -printf '%f %l\\n'$"),    # lab hot-plug listing
     re.compile(r"^find \S+ -maxdepth 1 -name 'virtio-\*' -printf '%l\\n'$"),       # lab: who uses a volume
+    re.compile(r"^find \S+ -maxdepth 1 -name 'xvd\*' -printf '%l\\n'$"),           # lab: disks without a serial
     re.compile(r"(?s)^sh -c '\nsha256\(\) \{[^}]*\}\n\ndst=\$1 size=\$2\ndd .*isoadmin-sha "),  # verify reads a volume
     re.compile(r"(?s)^sh -c '\nroot=\$1\n\[ -d .*' isoadmin-kernel-sets "),         # kernel sets listing
     re.compile(r"(?s)^sh -c '\ncache=\$1\nnow=.*' isoadmin-cache-list "),          # the downloads cache

@@ -1,5 +1,5 @@
-"""The Volumes screen's CD and kernel keys through Textual's Pilot, on a real lab: insert into an owner's
-VM, eject, stage a kernel set."""
+"""The Volumes screen's CD and kernel keys, and the Uploads screen's kernel key, through Textual's Pilot, on a
+real lab: insert into an owner's VM, eject, stage a kernel set from an ISO and from an uploaded pair."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 
 from backend.site import Site
 from screens.cdrom import PickDomain
-from screens.modals import ErrorModal
+from screens.modals import Details, ErrorModal
 from screens.vtable import VirtualTable
 from tui.app import IsoadminApp
 
@@ -48,6 +48,9 @@ async def test_read_only_volumes_screen_cd_keys_say_read_only(lab):
     app = IsoadminApp(site, lab=lab, read_only=True)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.refreshes > 0)
+        await pilot.press("K")  # the Uploads screen's Kernels key
+        await pilot.pause(0.2)
+        assert app.messages[-1][3].startswith("read-only session: stage kernel"), app.messages[-1]
         await pilot.press("3")
         for key, what in (("i", "insert cd"), ("e", "eject cd"), ("K", "stage kernel")):
             await pilot.press(key)
@@ -80,3 +83,35 @@ async def test_volumes_pick_and_stage_a_kernel(lab):
     await site.close()
     (staged,) = [p for p in folder.iterdir() if not p.name.startswith(".")]
     assert (staged / "kernel").read_bytes() == KERNEL
+
+
+async def test_uploads_pick_and_stage_an_uploaded_kernel_and_its_ramdisk(lab, tmp_path):
+    from screens.kernels import PickKernel
+
+    from .test_kernels import kernel_image, put_upload, ramdisk_image
+
+    kernel, ramdisk = kernel_image(), ramdisk_image(tmp_path)
+    put_upload(lab.dir, "dave", "vmlinuz-6.1.0-amd64", kernel)
+    put_upload(lab.dir, "dave", "initrd.img-6.1.0-amd64", ramdisk)
+    site = Site(lab.config)
+    app = IsoadminApp(site, lab=lab)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.refreshes > 0)
+        table = app.screen.query_one("#uploads", VirtualTable)
+        await pilot.press("slash", *"vmlinuz", "enter")
+        await wait_for(pilot, lambda: table.row_count == 1)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, Details))
+        content = dict(app.screen.rows)["content"]
+        assert content.startswith("linux-kernel (") and content != "linux-kernel ()"
+        await pilot.press("escape")
+        await pilot.press("K")
+        await wait_for(pilot, lambda: isinstance(app.screen, PickKernel))
+        assert [(e.label, e.ramdisk.rsplit("/", 1)[-1]) for e in app.screen.entries] == [
+            ("vmlinuz-6.1.0-amd64", "initrd.img-6.1.0-amd64")]
+        await pilot.press("enter")
+        folder = lab.dir / "dom0-a" / "kernels" / "dave"  # the image host's first domain's dom0
+        await wait_for(pilot, lambda: folder.is_dir() and any(not p.name.startswith(".") for p in folder.iterdir()))
+    await site.close()
+    (staged,) = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    assert (staged / "kernel").read_bytes() == kernel and (staged / "ramdisk").read_bytes() == ramdisk

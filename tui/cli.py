@@ -31,6 +31,7 @@ from backend.config import SiteConfig, default_state_dir, load_config, prepare_s
 from backend.crash import EXIT_CRASH, one_line, write_crash_report
 from backend.errors import ConfigError, HostError, IsoadminError, UsageError
 from backend.lab import Lab, default_lab_dir
+from backend.models import Upload
 from backend.site import ImportPlan, Site
 from backend.state import JobRecord
 from backend.text import printable
@@ -120,14 +121,18 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("domain", metavar="DOMAIN")
     ej = sub.add_parser("eject-cd", help="empty the CD-ROM drive of a VM (live and persistent)")
     ej.add_argument("domain", metavar="DOM0:DOMAIN")
-    k = sub.add_parser("kernels", help="the bootable kernel entries (kernel, ramdisk, command line) of an imported ISO")
+    k = sub.add_parser("kernels", help="the bootable kernel entries (kernel, ramdisk, command line) of an imported ISO, "
+                                       "or the one entry of an uploaded kernel and its ramdisk")
     k.add_argument("upload", metavar="OWNER/FILE")
     k.add_argument("--json", action="store_true", help="print one JSON array")
     sk = sub.add_parser("stage-kernel", help="stage one entry's kernel and ramdisk on the dom0 (kernel_dir), "
                                              "with their sha256 and command line beside them")
     sk.add_argument("upload", metavar="OWNER/FILE")
     sk.add_argument("entry", metavar="ENTRY", help="the entry's number or label (see `kernels`)")
-    sk.add_argument("--dom0", metavar="NAME", help="the dom0 (that holds the ISO's final volume)")
+    sk.add_argument("--dom0", metavar="NAME", help="the dom0 (for an ISO: the one that holds its final volume; for "
+                                                   "an uploaded kernel: any, default the image host's first)")
+    sk.add_argument("--cmdline", metavar="TEXT", help="the kernel command line to record instead of the entry's "
+                                                      "(an uploaded kernel's is empty otherwise)")
     ks = sub.add_parser("kernel-sets", help="list the kernel sets staged on the dom0s")
     ks.add_argument("--json", action="store_true", help="print one JSON array")
     dk = sub.add_parser("delete-kernel", help="delete a kernel set (refused while a domain boots from it; audited)")
@@ -246,7 +251,7 @@ def uploads_table(snap) -> tuple[list[str], list[list[str]]]:
     """Headers and rows of ``uploads`` (raw strings; :func:`render_table` escapes them)."""
     return ["OWNER", "FILE", "SIZE", "AGE", "VOLUME ID", "BOOT", "STATE", "NOTE"], [
         [u.owner, u.name, _size(u.size), humanize.naturaltime(time.time() - u.mtime),
-         (u.iso.volume_id or "") if u.iso and u.iso.is_iso9660 else ("not ISO" if u.iso else ""),
+         u.iso.summary if u.iso else "",
          ("yes" if u.iso.bootable else "no") if u.iso and u.iso.is_iso9660 else "",
          u.state.value, u.reason] for u in sorted(snap.uploads, key=lambda u: u.key)]
 
@@ -547,11 +552,12 @@ async def cmd_eject_cd(site: Site, args: argparse.Namespace) -> int:
 
 async def cmd_kernels(site: Site, args: argparse.Namespace) -> int:
     await site.refresh()
-    vol, entries = await kernels.kernels(site, args.upload)
+    source, entries = await kernels.kernels(site, args.upload)
     if args.json:
         _print_json([e.to_json() for e in entries])
     else:
-        say(f"{vol.owner}/{vol.upload} on {vol.dom0}:{vol.name}")
+        say(f"{source.key} on {source.host}: an uploaded kernel and its ramdisk" if isinstance(source, Upload)
+            else f"{source.owner}/{source.upload} on {source.dom0}:{source.name}")
         render_table(["#", "LABEL", "KERNEL", "RAMDISK", "COMMAND LINE", "FROM"], [
             [str(e.number), e.label, f"{e.kernel} ({_size(e.kernel_size)})",
              f"{e.ramdisk} ({_size(e.ramdisk_size)})" if e.ramdisk else "—", e.cmdline, e.source] for e in entries])
@@ -560,7 +566,7 @@ async def cmd_kernels(site: Site, args: argparse.Namespace) -> int:
 
 async def cmd_stage_kernel(site: Site, args: argparse.Namespace) -> int:
     await site.refresh()
-    staged = await kernels.stage(site, args.upload, args.entry, args.dom0)
+    staged = await kernels.stage(site, args.upload, args.entry, args.dom0, args.cmdline)
     say(f"{staged.ref} staged at {staged.path} (kernel sha256 {staged.sha256.get('kernel', '')})", sys.stdout)
     return 0
 

@@ -92,3 +92,53 @@ async def test_staged_kernel_set_boots_a_domain_and_is_kept_while_used(reallab, 
             domain.undefine()
         await site.close()
         await guest.run(f"rm -f {path}")  # the guest keeps its files in RAM
+
+
+async def test_uploaded_kernel_and_ramdisk_are_streamed_to_the_dom0_and_boot(reallab, real_config, guest, tmp_path):
+    """The guest's own kernel and initramfs uploaded as a bare pair: recognised, paired by version, streamed
+    from the image-host guest through the console to the dom0, byte-identical, and booted."""
+    import libvirt
+
+    image = Path(reallab.facts["GUEST_IMAGE"])
+    kernel, ramdisk = (image / "vmlinuz").read_bytes(), (image / "initrd.gz").read_bytes()
+    paths = [await upload_settled(guest, image / "vmlinuz", "irene", "vmlinuz-6.1.0-cloud-amd64"),
+             await upload_settled(guest, image / "initrd.gz", "irene", "initrd.img-6.1.0-cloud-amd64")]
+    dom0 = dataclasses.replace(real_config.dom0s["dom0"], kernel_dir=str(reallab.dir / "kernels"))
+    site = await ready_site(dataclasses.replace(real_config, dom0s={"dom0": dom0}))
+    conn = libvirt.open("qemu:///system")
+    name, console = "isolab-irene-boot", reallab.dir / "irene-boot.log"
+    marker = f"isoadmin_marker={secrets.token_hex(6)}"
+    domain = None
+    try:
+        up = next(u for u in site.snapshot.uploads if u.key == "irene/vmlinuz-6.1.0-cloud-amd64")
+        assert up.iso.kind == "linux-kernel" and up.iso.kernel_version
+        _, entries = await kernels.kernels(site, up.key)
+        assert [(e.source, e.ramdisk) for e in entries] == [("upload pair", paths[1])]
+        kset = await kernels.stage(site, up.key, "1", "dom0", cmdline=f"console=ttyS0 panic=-1 {marker}")
+        assert kset.sha256 == {"kernel": hashlib.sha256(kernel).hexdigest(),
+                               "ramdisk": hashlib.sha256(ramdisk).hexdigest()}
+        assert Path(kset.path, "kernel").read_bytes() == kernel and Path(kset.path, "ramdisk").read_bytes() == ramdisk
+        assert not [p for p in Path(kset.path).parent.iterdir() if p.name.startswith(".")]
+        domain = conn.defineXML(boot_xml(name, kset, console))
+        domain.create()
+        deadline = time.monotonic() + 120
+        text = ""
+        while time.monotonic() < deadline:
+            text = console.read_text(errors="replace") if console.exists() else ""
+            if marker in text and "reallab: sshd started" in text:
+                break
+            await asyncio.sleep(0.5)
+        assert marker in text and "reallab: sshd started" in text, text[-2000:]
+        domain.destroy()
+        domain.undefine()
+        domain = None
+        await kernels.delete_set(site, kset.ref)
+        assert not Path(kset.path).exists()
+    finally:
+        if domain is not None:
+            if domain.isActive():
+                domain.destroy()
+            domain.undefine()
+        await site.close()
+        for path in paths:
+            await guest.run(f"rm -f {path}")  # the guest keeps its files in RAM

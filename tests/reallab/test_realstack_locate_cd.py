@@ -1,4 +1,5 @@
-"""The real stack: a hot-plug without a serial located as the new device, and a CD volume in an owner's VM."""
+"""The real stack: a hot-plug without a serial located as the new device (and, left behind, found by `check`),
+and a CD volume in an owner's VM."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from backend import cdrom
+from backend import cdrom, health
 from backend.errors import NotApprovable
 from backend.hypervisor.libvirt import OWNER_NS, cdrom_drive, disk_by_source, source_of
 
@@ -59,6 +60,14 @@ async def test_import_located_as_the_new_device_lands_byte_identical(reallab, re
     assert not [n for n in lvs(reallab) if n.startswith("cdtmp_")]
     assert not await site.hypervisors["dom0"].attached_sources(reallab.facts["DOMAIN"])  # detached
     assert job.serial not in await guest_serials(guest)
+    # hot-plugged again without a serial and left so (as a crash would): check finds it by its source, repair
+    # detaches it and keeps the volume
+    hyper, final_path = site.hypervisors["dom0"], site.storage["dom0"].device_path(plan.final)
+    await hyper.attach(reallab.facts["DOMAIN"], final_path, "")
+    found = [f for f in await health.check(site) if f.kind == "attached disk" and f.target == plan.final]
+    assert [(f.device, f.job) for f in found] == [(final_path, job.id)]
+    assert [o for _, o in await health.repair(site, found, apply=True)] == ["done"]
+    assert not await hyper.attached_sources(reallab.facts["DOMAIN"]) and plan.final in lvs(reallab)
     await site.storage["dom0"].remove(plan.final)
     await site.close()
 
