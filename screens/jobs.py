@@ -27,9 +27,11 @@ def job_status(job: JobRecord, now: float | None = None) -> Text:
     text.append(job.state, style=STATE_STYLE.get(job.state, ""))
     if job.phase in PHASES:
         text.append(f"  {job.phase} ({PHASES.index(job.phase) + 1}/{len(PHASES)})")
+    elif job.kind == "download" and job.state == "running":
+        text.append("  download")
     text.append("  ")
     text.append(f"{humanize.naturalsize(job.done_bytes, binary=True)} / "
-                f"{humanize.naturalsize(job.total_bytes, binary=True)}")
+                + (humanize.naturalsize(job.total_bytes, binary=True) if job.total_bytes else "? (no length announced)"))
     if job.phase == "copy" and job.verified_bytes:  # the verify reads back behind the copy, in the same pass
         text.append(f", verified {humanize.naturalsize(job.verified_bytes, binary=True)}")
     if job.rate:
@@ -42,7 +44,8 @@ def job_status(job: JobRecord, now: float | None = None) -> Text:
                 f"{humanize.precisedelta(max(0.0, end - job.created), minimum_unit='seconds', format='%0.0f')}",
                 style="dim")
     if job.state == "done":
-        text.append(printable(f"  → {job.dom0}:{job.final}  sha256 {job.sha256[:16]}…"), style="green")
+        where = f"{job.host}:{job.path}" if job.kind == "download" else f"{job.dom0}:{job.final}"
+        text.append(printable(f"  → {where}  sha256 {job.sha256[:16]}…"), style="green")
     if job.state == "failed":
         text.append("\n" + printable(job.error), style="red")
         if job.rollback:
@@ -71,7 +74,10 @@ class JobView(Vertical, can_focus=True):
         self.set_class(job.state == "done", "done")
         title = Text()
         title.append(printable(job.key), style="bold")
-        title.append(printable(f"   {job.host} → {job.dom0} · job {job.id} · by {job.approver}"), style="dim")
+        if job.kind == "download":
+            title.append(printable(f"   {job.url} → {job.host} · download {job.id} · by {job.approver}"), style="dim")
+        else:
+            title.append(printable(f"   {job.host} → {job.dom0} · job {job.id} · by {job.approver}"), style="dim")
         self.query_one(".job-title", Static).update(title)
         done = job.total_bytes if job.state == "done" else job.done_bytes
         self.query_one(ProgressBar).update(total=max(1, job.total_bytes), progress=done)
