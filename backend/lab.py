@@ -185,6 +185,11 @@ class Lab:
         return self.dir / "imagehost" / "cache"
 
     @property
+    def web_port_file(self) -> Path:
+        """``DIR/www.port``: the port of the lab's web server on 127.0.0.1, written at each start."""
+        return self.dir / "www.port"
+
+    @property
     def by_id(self) -> Path:
         """The image host's ``/dev/disk/by-id``: where the lab hypervisor hot-plugs disks."""
         return self.dir / "imagehost" / "dev" / "disk" / "by-id"
@@ -254,6 +259,7 @@ class Lab:
                 if Path(src).is_file() and name.endswith(".iso") and not (self.web.folder / name).exists():
                     shutil.copyfile(src, self.web.folder / name)
         self.web.start()
+        self._write(self.web_port_file, f"{self.web.port}\n")  # for consoles of a served lab (tests)
         text = self._site_toml()
         self._write(self.config_path, text)  # for people; this process uses its own text
         if self.seeded:

@@ -9,7 +9,9 @@ It serves the files of one folder under these paths (``NAME`` is a file name in 
   outside 127.0.0.0/8 (never reached: the console refuses the redirect first);
 * ``/stall/NAME`` — announces the whole length, sends 64 KiB, then sends nothing until the server stops;
 * ``/short/NAME`` — announces the whole length, sends half, closes the connection;
-* ``/more/NAME`` — HEAD announces the length; GET sends the file plus 1 MiB with no length, then closes.
+* ``/more/NAME`` — HEAD announces the length; GET sends the file plus 1 MiB with no length, then closes;
+* ``/slow/NAME`` — the file, :data:`SLOW_CHUNK` bytes every 0.1 s (a download that takes a while, for
+  progress and for a console killed in the middle of one).
 
 Every request is logged (:attr:`LabWeb.log`: ``(method, path)``), so a test can count downloads.
 """
@@ -21,6 +23,10 @@ import hashlib
 import http.server
 import threading
 from pathlib import Path
+
+
+#: bytes ``/slow/NAME`` sends every 0.1 s (320 KiB/s)
+SLOW_CHUNK = 32 * 1024
 
 
 class LabWeb:
@@ -106,6 +112,12 @@ class LabWeb:
                         self.wfile.write(data + bytes(1 << 20))
                     elif kind == "iso":
                         self.wfile.write(data)
+                    elif kind == "slow":
+                        for at in range(0, len(data), SLOW_CHUNK):
+                            self.wfile.write(data[at:at + SLOW_CHUNK])
+                            self.wfile.flush()
+                            if web.stopping.wait(0.1):
+                                break
                 except OSError:
                     pass
                 if kind in ("stall", "short", "more"):

@@ -236,3 +236,57 @@ async def test_hostile_file_names_are_only_data(lab, tmp_path):
             assert not os.path.exists(os.path.join(where, "isoadmin-canary"))
     finally:
         await site.close()
+
+
+async def test_download_from_the_console_shows_progress_on_the_jobs_screen(lab):
+    from screens.jobs import JobView
+    from screens.modals import DownloadUrl, ErrorModal
+    from textual.widgets import Input
+    from tui.app import IsoadminApp
+
+    from .test_tui import select, wait_for
+
+    site = make_site(lab)
+    app = IsoadminApp(site, lab=lab)
+    src = lab.web.folder / "ipxe.iso"
+    try:
+        async with app.run_test(size=(140, 45)) as pilot:
+            await select(pilot, app, "bob/rescue-boot.iso")
+            await pilot.press("w")
+            await wait_for(pilot, lambda: isinstance(app.screen, DownloadUrl))
+            assert app.screen.query_one("#dl-owner", Input).value == "bob"  # from the selected row
+            app.screen.query_one("#dl-url", Input).value = lab.web.url("/slow/ipxe.iso")
+            app.screen.query_one("#dl-name", Input).focus()
+            await pilot.press(*"net boot.iso", "enter")
+            await pilot.press("2")
+
+            def running() -> JobView | None:
+                views = [v for v in app.screen.query(JobView) if v.job.kind == "download"]
+                return views[0] if views and views[0].job.state == "running" and views[0].job.done_bytes else None
+
+            await wait_for(pilot, lambda: running() is not None and running().job.rate > 0)
+            status = str(running().query_one(".job-status").render())
+            assert "download" in status and "/s" in status and "ETA" in status and "2.0 MiB" in status, status
+            title = str(running().query_one(".job-title").render())
+            assert "bob/net boot.iso" in title and "/slow/ipxe.iso" in title, title
+            await wait_for(pilot, lambda: any(m[2] == "Downloaded" for m in app.messages), timeout=30)
+            assert sha256_file(lab.uploads_root / "bob" / "net boot.iso") == sha256_file(src)
+            job = next(j for j in app.jobs.values() if j.kind == "download")
+            await wait_for(pilot, lambda: app.jobs[job.id].state == "done")
+
+            # a refused URL: one error, nothing written
+            await pilot.press("1")
+            await pilot.press("w")
+            await wait_for(pilot, lambda: isinstance(app.screen, DownloadUrl))
+            app.screen.query_one("#dl-url", Input).value = "file:///etc/passwd"
+            app.screen.query_one("#dl-name", Input).value = "passwd.iso"
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal))
+            assert app.screen.title_text == "URL refused" and "scheme 'file'" in app.screen.message
+            await app.workers.wait_for_complete()
+        assert not (lab.uploads_root / "bob" / "passwd.iso").exists() and not leftovers(lab, "bob")
+        books = await site.read_books()
+        assert books.jobs[job.id].state == "done" and books.jobs[job.id].kind == "download"
+        assert not books.leases and not books.locks  # released
+    finally:
+        await site.close()
