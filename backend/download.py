@@ -147,9 +147,25 @@ class Probe:
     redirects: int = 0
 
 
+#: Read the server's headers without following a redirect. Inputs: URL, timeout (s), tool
+#: (:attr:`~backend.hosttools.Tools.fetcher`). GNU Wget and BusyBox print them indented on stderr; BusyBox
+#: wget cannot be kept from following a redirect (its first response is the one read), nor given a timeout
+#: safely (``-T`` crashes BusyBox 1.35 on a stalled server), so ``timeout`` bounds it where the host has one.
 _HEAD = r"""
 export LC_ALL=C
-curl -sS -I -g --proto =http,https,ftp,sftp --max-redirs 0 --connect-timeout "$2" -m "$2" --url "$1"
+url=$1 t=$2 tool=$3
+to=; command -v timeout >/dev/null 2>&1 && to="timeout $t"
+case $tool in
+  curl) exec curl -sS -I -g --proto =http,https,ftp,sftp --max-redirs 0 --connect-timeout "$t" -m "$t" --url "$url" ;;
+  gnu-wget) out=$($to wget -S --spider --max-redirect=0 -t 1 -T "$t" -- "$url" 2>&1 >/dev/null) ;;
+  busybox-wget) out=$($to wget -S --spider -- "$url" 2>&1 >/dev/null) ;;
+  busybox) out=$($to busybox wget -S --spider -- "$url" 2>&1 >/dev/null) ;;
+  *) echo "no downloader" >&2; exit 2 ;;
+esac
+rc=$?
+printf '%s\n' "$out" | sed -n 's/^  //p'
+printf '%s\n' "$out" | grep -v '^  ' | tail -n 1 >&2
+exit $rc
 """
 
 
@@ -165,11 +181,14 @@ async def probe(host: Host, url: str, allowed_hosts: tuple[str, ...], timeout: f
     redirects = 0
     while True:
         check_url(url, allowed_hosts, tools.schemes())
-        result = await host.run(script(_HEAD, "isoadmin-head", url, str(int(max(1, timeout)))),
+        result = await host.run(script(_HEAD, "isoadmin-head", url, str(int(max(1, timeout))), tools.fetcher),
                                 check=False, timeout=timeout + 30)
-        if result.exit_status != 0:
+        responses = _responses(result.stdout.decode("latin-1"))
+        # curl was told not to follow (its last response is the server's answer); wget may have followed: its
+        # first response is the one this URL gave
+        status, headers = (responses[-1] if tools.fetcher == "curl" else responses[0]) if responses else (None, {})
+        if result.exit_status != 0 and status is None:
             raise DownloadFailed(f"{url}: no answer from the server ({result.stderr.strip() or 'exit ' + str(result.exit_status)})")
-        status, headers = _last_response(result.stdout.decode("latin-1"))
         if status in (301, 302, 303, 307, 308) and headers.get("location"):
             redirects += 1
             if redirects > MAX_REDIRECTS:
@@ -183,25 +202,36 @@ async def probe(host: Host, url: str, allowed_hosts: tuple[str, ...], timeout: f
                      headers.get("last-modified", ""), redirects)
 
 
-def _last_response(text: str) -> tuple[int | None, dict[str, str]]:
-    status, headers = None, {}
+def _responses(text: str) -> list[tuple[int | None, dict[str, str]]]:
+    """Every HTTP response in a header dump, in order: (status, lower-case header → value)."""
+    out: list[tuple[int | None, dict[str, str]]] = []
     for line in text.splitlines():
         m = re.match(r"HTTP/\S+\s+(\d{3})", line)
         if m:
-            status, headers = int(m.group(1)), {}
-        elif ":" in line:
+            out.append((int(m.group(1)), {}))
+        elif ":" in line and out:
+            k, _, v = line.partition(":")
+            out[-1][1][k.strip().lower()] = v.strip()
+    if not out and text.strip():  # an ftp answer: headers without a status line (curl -I)
+        headers = {}
+        for line in text.splitlines():
             k, _, v = line.partition(":")
             headers[k.strip().lower()] = v.strip()
-    return status, headers
+        out.append((None, headers))
+    return out
 
 
 #: The long command (see the module docstring). Inputs: mode (``fetch`` or ``cache``), url, owner folder,
 #: name, cache dir, key, expected sha256 ("" for none), announced size ("" for unknown), cap (bytes),
-#: stall seconds, sha tool, cached object ("" unless mode is cache).
+#: stall seconds, sha tool, cached object ("" unless mode is cache), downloader
+#: (:attr:`~backend.hosttools.Tools.fetcher`). Whatever the downloader, the script itself cuts a download
+#: off when its file has not grown for the stall time or has grown over the cap, and checks the length
+#: against the announced one; curl and GNU Wget are also told not to follow redirects, and BusyBox wget
+#: (which always follows them) has its headers shown (``-S``): more than one response fails the download.
 DOWNLOAD_SCRIPT = r"""
 export LC_ALL=C
 mode=$1 url=$2 dir=$3 name=$4 cache=$5 key=$6 expect=$7 announced=$8 cap=$9
-stall=${10} sha=${11} object=${12}
+stall=${10} sha=${11} object=${12} tool=${13:-curl}
 sha256() { if [ "$sha" = openssl ]; then openssl dgst -sha256 -r; else sha256sum; fi; }
 printf 'pid %s\n' "$$"
 part="$dir/.$name.isoadmin-part" final="$dir/$name"
@@ -214,23 +244,42 @@ chmod 700 "$cache" 2>/dev/null
 chown --reference="$dir" -- "$part" 2>/dev/null
 if [ "$mode" = fetch ]; then
   tmp="$cache/tmp/$$"
-  curl -sS -g --proto =http,https,ftp,sftp --max-redirs 0 --connect-timeout "$stall" \
-    --speed-limit 1 --speed-time "$stall" -f -o "$tmp" --url "$url" 2>"$tmp.err" &
+  : > "$tmp"
+  case $tool in
+    curl) curl -sS -g --proto =http,https,ftp,sftp --max-redirs 0 --connect-timeout "$stall" \
+            --speed-limit 1 --speed-time "$stall" -f -o "$tmp" --url "$url" 2>"$tmp.err" & ;;
+    gnu-wget) wget -q -t 1 --max-redirect=0 --connect-timeout="$stall" --read-timeout=$((stall + 10)) \
+            -O "$tmp" -- "$url" 2>"$tmp.err" & ;;
+    busybox-wget) wget -q -S -O "$tmp" -- "$url" 2>"$tmp.err" & ;;
+    busybox) busybox wget -q -S -O "$tmp" -- "$url" 2>"$tmp.err" & ;;
+    *) fail "no downloader (curl, wget or busybox wget)" ;;
+  esac
   cpid=$!
+  last=-1 still=0
   while kill -0 "$cpid" 2>/dev/null; do
     n=$(stat -c %s -- "$tmp" 2>/dev/null || echo 0)
     printf '%s bytes\n' "$n" >&2
     if [ "$n" -gt "$cap" ]; then kill "$cpid"; wait "$cpid"; rm -f "$tmp.err"
       fail "the server sent more than $cap bytes"; fi
+    if [ "$n" = "$last" ]; then still=$((still + 1)); else still=0 last=$n; fi
+    if [ "$still" -ge $((stall * 2)) ]; then kill "$cpid"; wait "$cpid"; rm -f "$tmp.err"
+      fail "the server stalled (nothing for $stall s)"; fi
     sleep 0.5
   done
   wait "$cpid"; rc=$?
-  err=$(head -c 300 "$tmp.err"); rm -f "$tmp.err"
-  case $rc in
-    0) ;;
-    28) fail "the server stalled (nothing for $stall s)" ;;
-    18) fail "the server sent less than it announced ($err)" ;;
-    *) fail "curl exit $rc: $err" ;;
+  err=$(grep -v '^  ' "$tmp.err" | head -c 300)
+  answers=$(grep -c '^  HTTP/' "$tmp.err")
+  rm -f "$tmp.err"
+  n=$(stat -c %s -- "$tmp" 2>/dev/null || echo 0)
+  [ "$answers" -le 1 ] || fail "the server redirected the download (BusyBox wget followed it; nothing kept)"
+  if [ "$rc" != 0 ] && [ -n "$announced" ] && [ "$n" -lt "$announced" ] && [ "$n" -gt 0 ]; then
+    fail "the server sent less than it announced ($n of $announced bytes)"
+  fi
+  case $tool.$rc in
+    *.0) ;;
+    curl.28) fail "the server stalled (nothing for $stall s)" ;;
+    curl.18) fail "the server sent less than it announced ($err)" ;;
+    *) fail "$tool exit $rc: $err" ;;
   esac
   n=$(stat -c %s -- "$tmp")
   [ "$n" -le "$cap" ] || fail "the server sent more than $cap bytes"
@@ -364,7 +413,7 @@ def download_command(mode: str, url: str, folder: str, name: str, cache: str, ke
         cache dir. key: :func:`cache_key`. expect: sha256 hex or "". announced: bytes or None. cap: most
         bytes accepted. stall: seconds without a byte before the download is cut off. sha: ``openssl`` or
         ``sha256sum``. cached: the cached object's sha256 (mode ``cache``). tool: the downloader,
-        :attr:`~backend.hosttools.Tools.downloader` (``curl``, ``wget`` or ``busybox``).
+        :attr:`~backend.hosttools.Tools.fetcher` (``curl``, ``gnu-wget``, ``busybox-wget``, ``busybox``).
     """
     return Command(("setsid", "sh", "-c", DOWNLOAD_SCRIPT, "isoadmin-download", mode, url, folder, name, cache,
                     key, expect, "" if announced is None else str(announced), str(cap), str(int(max(1, stall))),
@@ -474,8 +523,8 @@ async def download_url(site, url: str, owner: str, name: str | None = None, sha2
     if any(u.owner == owner and u.name in (name, part_name(name)) for u in site.snapshot.uploads):
         raise UrlRefused(f"{target} exists already (or is being downloaded)")
     tools = await hosttools.tools(host)
-    if tools.downloader != "curl":
-        raise DownloadFailed(f"{who.host} has no curl: downloads need it")
+    if not tools.fetcher:
+        raise DownloadFailed(f"{who.host} has neither curl nor wget nor busybox wget: it cannot download")
     check_url(url, ih.download_hosts, tools.schemes())
     cfg = site.config
 
@@ -504,7 +553,7 @@ async def download_url(site, url: str, owner: str, name: str | None = None, sha2
                             f"{url} (from the cache)" if cached else url, who.host)
     command = download_command("cache" if cached else "fetch", info.url, folder, name, ih.cache_dir,
                                key, expect, info.size, max(cap, 0), cfg.download_stall_seconds, tools.sha, cached,
-                               tools.downloader)
+                               tools.fetcher)
     job = await _journal(site, who.host, owner, folder, name, info)
     runner = DownloadJob(site, job, host, ih.cache_dir, listener)
     result = await runner.run(command, on_progress)

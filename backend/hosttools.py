@@ -62,6 +62,14 @@ class Tools:
             return "wget"
         return "busybox" if self.wget else ""
 
+    @property
+    def fetcher(self) -> str:
+        """How downloads run on this host: ``curl``, ``gnu-wget`` (GNU Wget), ``busybox-wget`` (a ``wget``
+        that is BusyBox's) or ``busybox`` (``busybox wget``); ``""`` when it has none of them."""
+        if self.curl_protocols:
+            return "curl"
+        return {"gnu": "gnu-wget", "busybox": "busybox-wget", "busybox-applet": "busybox"}.get(self.wget, "")
+
     def schemes(self) -> frozenset[str]:
         """The URL schemes this host can download (lower case)."""
         if self.curl_protocols:

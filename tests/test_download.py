@@ -290,3 +290,55 @@ async def test_download_from_the_console_shows_progress_on_the_jobs_screen(lab):
         assert not books.leases and not books.locks  # released
     finally:
         await site.close()
+
+
+WITHOUT_CURL = {
+    "gnu-wget": {"curl": None},
+    "busybox-wget": {"curl": None, "wget": "/bin/busybox"},  # a wget that is BusyBox's
+    "busybox": {"curl": None, "wget": None},                  # only `busybox wget`
+}
+
+
+@pytest.mark.parametrize("fetcher", list(WITHOUT_CURL))
+async def test_an_image_host_without_curl_downloads_with_wget_or_busybox(tmp_path, fetcher):
+    from backend import hosttools
+
+    lab = Lab(tmp_path / "lab", settle_seconds=1.0, programs={"imagehost": WITHOUT_CURL[fetcher]})
+    lab.config = await lab.start()
+    # bob's quota caps a download whose length was not announced: BusyBox's look at the headers is a GET,
+    # and the lab's /more/ answers a GET without a length
+    site = make_site(lab, download_stall_seconds=2.0, quotas={"bob": 6_500_000})
+    try:
+        await site.refresh()
+        tools = await hosttools.tools(site.hosts["imagehost"])
+        assert tools.fetcher == fetcher and not tools.curl_protocols
+        src = lab.web.folder / "ipxe.iso"
+        ok = await download.download_url(site, lab.web.url("/iso/ipxe.iso"), "carol", "net.iso")
+        assert ok.sha256 == sha256_file(src) == sha256_file(lab.uploads_root / "carol" / "net.iso")
+        # BusyBox wget has no HEAD: its look at the headers is a GET it leaves after the headers
+        assert lab.web.downloads("/iso/ipxe.iso") == (2 if fetcher.startswith("busybox") else 1)
+        followed = await download.download_url(site, lab.web.url("/redirect/ipxe.iso"), "bob", "followed.iso")
+        assert followed.cached and followed.sha256 == ok.sha256  # the redirect's target, checked, from the cache
+        with pytest.raises(DownloadFailed, match="sha256 mismatch"):
+            await download.download_url(site, lab.web.url("/iso/memtest86+x64.iso"), "alice", "mt.iso",
+                                        sha256="0" * 64)
+        with pytest.raises(DownloadFailed, match="stalled"):
+            await download.download_url(site, lab.web.url("/stall/memtest86+x64.iso"), "bob")
+        with pytest.raises(DownloadFailed, match="less than it announced"):
+            await download.download_url(site, lab.web.url("/short/memtest86+x64.iso"), "bob")
+        with pytest.raises(DownloadFailed, match="more than"):
+            await download.download_url(site, lab.web.url("/more/memtest86+x64.iso"), "bob")
+        with pytest.raises(UrlRefused, match="scheme 'file'"):
+            await download.download_url(site, lab.web.url("/to-file"), "bob", "passwd.iso")
+        with pytest.raises(UrlRefused, match="192.0.2.1 is not in this image host's download_hosts"):
+            await download.download_url(site, lab.web.url("/to-elsewhere/ipxe.iso"), "bob", "elsewhere.iso")
+        for owner in ("alice", "bob", "carol"):
+            assert not leftovers(lab, owner)
+        assert sorted(p.name for p in (lab.uploads_root / "bob").iterdir() if "memtest" in p.name
+                      or p.name in ("passwd.iso", "elsewhere.iso")) == []
+        assert not (lab.uploads_root / "alice" / "mt.iso").exists()
+        books = await site.read_books()
+        assert not books.locks and not books.leases
+    finally:
+        await site.close()
+        await lab.stop()
