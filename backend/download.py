@@ -170,8 +170,10 @@ exit $rc
 
 
 async def probe(host: Host, url: str, allowed_hosts: tuple[str, ...], timeout: float) -> Probe:
-    """Ask the server for its headers (``curl -I`` on the image host), following redirects here, each
-    ``Location`` checked by :func:`check_url` before it is asked.
+    """Ask the server for its headers (on the image host: ``curl -I``, ``wget --spider -S``, or ``busybox
+    wget --spider -S``, whichever :func:`~backend.hosttools.tools` found), following redirects here, each
+    ``Location`` checked by :func:`check_url` before it is asked. An ``ftp://`` URL is not asked without curl
+    (wget tells no length for it): its length is then unknown.
 
     Raises:
         UrlRefused: a redirect leads to a scheme or host not allowed. DownloadFailed: the server answered
@@ -181,6 +183,8 @@ async def probe(host: Host, url: str, allowed_hosts: tuple[str, ...], timeout: f
     redirects = 0
     while True:
         check_url(url, allowed_hosts, tools.schemes())
+        if tools.fetcher != "curl" and url.lower().startswith("ftp:"):
+            return Probe(url, None, redirects=redirects)  # FTP has no redirects; wget's look at it tells no length
         result = await host.run(script(_HEAD, "isoadmin-head", url, str(int(max(1, timeout))), tools.fetcher),
                                 check=False, timeout=timeout + 30)
         responses = _responses(result.stdout.decode("latin-1"))

@@ -35,7 +35,7 @@ import platformdirs
 import pycdlib
 
 from .config import APP, SiteConfig, parse_config
-from .labweb import LabWeb
+from .labweb import LabFtp, LabWeb
 
 DEBIAN_ISOS = {
     "alice": [("/usr/lib/ipxe/ipxe.iso", "ipxe.iso"),
@@ -175,6 +175,8 @@ class Lab:
         self.writer: asyncio.Task | None = None
         #: the lab's web server on 127.0.0.1 (:mod:`backend.labweb`), serving the Debian ISOs; started by start()
         self.web = LabWeb(self.dir / "www")
+        #: the same files over FTP (anonymous, read-only), when pyftpdlib is installed; started by start()
+        self.ftp = LabFtp(self.dir / "www")
 
     # paths
     @property
@@ -269,6 +271,7 @@ class Lab:
                 if Path(src).is_file() and name.endswith(".iso") and not (self.web.folder / name).exists():
                     shutil.copyfile(src, self.web.folder / name)
         self.web.start()
+        self.ftp.start()
         self._write(self.web_port_file, f"{self.web.port}\n")  # for consoles of a served lab (tests)
         text = self._site_toml()
         self._write(self.config_path, text)  # for people; this process uses its own text
@@ -310,6 +313,7 @@ class Lab:
         if self.writer:
             self.writer.cancel()
         self.web.stop()
+        self.ftp.stop()
         for acceptor in self.servers.values():
             acceptor.close()
         for conn in list(self.connections):

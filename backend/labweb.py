@@ -1,4 +1,5 @@
-"""The embedded lab's web server: the Debian ISOs over HTTP on 127.0.0.1, with hostile behaviours to test.
+"""The embedded lab's web server: the Debian ISOs over HTTP on 127.0.0.1, with hostile behaviours to test;
+and the same files over FTP (:class:`LabFtp`, when pyftpdlib is installed).
 
 A stdlib :class:`http.server.ThreadingHTTPServer` in a thread, bound to 127.0.0.1 only (an ephemeral port).
 It serves the files of one folder under these paths (``NAME`` is a file name in that folder):
@@ -141,4 +142,63 @@ class LabWeb:
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
+            self.server = None
+
+
+class LabFtp:
+    """The lab's FTP server: the same folder as :class:`LabWeb`, anonymous and read-only, on 127.0.0.1
+    (an ephemeral port), in a thread. Needs pyftpdlib (a test extra): :meth:`start` returns False without it.
+
+    Args:
+        folder: the files it serves (``/NAME``).
+    Attributes:
+        port: the TCP port once started. log: ``("RETR", "/NAME")`` of every file sent whole.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.log: list[tuple[str, str]] = []
+        self.port = 0
+        self.server = None
+        self.thread: threading.Thread | None = None
+
+    def url(self, path: str) -> str:
+        """``ftp://127.0.0.1:PORT`` + ``path``."""
+        return f"ftp://127.0.0.1:{self.port}{path}"
+
+    def downloads(self, path: str) -> int:
+        """How many times ``path`` was sent whole."""
+        return sum(1 for m, p in self.log if m == "RETR" and p == path)
+
+    def start(self) -> bool:
+        """Listen on 127.0.0.1 and serve in a daemon thread. Returns False when pyftpdlib is not installed."""
+        try:
+            import logging
+
+            from pyftpdlib.authorizers import DummyAuthorizer
+            from pyftpdlib.handlers import FTPHandler
+            from pyftpdlib.servers import ThreadedFTPServer
+        except ImportError:
+            return False
+        logging.getLogger("pyftpdlib").setLevel(logging.ERROR)
+        ftp = self
+        authorizer = DummyAuthorizer()
+        authorizer.add_anonymous(str(self.folder), perm="elr")
+
+        class Handler(FTPHandler):
+            def on_file_sent(self, file: str) -> None:
+                ftp.log.append(("RETR", "/" + Path(file).name))
+
+        Handler.authorizer = authorizer
+        self.server = ThreadedFTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.socket.getsockname()[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"timeout": 0.5, "handle_exit": False},
+                                       name="lab-ftp", daemon=True)
+        self.thread.start()
+        return True
+
+    def stop(self) -> None:
+        """Stop serving."""
+        if self.server is not None:
+            self.server.close_all()
             self.server = None

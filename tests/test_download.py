@@ -342,3 +342,27 @@ async def test_an_image_host_without_curl_downloads_with_wget_or_busybox(tmp_pat
     finally:
         await site.close()
         await lab.stop()
+
+
+@pytest.mark.parametrize("fetcher", ["curl", "gnu-wget", "busybox"])
+async def test_an_ftp_download_and_its_cache(tmp_path, fetcher):
+    lab = Lab(tmp_path / "lab", settle_seconds=1.0,
+              programs=None if fetcher == "curl" else {"imagehost": WITHOUT_CURL[fetcher]})
+    lab.config = await lab.start()
+    site = make_site(lab)
+    try:
+        assert lab.ftp.port, "the lab's FTP server needs pyftpdlib (a test extra)"
+        await site.refresh()
+        src = lab.web.folder / "ipxe.iso"
+        first = await download.download_url(site, lab.ftp.url("/ipxe.iso"), "carol", "ftp.iso")
+        assert first.sha256 == sha256_file(src) == sha256_file(lab.uploads_root / "carol" / "ftp.iso")
+        await site.refresh()
+        second = await download.download_url(site, lab.ftp.url("/ipxe.iso"), "alice", "ftp.iso")
+        assert second.cached and second.sha256 == first.sha256
+        assert lab.ftp.downloads("/ipxe.iso") == 1  # the server's log: one download
+        with pytest.raises(DownloadFailed):
+            await download.download_url(site, lab.ftp.url("/missing.iso"), "bob", "missing.iso")
+        assert not leftovers(lab, "bob") and not (lab.uploads_root / "bob" / "missing.iso").exists()
+    finally:
+        await site.close()
+        await lab.stop()
