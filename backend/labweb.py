@@ -11,6 +11,7 @@ It serves the files of one folder under these paths (``NAME`` is a file name in 
 * ``/stall/NAME`` — announces the whole length, sends 64 KiB, then sends nothing until the server stops;
 * ``/short/NAME`` — announces the whole length, sends half, closes the connection;
 * ``/more/NAME`` — HEAD announces the length; GET sends the file plus 1 MiB with no length, then closes;
+* ``/get-redirect/NAME`` — HEAD answers as ``/iso/NAME``; GET redirects (``302``) to ``/iso/NAME``;
 * ``/slow/NAME`` — the file, :data:`SLOW_CHUNK` bytes every 0.1 s (a download that takes a while, for
   progress and for a console killed in the middle of one).
 
@@ -86,7 +87,7 @@ class LabWeb:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
-                if kind == "redirect":
+                if kind == "redirect" or (kind == "get-redirect" and not head):
                     return self.redirect(f"/iso/{name}")
                 data = path.read_bytes()
                 st = path.stat()

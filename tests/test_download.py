@@ -151,6 +151,10 @@ async def test_redirects_to_file_or_elsewhere_are_refused(lab):
             await download.download_url(site, "file:///etc/passwd", "bob", "passwd.iso")
         assert not (lab.uploads_root / "bob" / "passwd.iso").exists() and not leftovers(lab, "bob")
         assert [m for m, _ in lab.web.log] == ["HEAD", "HEAD"]  # nothing was downloaded
+        # a redirect only on GET (after a HEAD without one): curl does not follow it, nothing is kept
+        with pytest.raises(DownloadFailed):
+            await download.download_url(site, lab.web.url("/get-redirect/ipxe.iso"), "bob", "gr.iso")
+        assert not (lab.uploads_root / "bob" / "gr.iso").exists() and not leftovers(lab, "bob")
         # an allowed redirect is followed (and checked)
         ok = await download.download_url(site, lab.web.url("/redirect/ipxe.iso"), "bob", "followed.iso")
         assert ok.sha256 == sha256_file(lab.web.folder / "ipxe.iso")
@@ -332,6 +336,14 @@ async def test_an_image_host_without_curl_downloads_with_wget_or_busybox(tmp_pat
             await download.download_url(site, lab.web.url("/to-file"), "bob", "passwd.iso")
         with pytest.raises(UrlRefused, match="192.0.2.1 is not in this image host's download_hosts"):
             await download.download_url(site, lab.web.url("/to-elsewhere/ipxe.iso"), "bob", "elsewhere.iso")
+        if not fetcher.startswith("busybox"):  # BusyBox's look at the headers is a GET: it sees this redirect
+            # a redirect only on GET: wget does not follow it, the download fails, nothing is kept
+            with pytest.raises(DownloadFailed):
+                await download.download_url(site, lab.web.url("/get-redirect/memtest86+x64.iso"), "bob")
+        else:  # the probe's GET was redirected to an allowed address: followed (and checked) as any redirect
+            got = await download.download_url(site, lab.web.url("/get-redirect/memtest86+x64.iso"), "bob", "gr.iso")
+            assert got.sha256 == sha256_file(lab.web.folder / "memtest86+x64.iso")
+            (lab.uploads_root / "bob" / "gr.iso").unlink()
         for owner in ("alice", "bob", "carol"):
             assert not leftovers(lab, owner)
         assert sorted(p.name for p in (lab.uploads_root / "bob").iterdir() if "memtest" in p.name
