@@ -254,13 +254,14 @@ class DownloadUrl(ModalScreen[DownloadRequest | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label("Download from a URL", classes="dialog-title")
-            yield Static("The owner's image host downloads it (through its cache) into the owner's folder; it "
-                         "shows as writing until complete, then pending. Progress: the Jobs screen (2).",
-                         markup=False)
-            yield Input(placeholder="URL (http, https, ftp)", id="dl-url")
-            yield Input(value=self.owner, placeholder="owner", id="dl-owner")
-            yield Input(placeholder="file name (empty: the URL's last part)", id="dl-name")
-            yield Input(placeholder="sha256 (optional: a mismatch removes the file)", id="dl-sha256")
+            with VerticalScroll(classes="dialog-body", id="download-body"):  # scrolls at 80×24; buttons stay
+                yield Input(placeholder="URL (http, https, ftp)", id="dl-url")
+                yield Input(value=self.owner, placeholder="owner", id="dl-owner")
+                yield Input(placeholder="file name (empty: the URL's last part)", id="dl-name")
+                yield Input(placeholder="sha256 (optional: a mismatch removes the file)", id="dl-sha256")
+                yield Static("The owner's image host downloads it (through its cache) into the owner's folder; "
+                             "it shows as writing until complete, then pending. Progress: the Jobs screen (2).",
+                             markup=False)
             with Horizontal(classes="buttons"):
                 yield Button("Download", variant="primary", id="yes")
                 yield Button("Cancel", id="no")
