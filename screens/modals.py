@@ -246,6 +246,7 @@ class DownloadUrl(ModalScreen[DownloadRequest | None]):
     name, sha256) are the backend's: their one error is shown when the download is refused."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    AUTO_FOCUS = "#dl-url"
 
     def __init__(self, owner: str = "") -> None:
         super().__init__()
