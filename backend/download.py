@@ -713,9 +713,12 @@ class DownloadJob:
 
 
 def stop_command(pid: int, path: str, cache: str) -> Command:
-    """Stop download ``pid`` (its process group, when it is still a download) and remove what it left: the
-    part file of ``path`` (the file it would become) and its temporary file in the cache. Prints
-    ``final`` when ``path`` exists and no part file does (the download had completed), else ``removed``.
+    """Stop download ``pid`` (its process group, when its command line is still this file's download) and
+    remove what it left: the part file of ``path`` (the file it would become) and its temporary file in the
+    cache. With ``pid`` 0 (its console died before journaling it) the download of ``path`` is looked for
+    among the host's processes (``/proc/*/cmdline``: ``isoadmin-download`` with its folder and name, the
+    leader of its process group). Prints ``final`` when ``path`` exists and no part file does (the download
+    had completed), else ``removed``; before it, ``stopped PID`` when a download was stopped.
     """
     folder, _, name = path.rpartition("/")
     return script(_STOP, "isoadmin-download-stop", str(pid), f"{folder}/{part_name(name)}", path, cache,
@@ -733,7 +736,8 @@ async def recover_download(site, job: JobRecord) -> JobRecord:
     """
     ih = site.config.image_hosts[job.host]
     result = await site.hosts[job.host].run(stop_command(job.copy_pid, job.path, ih.cache_dir))
-    complete = result.stdout.strip() == b"final"
+    words = result.stdout.decode("ascii", "replace").split()
+    complete, stopped = "final" in words, "stopped" in words
     job = JobRecord.from_json(job.to_json())
     who = site.holder.split(":")[0]
     if complete:
@@ -741,7 +745,7 @@ async def recover_download(site, job: JobRecord) -> JobRecord:
     else:
         job.state = "failed"
         job.error = f"its console stopped during the download; stopped by {who}"
-        job.rollback = ("download stopped, part file removed" if job.copy_pid else "part file removed")
+        job.rollback = "download stopped, part file removed" if stopped else "part file removed"
     job.copy_pid, job.updated = 0, time.time()
     await site.ledger.release(job)
     return job
@@ -749,13 +753,30 @@ async def recover_download(site, job: JobRecord) -> JobRecord:
 
 _STOP = r"""
 pid=$1 part=$2 final=$3 cache=$4
+folder=${final%/*} name=${final##*/}
 case $pid in ''|0|*[!0-9]*) pid= ;; esac
-if [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q isoadmin-download; then
+is_download() {  # $1 runs this file's download: isoadmin-download with its folder and name as arguments
+  [ -r "/proc/$1/cmdline" ] || return 1
+  args=$(tr '\0' '\n' < "/proc/$1/cmdline" 2>/dev/null) || return 1
+  printf '%s\n' "$args" | grep -qx isoadmin-download && printf '%s\n' "$args" | grep -Fqx -- "$folder" \
+    && printf '%s\n' "$args" | grep -Fqx -- "$name"
+}
+if [ -z "$pid" ]; then  # not journaled (its console died first): look for it
+  for d in /proc/[0-9]*; do
+    p=${d#/proc/}
+    [ "$p" != "$$" ] && is_download "$p" || continue
+    st=$(cat "$d/stat" 2>/dev/null) || continue
+    set -- ${st##*) }  # state, parent, process group, ...
+    [ "${3:-}" = "$p" ] && { pid=$p; break; }
+  done
+fi
+if [ -n "$pid" ] && is_download "$pid"; then
   kill -TERM "-$pid" 2>/dev/null
   i=0; while kill -0 "-$pid" 2>/dev/null && [ "$i" -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
   kill -KILL "-$pid" 2>/dev/null
+  echo "stopped $pid"
 fi
-[ -n "$pid" ] && rm -f -- "$cache/tmp/$pid" "$cache/tmp/$pid.err" "$cache/tmp/$pid.head"
+[ -n "$pid" ] && rm -f -- "$cache/tmp/$pid" "$cache/tmp/$pid.err"
 if [ -e "$part" ]; then rm -f -- "$part"; echo removed
 elif [ -e "$final" ]; then echo final
 else echo removed; fi

@@ -256,7 +256,8 @@ def test_a_download_on_one_console_shows_on_another_with_bytes_rate_and_eta(serv
     assert done[0]["state"] == "done" and done[0]["sha256"] == sha256_file(src)
 
 
-def test_a_killed_consoles_download_is_stopped_by_another(served):
+@pytest.mark.parametrize("journaled", [True, False], ids=["pid-journaled", "killed-before-the-pid-was-journaled"])
+def test_a_killed_consoles_download_is_stopped_by_another(served, journaled):
     part = served.layout.uploads_root / "alice" / ".killed.iso.isoadmin-part"
     a = console(served, "a", "download-url", served.web_url("/slow/memtest86+x64.iso"), "--owner", "alice",
                 "--name", "killed.iso", wait=False)
@@ -264,6 +265,11 @@ def test_a_killed_consoles_download_is_stopped_by_another(served):
     a.kill()
     a.wait(timeout=30)
     pid = job["copy_pid"]
+    if not journaled:  # as if the console had died before writing the PID: the record as it was before
+        record = served.layout.ledger_dir / "jobs" / f"{job['id']}.json"
+        data = json.loads(record.read_text())
+        assert data["copy_pid"] == pid
+        record.write_text(json.dumps(dict(data, copy_pid=0)) + "\n")
     assert alive(pid) and part.exists()  # the image host's download outlives its console
     time.sleep(LEASE + 1.5)
     assert alive(pid)
@@ -283,6 +289,7 @@ def test_a_killed_consoles_download_is_stopped_by_another(served):
     assert list((served.layout.cache_dir / "tmp").iterdir()) == []
     ended = [j for j in download_jobs(served, "c") if j["id"] == job["id"]][0]
     assert ended["state"] == "failed" and "console stopped during the download" in ended["error"]
+    assert ended["rollback"] == "download stopped, part file removed"
     assert console(served, "b", "check").returncode == 0
     audit = json.loads(console(served, "c", "audit", "--json").stdout)
     assert [e["outcome"] for e in audit if e["action"] == "recover"] == ["failed"]
