@@ -299,3 +299,37 @@ def test_a_killed_consoles_download_is_stopped_by_another(served, journaled):
     assert again.returncode == 0, again.stderr
     assert sha256_file(served.layout.uploads_root / "alice" / "killed.iso") == \
         sha256_file(served.layout.web.folder / "memtest86+x64.iso")
+
+
+async def test_another_consoles_download_on_the_jobs_screen(served):
+    import asyncio
+
+    from backend.config import load_config
+    from backend.site import Site
+    from screens.jobs import JobView
+    from tui.app import IsoadminApp
+
+    from .test_tui import wait_for
+
+    a = console(served, "a", "download-url", served.web_url("/slow/memtest86+x64.iso"), "--owner", "bob",
+                "--name", "seen.iso", wait=False)
+    site = Site(load_config(served.console_config("b")))
+    app = IsoadminApp(site, refresh_seconds=0.5)
+    try:
+        async with app.run_test(size=(140, 45)) as pilot:
+            await pilot.press("2")
+
+            def shown() -> JobView | None:
+                views = [v for v in app.screen.query(JobView) if v.job.kind == "download" and v.job.state == "running"]
+                return views[0] if views and views[0].job.done_bytes and views[0].job.rate else None
+
+            await wait_for(pilot, lambda: shown() is not None, timeout=30)
+            status = str(shown().query_one(".job-status").render())
+            assert "download" in status and "/s" in status and "ETA" in status and "5.9 MiB" in status, status
+            assert "bob/seen.iso" in str(shown().query_one(".job-title").render())
+            job_id = shown().job.id
+            await wait_for(pilot, lambda: app.jobs[job_id].state == "done", timeout=60)
+    finally:
+        await site.close()
+        code = await asyncio.get_running_loop().run_in_executor(None, a.wait, 120)
+    assert code == 0, a.stderr.read()
