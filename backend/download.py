@@ -148,7 +148,7 @@ class Probe:
 
 
 #: Read the server's headers without following a redirect. Inputs: URL, timeout (s), tool
-#: (:attr:`~backend.hosttools.Tools.fetcher`). GNU Wget and BusyBox print them indented on stderr; BusyBox
+#: (:attr:`~backend.hosttools.Tools.downloader`). GNU Wget and BusyBox print them indented on stderr; BusyBox
 #: wget cannot be kept from following a redirect (its first response is the one read), nor given a timeout
 #: safely (``-T`` crashes BusyBox 1.35 on a stalled server), so ``timeout`` bounds it where the host has one.
 _HEAD = r"""
@@ -183,14 +183,14 @@ async def probe(host: Host, url: str, allowed_hosts: tuple[str, ...], timeout: f
     redirects = 0
     while True:
         check_url(url, allowed_hosts, tools.schemes())
-        if tools.fetcher != "curl" and url.lower().startswith("ftp:"):
+        if tools.downloader != "curl" and url.lower().startswith("ftp:"):
             return Probe(url, None, redirects=redirects)  # FTP has no redirects; wget's look at it tells no length
-        result = await host.run(script(_HEAD, "isoadmin-head", url, str(int(max(1, timeout))), tools.fetcher),
+        result = await host.run(script(_HEAD, "isoadmin-head", url, str(int(max(1, timeout))), tools.downloader),
                                 check=False, timeout=timeout + 30)
         responses = _responses(result.stdout.decode("latin-1"))
         # curl was told not to follow (its last response is the server's answer); wget may have followed: its
         # first response is the one this URL gave
-        status, headers = (responses[-1] if tools.fetcher == "curl" else responses[0]) if responses else (None, {})
+        status, headers = (responses[-1] if tools.downloader == "curl" else responses[0]) if responses else (None, {})
         if result.exit_status != 0 and status is None:
             raise DownloadFailed(f"{url}: no answer from the server ({result.stderr.strip() or 'exit ' + str(result.exit_status)})")
         if status in (301, 302, 303, 307, 308) and headers.get("location"):
@@ -228,7 +228,7 @@ def _responses(text: str) -> list[tuple[int | None, dict[str, str]]]:
 #: The long command (see the module docstring). Inputs: mode (``fetch`` or ``cache``), url, owner folder,
 #: name, cache dir, key, expected sha256 ("" for none), announced size ("" for unknown), cap (bytes),
 #: stall seconds, sha tool, cached object ("" unless mode is cache), downloader
-#: (:attr:`~backend.hosttools.Tools.fetcher`). Whatever the downloader, the script itself cuts a download
+#: (:attr:`~backend.hosttools.Tools.downloader`). Whatever the downloader, the script itself cuts a download
 #: off when its file has not grown for the stall time or has grown over the cap, and checks the length
 #: against the announced one; curl and GNU Wget are also told not to follow redirects, and BusyBox wget
 #: (which always follows them) has its headers shown (``-S``): more than one response fails the download.
@@ -417,7 +417,7 @@ def download_command(mode: str, url: str, folder: str, name: str, cache: str, ke
         cache dir. key: :func:`cache_key`. expect: sha256 hex or "". announced: bytes or None. cap: most
         bytes accepted. stall: seconds without a byte before the download is cut off. sha: ``openssl`` or
         ``sha256sum``. cached: the cached object's sha256 (mode ``cache``). tool: the downloader,
-        :attr:`~backend.hosttools.Tools.fetcher` (``curl``, ``gnu-wget``, ``busybox-wget``, ``busybox``).
+        :attr:`~backend.hosttools.Tools.downloader` (``curl``, ``gnu-wget``, ``busybox-wget``, ``busybox``).
     """
     return Command(("setsid", "sh", "-c", DOWNLOAD_SCRIPT, "isoadmin-download", mode, url, folder, name, cache,
                     key, expect, "" if announced is None else str(announced), str(cap), str(int(max(1, stall))),
@@ -527,7 +527,7 @@ async def download_url(site, url: str, owner: str, name: str | None = None, sha2
     if any(u.owner == owner and u.name in (name, part_name(name)) for u in site.snapshot.uploads):
         raise UrlRefused(f"{target} exists already (or is being downloaded)")
     tools = await hosttools.tools(host)
-    if not tools.fetcher:
+    if not tools.downloader:
         raise DownloadFailed(f"{who.host} has neither curl nor wget nor busybox wget: it cannot download")
     check_url(url, ih.download_hosts, tools.schemes())
     cfg = site.config
@@ -557,7 +557,7 @@ async def download_url(site, url: str, owner: str, name: str | None = None, sha2
                             f"{url} (from the cache)" if cached else url, who.host)
     command = download_command("cache" if cached else "fetch", info.url, folder, name, ih.cache_dir,
                                key, expect, info.size, max(cap, 0), cfg.download_stall_seconds, tools.sha, cached,
-                               tools.fetcher)
+                               tools.downloader)
     job = await _journal(site, who.host, owner, folder, name, info)
     runner = DownloadJob(site, job, host, ih.cache_dir, listener)
     result = await runner.run(command, on_progress)

@@ -55,15 +55,6 @@ class Tools:
 
     @property
     def downloader(self) -> str:
-        """``curl``, ``wget``, ``busybox`` (``busybox wget``) or ``""`` (none)."""
-        if self.curl_protocols:
-            return "curl"
-        if self.wget in ("gnu", "busybox"):
-            return "wget"
-        return "busybox" if self.wget else ""
-
-    @property
-    def fetcher(self) -> str:
         """How downloads run on this host: ``curl``, ``gnu-wget`` (GNU Wget), ``busybox-wget`` (a ``wget``
         that is BusyBox's) or ``busybox`` (``busybox wget``); ``""`` when it has none of them."""
         if self.curl_protocols:

@@ -303,11 +303,11 @@ WITHOUT_CURL = {
 }
 
 
-@pytest.mark.parametrize("fetcher", list(WITHOUT_CURL))
-async def test_an_image_host_without_curl_downloads_with_wget_or_busybox(tmp_path, fetcher):
+@pytest.mark.parametrize("downloader", list(WITHOUT_CURL))
+async def test_an_image_host_without_curl_downloads_with_wget_or_busybox(tmp_path, downloader):
     from backend import hosttools
 
-    lab = Lab(tmp_path / "lab", settle_seconds=1.0, programs={"imagehost": WITHOUT_CURL[fetcher]})
+    lab = Lab(tmp_path / "lab", settle_seconds=1.0, programs={"imagehost": WITHOUT_CURL[downloader]})
     lab.config = await lab.start()
     # bob's quota caps a download whose length was not announced: BusyBox's look at the headers is a GET,
     # and the lab's /more/ answers a GET without a length
@@ -315,12 +315,12 @@ async def test_an_image_host_without_curl_downloads_with_wget_or_busybox(tmp_pat
     try:
         await site.refresh()
         tools = await hosttools.tools(site.hosts["imagehost"])
-        assert tools.fetcher == fetcher and not tools.curl_protocols
+        assert tools.downloader == downloader and not tools.curl_protocols
         src = lab.web.folder / "ipxe.iso"
         ok = await download.download_url(site, lab.web.url("/iso/ipxe.iso"), "carol", "net.iso")
         assert ok.sha256 == sha256_file(src) == sha256_file(lab.uploads_root / "carol" / "net.iso")
         # BusyBox wget has no HEAD: its look at the headers is a GET it leaves after the headers
-        assert lab.web.downloads("/iso/ipxe.iso") == (2 if fetcher.startswith("busybox") else 1)
+        assert lab.web.downloads("/iso/ipxe.iso") == (2 if downloader.startswith("busybox") else 1)
         followed = await download.download_url(site, lab.web.url("/redirect/ipxe.iso"), "bob", "followed.iso")
         assert followed.cached and followed.sha256 == ok.sha256  # the redirect's target, checked, from the cache
         with pytest.raises(DownloadFailed, match="sha256 mismatch"):
@@ -336,7 +336,7 @@ async def test_an_image_host_without_curl_downloads_with_wget_or_busybox(tmp_pat
             await download.download_url(site, lab.web.url("/to-file"), "bob", "passwd.iso")
         with pytest.raises(UrlRefused, match="192.0.2.1 is not in this image host's download_hosts"):
             await download.download_url(site, lab.web.url("/to-elsewhere/ipxe.iso"), "bob", "elsewhere.iso")
-        if not fetcher.startswith("busybox"):  # BusyBox's look at the headers is a GET: it sees this redirect
+        if not downloader.startswith("busybox"):  # BusyBox's look at the headers is a GET: it sees this redirect
             # a redirect only on GET: wget does not follow it, the download fails, nothing is kept
             with pytest.raises(DownloadFailed):
                 await download.download_url(site, lab.web.url("/get-redirect/memtest86+x64.iso"), "bob")
@@ -356,10 +356,10 @@ async def test_an_image_host_without_curl_downloads_with_wget_or_busybox(tmp_pat
         await lab.stop()
 
 
-@pytest.mark.parametrize("fetcher", ["curl", "gnu-wget", "busybox"])
-async def test_an_ftp_download_and_its_cache(tmp_path, fetcher):
+@pytest.mark.parametrize("downloader", ["curl", "gnu-wget", "busybox"])
+async def test_an_ftp_download_and_its_cache(tmp_path, downloader):
     lab = Lab(tmp_path / "lab", settle_seconds=1.0,
-              programs=None if fetcher == "curl" else {"imagehost": WITHOUT_CURL[fetcher]})
+              programs=None if downloader == "curl" else {"imagehost": WITHOUT_CURL[downloader]})
     lab.config = await lab.start()
     site = make_site(lab)
     try:
