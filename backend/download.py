@@ -553,13 +553,20 @@ async def download_url(site, url: str, owner: str, name: str | None = None, sha2
             f"{url} announces {'no length' if info.size is None else f'{info.size} bytes'}; {owner}'s quota leaves {max(room, 0)} "
             f"({quota.used} of {quota.quota} used): not downloaded"))
     cap = info.size if info.size is not None else min(cfg.download_max_bytes, room if room is not None else cfg.download_max_bytes)
-    await site.audit.record("download-url", target, "started",
-                            f"{url} (from the cache)" if cached else url, who.host)
     command = download_command("cache" if cached else "fetch", info.url, folder, name, ih.cache_dir,
                                key, expect, info.size, max(cap, 0), cfg.download_stall_seconds, tools.sha, cached,
                                tools.downloader)
-    job = await _journal(site, who.host, owner, folder, name, info)
+    try:
+        job = await _journal(site, who.host, owner, folder, name, info)
+    except UrlRefused as exc:
+        await refused(exc)
     runner = DownloadJob(site, job, host, ih.cache_dir, listener)
+    try:
+        await site.audit.record("download-url", target, "started",
+                                f"{url} (from the cache)" if cached else url, who.host)
+    except IsoadminError as exc:
+        await runner._end("failed", f"the audit log could not be written: {exc.message}")
+        raise
     result = await runner.run(command, on_progress)
     if result.error:
         await refused(DownloadFailed(f"{url}: {result.error}; nothing was kept"))
@@ -694,10 +701,10 @@ class DownloadJob:
         return result
 
     async def _stop(self) -> None:
-        """Stop the download on the image host (by its PID) and remove its part file."""
-        if self.job.copy_pid:
-            with contextlib.suppress(IsoadminError, OSError):
-                await self.host.run(stop_command(self.job.copy_pid, self.job.path, self.cache), check=False)
+        """Stop the download on the image host (by its PID, or found by its command line when the PID has
+        not arrived yet) and remove its part file."""
+        with contextlib.suppress(IsoadminError, OSError):
+            await self.host.run(stop_command(self.job.copy_pid, self.job.path, self.cache), check=False)
 
     async def _end(self, state: str, error: str) -> None:
         job = self.job

@@ -333,3 +333,15 @@ async def test_another_consoles_download_on_the_jobs_screen(served):
         await site.close()
         code = await asyncio.get_running_loop().run_in_executor(None, a.wait, 120)
     assert code == 0, a.stderr.read()
+
+
+def test_two_consoles_downloading_one_file_download_it_once(served):
+    url = served.web_url("/slow/ipxe.iso")
+    procs = [console(served, name, "download-url", url, "--owner", "carol", "--name", "twice.iso", wait=False)
+             for name in ("a", "b")]
+    results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
+    assert sorted(code for code, _ in results) == [0, 6], results
+    loser = next(err for code, err in results if code == 6)
+    assert "being downloaded" in loser, loser
+    assert sha256_file(served.layout.uploads_root / "carol" / "twice.iso") == \
+        sha256_file(served.layout.web.folder / "ipxe.iso")
