@@ -214,10 +214,15 @@ async def test_read_only_refuses_and_audits(lab):
         await site.close()
 
 
-def test_cli_refuses_a_file_url_and_lists_the_cache(tmp_path):
+def test_cli_refuses_a_file_url_an_unknown_owner_a_silent_server_and_lists_the_cache(tmp_path):
     lab_dir = tmp_path / "lab"
     r = run_cli("download-url", "file:///etc/passwd", "--owner", "alice", "--name", "p.iso", lab_dir=lab_dir)
     assert r.returncode == 6 and "scheme 'file'" in r.stderr, r.stderr
+    r = run_cli("download-url", "http://127.0.0.1/x.iso", "--owner", "nobody", lab_dir=lab_dir)
+    assert r.returncode == 5 and "no owner folder 'nobody'" in r.stderr, r.stderr
+    r = run_cli("download-url", "http://127.0.0.1:1/x.iso", "--owner", "alice", lab_dir=lab_dir)  # nobody listens
+    assert r.returncode == 13 and "no answer from the server" in r.stderr, r.stderr
+    assert not (lab_dir / "imagehost" / "cds" / "alice" / "x.iso").exists()
     r = run_cli("cache", "--json", lab_dir=lab_dir)
     assert r.returncode == 0 and json.loads(r.stdout) == []
     assert DEBIAN_ISOS["ipxe.iso"].is_file()
