@@ -9,10 +9,11 @@ STAMP   := $(VENV)/.installed
 
 # Build deps of libvirt-python (it ships as source only), the venv module, the Debian packages whose
 # boot ISOs the labs serve, and the real stack of the real-stack tests (tests/reallab): OpenSSH, LVM,
-# libvirtd + qemu, and what the image-host guest is built from.
+# libvirtd + qemu, and what the image-host guest is built from; the downloaders the download tests run
+# (curl, GNU Wget; BusyBox's wget comes with busybox-static).
 APT_PACKAGES := python3-venv python3-dev libvirt-dev pkg-config gcc ipxe grub-rescue-pc memtest86+ \
 	openssh-server openssh-client openssh-sftp-server lvm2 libvirt-daemon libvirt-daemon-driver-qemu \
-	libvirt-clients qemu-system-x86 busybox-static cpio binutils procps util-linux dash
+	libvirt-clients qemu-system-x86 busybox-static cpio binutils procps util-linux dash curl wget
 
 .PHONY: run test bench system venv clean
 

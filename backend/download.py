@@ -24,9 +24,12 @@ import contextlib
 import fnmatch
 import hashlib
 import ipaddress
+import json
+import os
 import re
 import time
 import urllib.parse
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -34,6 +37,7 @@ from . import hosttools
 from .commands import Command, script
 from .errors import IsoadminError
 from .ssh import Host
+from .state import JobRecord
 
 #: The schemes a download may use (and a redirect may lead to).
 SCHEMES = ("http", "https", "ftp", "sftp")
@@ -143,15 +147,33 @@ class Probe:
     redirects: int = 0
 
 
+#: Read the server's headers without following a redirect. Inputs: URL, timeout (s), tool
+#: (:attr:`~backend.hosttools.Tools.downloader`). GNU Wget and BusyBox print them indented on stderr; BusyBox
+#: wget cannot be kept from following a redirect (its first response is the one read), nor given a timeout
+#: safely (``-T`` crashes BusyBox 1.35 on a stalled server), so ``timeout`` bounds it where the host has one.
 _HEAD = r"""
 export LC_ALL=C
-curl -sS -I -g --proto =http,https,ftp,sftp --max-redirs 0 --connect-timeout "$2" -m "$2" --url "$1"
+url=$1 t=$2 tool=$3
+to=; command -v timeout >/dev/null 2>&1 && to="timeout $t"
+case $tool in
+  curl) exec curl -sS -I -g --proto =http,https,ftp,sftp --max-redirs 0 --connect-timeout "$t" -m "$t" --url "$url" ;;
+  gnu-wget) out=$($to wget -S --spider --max-redirect=0 -t 1 -T "$t" -- "$url" 2>&1 >/dev/null) ;;
+  busybox-wget) out=$($to wget -S --spider -- "$url" 2>&1 >/dev/null) ;;
+  busybox) out=$($to busybox wget -S --spider -- "$url" 2>&1 >/dev/null) ;;
+  *) echo "no downloader" >&2; exit 2 ;;
+esac
+rc=$?
+printf '%s\n' "$out" | sed -n 's/^  //p'
+printf '%s\n' "$out" | grep -v '^  ' | tail -n 1 >&2
+exit $rc
 """
 
 
 async def probe(host: Host, url: str, allowed_hosts: tuple[str, ...], timeout: float) -> Probe:
-    """Ask the server for its headers (``curl -I`` on the image host), following redirects here, each
-    ``Location`` checked by :func:`check_url` before it is asked.
+    """Ask the server for its headers (on the image host: ``curl -I``, ``wget --spider -S``, or ``busybox
+    wget --spider -S``, whichever :func:`~backend.hosttools.tools` found), following redirects here, each
+    ``Location`` checked by :func:`check_url` before it is asked. An ``ftp://`` URL is not asked without curl
+    (wget tells no length for it): its length is then unknown.
 
     Raises:
         UrlRefused: a redirect leads to a scheme or host not allowed. DownloadFailed: the server answered
@@ -161,11 +183,16 @@ async def probe(host: Host, url: str, allowed_hosts: tuple[str, ...], timeout: f
     redirects = 0
     while True:
         check_url(url, allowed_hosts, tools.schemes())
-        result = await host.run(script(_HEAD, "isoadmin-head", url, str(int(max(1, timeout)))),
+        if tools.downloader != "curl" and url.lower().startswith("ftp:"):
+            return Probe(url, None, redirects=redirects)  # FTP has no redirects; wget's look at it tells no length
+        result = await host.run(script(_HEAD, "isoadmin-head", url, str(int(max(1, timeout))), tools.downloader),
                                 check=False, timeout=timeout + 30)
-        if result.exit_status != 0:
+        responses = _responses(result.stdout.decode("latin-1"))
+        # curl was told not to follow (its last response is the server's answer); wget may have followed: its
+        # first response is the one this URL gave
+        status, headers = (responses[-1] if tools.downloader == "curl" else responses[0]) if responses else (None, {})
+        if result.exit_status != 0 and status is None:
             raise DownloadFailed(f"{url}: no answer from the server ({result.stderr.strip() or 'exit ' + str(result.exit_status)})")
-        status, headers = _last_response(result.stdout.decode("latin-1"))
         if status in (301, 302, 303, 307, 308) and headers.get("location"):
             redirects += 1
             if redirects > MAX_REDIRECTS:
@@ -179,25 +206,36 @@ async def probe(host: Host, url: str, allowed_hosts: tuple[str, ...], timeout: f
                      headers.get("last-modified", ""), redirects)
 
 
-def _last_response(text: str) -> tuple[int | None, dict[str, str]]:
-    status, headers = None, {}
+def _responses(text: str) -> list[tuple[int | None, dict[str, str]]]:
+    """Every HTTP response in a header dump, in order: (status, lower-case header → value)."""
+    out: list[tuple[int | None, dict[str, str]]] = []
     for line in text.splitlines():
         m = re.match(r"HTTP/\S+\s+(\d{3})", line)
         if m:
-            status, headers = int(m.group(1)), {}
-        elif ":" in line:
+            out.append((int(m.group(1)), {}))
+        elif ":" in line and out:
+            k, _, v = line.partition(":")
+            out[-1][1][k.strip().lower()] = v.strip()
+    if not out and text.strip():  # an ftp answer: headers without a status line (curl -I)
+        headers = {}
+        for line in text.splitlines():
             k, _, v = line.partition(":")
             headers[k.strip().lower()] = v.strip()
-    return status, headers
+        out.append((None, headers))
+    return out
 
 
 #: The long command (see the module docstring). Inputs: mode (``fetch`` or ``cache``), url, owner folder,
 #: name, cache dir, key, expected sha256 ("" for none), announced size ("" for unknown), cap (bytes),
-#: stall seconds, sha tool, cached object ("" unless mode is cache).
+#: stall seconds, sha tool, cached object ("" unless mode is cache), downloader
+#: (:attr:`~backend.hosttools.Tools.downloader`). Whatever the downloader, the script itself cuts a download
+#: off when its file has not grown for the stall time or has grown over the cap, and checks the length
+#: against the announced one; curl and GNU Wget are also told not to follow redirects, and BusyBox wget
+#: (which always follows them) has its headers shown (``-S``): more than one response fails the download.
 DOWNLOAD_SCRIPT = r"""
 export LC_ALL=C
 mode=$1 url=$2 dir=$3 name=$4 cache=$5 key=$6 expect=$7 announced=$8 cap=$9
-stall=${10} sha=${11} object=${12}
+stall=${10} sha=${11} object=${12} tool=${13:-curl}
 sha256() { if [ "$sha" = openssl ]; then openssl dgst -sha256 -r; else sha256sum; fi; }
 printf 'pid %s\n' "$$"
 part="$dir/.$name.isoadmin-part" final="$dir/$name"
@@ -210,23 +248,42 @@ chmod 700 "$cache" 2>/dev/null
 chown --reference="$dir" -- "$part" 2>/dev/null
 if [ "$mode" = fetch ]; then
   tmp="$cache/tmp/$$"
-  curl -sS -g --proto =http,https,ftp,sftp --max-redirs 0 --connect-timeout "$stall" \
-    --speed-limit 1 --speed-time "$stall" -f -o "$tmp" --url "$url" 2>"$tmp.err" &
+  : > "$tmp"
+  case $tool in
+    curl) curl -sS -g --proto =http,https,ftp,sftp --max-redirs 0 --connect-timeout "$stall" \
+            --speed-limit 1 --speed-time "$stall" -f -o "$tmp" --url "$url" 2>"$tmp.err" & ;;
+    gnu-wget) wget -q -t 1 --max-redirect=0 --connect-timeout="$stall" --read-timeout=$((stall + 10)) \
+            -O "$tmp" -- "$url" 2>"$tmp.err" & ;;
+    busybox-wget) wget -q -S -O "$tmp" -- "$url" 2>"$tmp.err" & ;;
+    busybox) busybox wget -q -S -O "$tmp" -- "$url" 2>"$tmp.err" & ;;
+    *) fail "no downloader (curl, wget or busybox wget)" ;;
+  esac
   cpid=$!
+  last=-1 still=0
   while kill -0 "$cpid" 2>/dev/null; do
     n=$(stat -c %s -- "$tmp" 2>/dev/null || echo 0)
     printf '%s bytes\n' "$n" >&2
     if [ "$n" -gt "$cap" ]; then kill "$cpid"; wait "$cpid"; rm -f "$tmp.err"
       fail "the server sent more than $cap bytes"; fi
+    if [ "$n" = "$last" ]; then still=$((still + 1)); else still=0 last=$n; fi
+    if [ "$still" -ge $((stall * 2)) ]; then kill "$cpid"; wait "$cpid"; rm -f "$tmp.err"
+      fail "the server stalled (nothing for $stall s)"; fi
     sleep 0.5
   done
   wait "$cpid"; rc=$?
-  err=$(head -c 300 "$tmp.err"); rm -f "$tmp.err"
-  case $rc in
-    0) ;;
-    28) fail "the server stalled (nothing for $stall s)" ;;
-    18) fail "the server sent less than it announced ($err)" ;;
-    *) fail "curl exit $rc: $err" ;;
+  err=$(grep -v '^  ' "$tmp.err" | head -c 300)
+  answers=$(grep -c '^  HTTP/' "$tmp.err")
+  rm -f "$tmp.err"
+  n=$(stat -c %s -- "$tmp" 2>/dev/null || echo 0)
+  [ "$answers" -le 1 ] || fail "the server redirected the download (BusyBox wget followed it; nothing kept)"
+  if [ "$rc" != 0 ] && [ -n "$announced" ] && [ "$n" -lt "$announced" ] && [ "$n" -gt 0 ]; then
+    fail "the server sent less than it announced ($n of $announced bytes)"
+  fi
+  case $tool.$rc in
+    *.0) ;;
+    curl.28) fail "the server stalled (nothing for $stall s)" ;;
+    curl.18) fail "the server sent less than it announced ($err)" ;;
+    *) fail "$tool exit $rc: $err" ;;
   esac
   n=$(stat -c %s -- "$tmp")
   [ "$n" -le "$cap" ] || fail "the server sent more than $cap bytes"
@@ -350,7 +407,8 @@ async def remove_from_cache(host: Host, cache: str, digests: list[str]) -> None:
 
 
 def download_command(mode: str, url: str, folder: str, name: str, cache: str, key: str, expect: str,
-                     announced: int | None, cap: int, stall: float, sha: str, cached: str = "") -> Command:
+                     announced: int | None, cap: int, stall: float, sha: str, cached: str = "",
+                     tool: str = "curl") -> Command:
     """The download's long command (:data:`DOWNLOAD_SCRIPT` under ``setsid``; every input an argument).
 
     Args:
@@ -358,11 +416,12 @@ def download_command(mode: str, url: str, folder: str, name: str, cache: str, ke
         url: checked by :func:`check_url`. folder: the owner's folder. name: the file name. cache: the
         cache dir. key: :func:`cache_key`. expect: sha256 hex or "". announced: bytes or None. cap: most
         bytes accepted. stall: seconds without a byte before the download is cut off. sha: ``openssl`` or
-        ``sha256sum``.
+        ``sha256sum``. cached: the cached object's sha256 (mode ``cache``). tool: the downloader,
+        :attr:`~backend.hosttools.Tools.downloader` (``curl``, ``gnu-wget``, ``busybox-wget``, ``busybox``).
     """
     return Command(("setsid", "sh", "-c", DOWNLOAD_SCRIPT, "isoadmin-download", mode, url, folder, name, cache,
                     key, expect, "" if announced is None else str(announced), str(cap), str(int(max(1, stall))),
-                    sha, cached), mutating=True, label="download")
+                    sha, cached, tool), mutating=True, label="download")
 
 
 @dataclass
@@ -428,7 +487,8 @@ async def run_download(host: Host, command: Command, on_progress: Callable[[int]
 
 
 async def download_url(site, url: str, owner: str, name: str | None = None, sha256: str | None = None,
-                       on_progress: Callable[[int, int | None], None] | None = None) -> DownloadResult:
+                       on_progress: Callable[[int, int | None], None] | None = None,
+                       listener: Callable[[JobRecord], None] | None = None) -> DownloadResult:
     """Have the owner's image host download ``url`` into the owner's folder, through its cache.
 
     The URL and each redirect are checked (:func:`check_url`), the server's headers read (:func:`probe`),
@@ -440,6 +500,9 @@ async def download_url(site, url: str, owner: str, name: str | None = None, sha2
         site: a refreshed :class:`~backend.site.Site`. url: http, https, ftp or sftp. owner: an owner folder.
         name: the file name (default: the URL's last path segment). sha256: the expected digest (hex), or
         None. on_progress: ``(bytes downloaded, bytes announced or None)``, about twice a second.
+        listener: told about the download's job record (a copy) as it moves (about twice a second) and
+        when it ends. The job is journaled on the site's ledger (kind ``download``), so every console's
+        Jobs screen and ``jobs`` show it with bytes, rate and ETA (:class:`DownloadJob`).
     Returns:
         the result (``error`` is "" on success; the CLI also raises).
     Raises:
@@ -464,8 +527,8 @@ async def download_url(site, url: str, owner: str, name: str | None = None, sha2
     if any(u.owner == owner and u.name in (name, part_name(name)) for u in site.snapshot.uploads):
         raise UrlRefused(f"{target} exists already (or is being downloaded)")
     tools = await hosttools.tools(host)
-    if tools.downloader != "curl":
-        raise DownloadFailed(f"{who.host} has no curl: downloads need it")
+    if not tools.downloader:
+        raise DownloadFailed(f"{who.host} has neither curl nor wget nor busybox wget: it cannot download")
     check_url(url, ih.download_hosts, tools.schemes())
     cfg = site.config
 
@@ -490,21 +553,21 @@ async def download_url(site, url: str, owner: str, name: str | None = None, sha2
             f"{url} announces {'no length' if info.size is None else f'{info.size} bytes'}; {owner}'s quota leaves {max(room, 0)} "
             f"({quota.used} of {quota.quota} used): not downloaded"))
     cap = info.size if info.size is not None else min(cfg.download_max_bytes, room if room is not None else cfg.download_max_bytes)
-    await site.audit.record("download-url", target, "started",
-                            f"{url} (from the cache)" if cached else url, who.host)
     command = download_command("cache" if cached else "fetch", info.url, folder, name, ih.cache_dir,
-                               key, expect, info.size, max(cap, 0), cfg.download_stall_seconds, tools.sha, cached)
-    pid: list[int] = []
+                               key, expect, info.size, max(cap, 0), cfg.download_stall_seconds, tools.sha, cached,
+                               tools.downloader)
     try:
-        result = await run_download(host, command, (lambda n: on_progress(n, info.size)) if on_progress else None,
-                                    pid.append)
-    except BaseException:
-        if pid:  # the console is stopping or the connection dropped: stop the download, remove the part
-            from .commands import script as _script
-            with contextlib.suppress(IsoadminError, OSError):
-                await host.run(_script(_STOP, "isoadmin-download-stop", str(pid[0]), f"{folder}/{part_name(name)}",
-                                       mutating=True), check=False)
+        job = await _journal(site, who.host, owner, folder, name, info)
+    except UrlRefused as exc:
+        await refused(exc)
+    runner = DownloadJob(site, job, host, ih.cache_dir, listener)
+    try:
+        await site.audit.record("download-url", target, "started",
+                                f"{url} (from the cache)" if cached else url, who.host)
+    except IsoadminError as exc:
+        await runner._end("failed", f"the audit log could not be written: {exc.message}")
         raise
+    result = await runner.run(command, on_progress)
     if result.error:
         await refused(DownloadFailed(f"{url}: {result.error}; nothing was kept"))
     if expect and result.sha256 != expect:
@@ -514,13 +577,216 @@ async def download_url(site, url: str, owner: str, name: str | None = None, sha2
     return result
 
 
+async def _journal(site, host: str, owner: str, folder: str, name: str, info: Probe) -> JobRecord:
+    """Put a download's job record, its lease and its lock (on the file it becomes) on the site's ledger.
+
+    Raises:
+        UrlRefused: another console's download of the same file holds the lock. HostError: the ledger is down.
+    """
+    now = time.time()
+    job = JobRecord(id=uuid.uuid4().hex[:12], serial="", owner=owner, upload=name, host=host,
+                    path=f"{folder}/{name}", size=info.size or 0, mtime=0.0, inode=0, dom0="", domain="",
+                    staging=part_name(name), final=name, alloc=0, approver=site.approver, created=now, updated=now,
+                    phase="download", total_bytes=info.size or 0, console=f"{site.approver}:{os.getpid()}",
+                    kind="download", url=info.url)
+    holder = await site.ledger.acquire(job, site.holder, site.config.lease_seconds)
+    if holder is not None:
+        held, _, about = holder.partition(" ")
+        try:
+            who = json.loads(about).get("approver", "another console")
+        except (ValueError, AttributeError):
+            who = "another console"
+        raise UrlRefused(f"{job.key} is being downloaded already by {who} (job {held})")
+    return job
+
+
+class DownloadJob:
+    """A download journaled on the site's ledger, so every console sees it and can recover it.
+
+    While it runs, this console holds its lease (renewed every third of ``lease_seconds``, carrying bytes
+    done, bytes announced and the rate: what other consoles' Jobs screens show) and the job record names
+    the download's PID (its process group) on the image host. When the lease is taken over, the download
+    is stopped. When this console dies, any console recovers it once the lease expires
+    (:func:`recover_download`).
+
+    Args:
+        site: the :class:`~backend.site.Site`. job: the record (:func:`_journal`). host: the image host.
+        cache: its cache dir. listener: told about a copy of the record as it moves and when it ends.
+    """
+
+    def __init__(self, site, job: JobRecord, host: Host, cache: str,
+                 listener: Callable[[JobRecord], None] | None = None) -> None:
+        self.site, self.job, self.host, self.cache, self.listener = site, job, host, cache, listener
+        self.lost = ""
+        self._saver: asyncio.Task | None = None
+
+    def _tell(self) -> None:
+        if self.listener is not None:
+            self.listener(JobRecord.from_json(self.job.to_json()))
+
+    def _save(self) -> None:
+        if self._saver is None or self._saver.done():
+            self._saver = asyncio.get_running_loop().create_task(self._saving())
+
+    async def _saving(self) -> None:
+        with contextlib.suppress(IsoadminError):
+            await self.site.ledger.save(self.job)
+
+    async def _keep_lease(self, main: asyncio.Task) -> None:
+        ttl = self.site.config.lease_seconds
+        last_ok = time.monotonic()
+        while True:
+            await asyncio.sleep(ttl / 3)
+            try:
+                if await self.site.ledger.renew(self.job, self.site.holder, ttl):
+                    last_ok = time.monotonic()
+                    continue
+                self.lost = "its lease was taken over by another console"
+            except IsoadminError as exc:
+                if time.monotonic() - last_ok < ttl * 0.8:
+                    continue
+                self.lost = f"its lease could not be renewed: {exc.message}"
+            main.cancel()
+            return
+
+    async def run(self, command: Command, on_progress: Callable[[int, int | None], None] | None) -> DownloadResult:
+        """Run ``command`` (:func:`download_command`) under the job's lease; journal how it ended and release
+        the lease and the lock. A download stopped (the console quits, the lease is lost) is stopped on the
+        image host by its PID and its part file removed.
+
+        Returns:
+            the result. Raises: asyncio.CancelledError (stopped by this console, after the cleanup),
+            HostError (the connection dropped; the download was stopped when the host could be reached).
+        """
+        job, site = self.job, self.site
+        site.active[job.id] = self
+        started = time.monotonic()
+        total = job.total_bytes or None
+
+        def progress(done: int) -> None:
+            elapsed = time.monotonic() - started
+            job.done_bytes, job.rate, job.updated = done, done / elapsed if elapsed > 0 else 0.0, time.time()
+            if on_progress:
+                on_progress(done, total)
+            self._tell()
+
+        def pid(value: int) -> None:
+            job.copy_pid = value
+            self._save()  # journaled: a console that dies mid-download can still stop it
+
+        keeper = asyncio.get_running_loop().create_task(self._keep_lease(asyncio.current_task()))
+        result: DownloadResult | None = None
+        try:
+            result = await run_download(self.host, command, progress, pid)
+        except asyncio.CancelledError:
+            keeper.cancel()
+            await asyncio.shield(self._stop())
+            if not self.lost:
+                await asyncio.shield(self._end("failed", "cancelled by the console"))
+                raise
+            asyncio.current_task().uncancel()
+            result = DownloadResult("", job.done_bytes, False, f"stopped: {self.lost}")
+        except BaseException as exc:
+            keeper.cancel()
+            await asyncio.shield(self._stop())
+            await asyncio.shield(self._end("failed", str(exc)))
+            raise
+        finally:
+            keeper.cancel()
+            site.active.pop(job.id, None)
+        if not result.error:
+            job.done_bytes = job.total_bytes = result.size
+            job.sha256 = result.sha256
+        await self._end("failed" if result.error else "done", result.error)
+        return result
+
+    async def _stop(self) -> None:
+        """Stop the download on the image host (by its PID, or found by its command line when the PID has
+        not arrived yet) and remove its part file."""
+        with contextlib.suppress(IsoadminError, OSError):
+            await self.host.run(stop_command(self.job.copy_pid, self.job.path, self.cache), check=False)
+
+    async def _end(self, state: str, error: str) -> None:
+        job = self.job
+        job.state, job.error, job.copy_pid, job.updated = state, error, 0, time.time()
+        job.phase = "done" if state == "done" else job.phase
+        if self._saver is not None:
+            with contextlib.suppress(BaseException):
+                await self._saver
+        with contextlib.suppress(IsoadminError):
+            await self.site.ledger.release(job)
+        self.site.books.jobs[job.id] = job
+        self._tell()
+
+
+def stop_command(pid: int, path: str, cache: str) -> Command:
+    """Stop download ``pid`` (its process group, when its command line is still this file's download) and
+    remove what it left: the part file of ``path`` (the file it would become) and its temporary file in the
+    cache. With ``pid`` 0 (its console died before journaling it) the download of ``path`` is looked for
+    among the host's processes (``/proc/*/cmdline``: ``isoadmin-download`` with its folder and name, the
+    leader of its process group). Prints ``final`` when ``path`` exists and no part file does (the download
+    had completed), else ``removed``; before it, ``stopped PID`` when a download was stopped.
+    """
+    folder, _, name = path.rpartition("/")
+    return script(_STOP, "isoadmin-download-stop", str(pid), f"{folder}/{part_name(name)}", path, cache,
+                  mutating=True)
+
+
+async def recover_download(site, job: JobRecord) -> JobRecord:
+    """Finish a download whose console died (the caller claimed its expired lease): stop the download's
+    process group on the image host if it still runs, remove the part file and the temporary file; the job
+    is ``done`` when the file was complete already, else ``failed``. The lease and the lock are released.
+
+    Returns:
+        the journaled record. Raises: HostError (the image host or the ledger is down; the job stays
+        ``running`` and a later recovery retries).
+    """
+    ih = site.config.image_hosts[job.host]
+    result = await site.hosts[job.host].run(stop_command(job.copy_pid, job.path, ih.cache_dir))
+    words = result.stdout.decode("ascii", "replace").split()
+    complete, stopped = "final" in words, "stopped" in words
+    job = JobRecord.from_json(job.to_json())
+    who = site.holder.split(":")[0]
+    if complete:
+        job.state, job.phase, job.rollback = "done", "done", f"found complete on recovery by {who}"
+    else:
+        job.state = "failed"
+        job.error = f"its console stopped during the download; stopped by {who}"
+        job.rollback = "download stopped, part file removed" if stopped else "part file removed"
+    job.copy_pid, job.updated = 0, time.time()
+    await site.ledger.release(job)
+    return job
+
+
 _STOP = r"""
-pid=$1 part=$2
-if [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q isoadmin-download; then
+pid=$1 part=$2 final=$3 cache=$4
+folder=${final%/*} name=${final##*/}
+case $pid in ''|0|*[!0-9]*) pid= ;; esac
+is_download() {  # $1 runs this file's download: isoadmin-download with its folder and name as arguments
+  [ -r "/proc/$1/cmdline" ] || return 1
+  args=$(tr '\0' '\n' < "/proc/$1/cmdline" 2>/dev/null) || return 1
+  printf '%s\n' "$args" | grep -qx isoadmin-download && printf '%s\n' "$args" | grep -Fqx -- "$folder" \
+    && printf '%s\n' "$args" | grep -Fqx -- "$name"
+}
+if [ -z "$pid" ]; then  # not journaled (its console died first): look for it
+  for d in /proc/[0-9]*; do
+    p=${d#/proc/}
+    [ "$p" != "$$" ] && is_download "$p" || continue
+    st=$(cat "$d/stat" 2>/dev/null) || continue
+    set -- ${st##*) }  # state, parent, process group, ...
+    [ "${3:-}" = "$p" ] && { pid=$p; break; }
+  done
+fi
+if [ -n "$pid" ] && is_download "$pid"; then
   kill -TERM "-$pid" 2>/dev/null
   i=0; while kill -0 "-$pid" 2>/dev/null && [ "$i" -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+  kill -KILL "-$pid" 2>/dev/null
+  echo "stopped $pid"
 fi
-rm -f -- "$part"
+[ -n "$pid" ] && rm -f -- "$cache/tmp/$pid" "$cache/tmp/$pid.err"
+if [ -e "$part" ]; then rm -f -- "$part"; echo removed
+elif [ -e "$final" ]; then echo final
+else echo removed; fi
 """
 
 

@@ -65,8 +65,9 @@ async def check(site) -> list[Finding]:
         HostError: the ledger or a dom0 cannot be read (a check that cannot see everything says so).
     """
     books = await site.read_books()
-    findings = [Finding("unfinished job", j.dom0, j.id,
+    findings = [Finding("unfinished job", j.host if j.kind == "download" else j.dom0, j.id,
                         f"{j.key}: its console stopped during {j.phase} (lease expired)",
+                        "stop the download, remove its part file" if j.kind == "download" else
                         "roll the job back (stop the copy, detach, remove its staging volume)", j.id)
                 for j in site.orphaned_jobs(books)]
     unfinished = {f.target for f in findings}  # their volumes and disks are the recovery's business

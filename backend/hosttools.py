@@ -55,12 +55,11 @@ class Tools:
 
     @property
     def downloader(self) -> str:
-        """``curl``, ``wget``, ``busybox`` (``busybox wget``) or ``""`` (none)."""
+        """How downloads run on this host: ``curl``, ``gnu-wget`` (GNU Wget), ``busybox-wget`` (a ``wget``
+        that is BusyBox's) or ``busybox`` (``busybox wget``); ``""`` when it has none of them."""
         if self.curl_protocols:
             return "curl"
-        if self.wget in ("gnu", "busybox"):
-            return "wget"
-        return "busybox" if self.wget else ""
+        return {"gnu": "gnu-wget", "busybox": "busybox-wget", "busybox-applet": "busybox"}.get(self.wget, "")
 
     def schemes(self) -> frozenset[str]:
         """The URL schemes this host can download (lower case)."""

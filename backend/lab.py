@@ -35,7 +35,7 @@ import platformdirs
 import pycdlib
 
 from .config import APP, SiteConfig, parse_config
-from .labweb import LabWeb
+from .labweb import LabFtp, LabWeb
 
 DEBIAN_ISOS = {
     "alice": [("/usr/lib/ipxe/ipxe.iso", "ipxe.iso"),
@@ -142,6 +142,11 @@ class Lab:
         lease_seconds: the site's lease time (``[site] lease_seconds``).
         locate: dom0 name → its ``locate`` (``serial``, the default, or ``new-device``: hot-plug makes a new
             ``xvdX`` device in the image host's ``sys/block`` and ``dev`` folders, with no serial).
+        programs: host name → program name → what that host has under that name: ``None`` hides the
+            program (``{"imagehost": {"curl": None}}``: an image host without curl), a path puts that
+            program there instead (``{"wget": "/bin/busybox"}``: BusyBox's wget). Such a host runs its
+            commands with ``PATH`` set to its own folder (``DIR/path-HOST``) of links to this machine's
+            programs, changed as asked; the others use this machine's ``PATH``.
 
     Each dom0 also has two owners' VMs in ``DIR/<dom0>/vms`` (``alice-vm`` and ``bob-vm``, owned by alice
     and bob), with an empty CD-ROM drive.
@@ -150,7 +155,8 @@ class Lab:
     def __init__(self, directory: Path | None = None, *, writer_chunk: int = 64 * 1024,
                  writer_interval: float = 1.0, settle_seconds: float = 5.0,
                  dom0s: dict[str, str] | None = None, seeded: bool = True, lease_seconds: float = 30.0,
-                 locate: dict[str, str] | None = None) -> None:
+                 locate: dict[str, str] | None = None,
+                 programs: dict[str, dict[str, str | None]] | None = None) -> None:
         self.dir = Path(directory or default_lab_dir()).absolute()
         self.dom0s = dict(dom0s or DOM0_CAPACITY)
         self.hosts = ("imagehost", *self.dom0s)
@@ -160,6 +166,8 @@ class Lab:
         self.settle_seconds = settle_seconds
         self.lease_seconds = lease_seconds
         self.locate = dict(locate or {})
+        self.programs = {host: dict(p) for host, p in (programs or {}).items()}
+        self.paths: dict[str, str] = {}  # host → the PATH its commands run with (hosts with ``programs``)
         self.servers: dict[str, asyncssh.SSHAcceptor] = {}
         self.ports: dict[str, int] = {}
         self.children: set[asyncio.subprocess.Process] = set()
@@ -167,6 +175,8 @@ class Lab:
         self.writer: asyncio.Task | None = None
         #: the lab's web server on 127.0.0.1 (:mod:`backend.labweb`), serving the Debian ISOs; started by start()
         self.web = LabWeb(self.dir / "www")
+        #: the same files over FTP (anonymous, read-only), when pyftpdlib is installed; started by start()
+        self.ftp = LabFtp(self.dir / "www")
 
     # paths
     @property
@@ -183,6 +193,11 @@ class Lab:
     def cache_dir(self) -> Path:
         """The image host's downloads cache (``[image_hosts.imagehost] cache_dir``)."""
         return self.dir / "imagehost" / "cache"
+
+    @property
+    def web_port_file(self) -> Path:
+        """``DIR/www.port``: the port of the lab's web server on 127.0.0.1, written at each start."""
+        return self.dir / "www.port"
 
     @property
     def by_id(self) -> Path:
@@ -231,6 +246,8 @@ class Lab:
                 if not vm.is_dir():
                     vm.mkdir(parents=True)
                     (vm / "owner").write_text(owner + "\n")
+        for host, changes in self.programs.items():
+            self.paths[host] = str(self._program_dir(host, changes))
         client = self._key(keys / "client")
         self._write(keys / "authorized_keys", client.export_public_key().decode())
         for name in self.hosts:
@@ -254,11 +271,35 @@ class Lab:
                 if Path(src).is_file() and name.endswith(".iso") and not (self.web.folder / name).exists():
                     shutil.copyfile(src, self.web.folder / name)
         self.web.start()
+        self.ftp.start()
+        self._write(self.web_port_file, f"{self.web.port}\n")  # for consoles of a served lab (tests)
         text = self._site_toml()
         self._write(self.config_path, text)  # for people; this process uses its own text
         if self.seeded:
             self.writer = asyncio.create_task(self._write_upload())
         return parse_config(tomllib.loads(text), self.config_path)
+
+    def _program_dir(self, host: str, changes: dict[str, str | None]) -> Path:
+        """``DIR/path-HOST``: a link to every program on this machine's ``PATH`` (the first of each name),
+        except the ones ``changes`` hides (``None``) or points elsewhere (a path). Made anew at each start."""
+        folder = self.dir / f"path-{host}"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        for name, target in changes.items():
+            if target is not None:
+                (folder / name).symlink_to(target)
+        for d in os.environ.get("PATH", os.defpath).split(os.pathsep):
+            try:
+                entries = list(os.scandir(d or "."))
+            except OSError:
+                continue
+            for e in entries:
+                link = folder / e.name
+                if (e.name in changes or link.is_symlink() or e.is_dir()
+                        or not os.access(e.path, os.X_OK)):
+                    continue
+                link.symlink_to(e.path)
+        return folder
 
     @staticmethod
     def _write(path: Path, text: str) -> None:
@@ -272,6 +313,7 @@ class Lab:
         if self.writer:
             self.writer.cancel()
         self.web.stop()
+        self.ftp.stop()
         for acceptor in self.servers.values():
             acceptor.close()
         for conn in list(self.connections):
@@ -322,7 +364,8 @@ class Lab:
         proc = await asyncio.create_subprocess_exec(
             "/bin/sh", "-c", process.command, stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            cwd=str(self.dir), start_new_session=True)
+            cwd=str(self.dir), start_new_session=True,
+            env=dict(os.environ, PATH=self.paths[host]) if host in self.paths else None)
         self.children.add(proc)
 
         async def feed() -> None:

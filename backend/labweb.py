@@ -1,4 +1,5 @@
-"""The embedded lab's web server: the Debian ISOs over HTTP on 127.0.0.1, with hostile behaviours to test.
+"""The embedded lab's web server: the Debian ISOs over HTTP on 127.0.0.1, with hostile behaviours to test;
+and the same files over FTP (:class:`LabFtp`, when pyftpdlib is installed).
 
 A stdlib :class:`http.server.ThreadingHTTPServer` in a thread, bound to 127.0.0.1 only (an ephemeral port).
 It serves the files of one folder under these paths (``NAME`` is a file name in that folder):
@@ -9,7 +10,10 @@ It serves the files of one folder under these paths (``NAME`` is a file name in 
   outside 127.0.0.0/8 (never reached: the console refuses the redirect first);
 * ``/stall/NAME`` — announces the whole length, sends 64 KiB, then sends nothing until the server stops;
 * ``/short/NAME`` — announces the whole length, sends half, closes the connection;
-* ``/more/NAME`` — HEAD announces the length; GET sends the file plus 1 MiB with no length, then closes.
+* ``/more/NAME`` — HEAD announces the length; GET sends the file plus 1 MiB with no length, then closes;
+* ``/get-redirect/NAME`` — HEAD answers as ``/iso/NAME``; GET redirects (``302``) to ``/iso/NAME``;
+* ``/slow/NAME`` — the file, :data:`SLOW_CHUNK` bytes every 0.1 s (a download that takes a while, for
+  progress and for a console killed in the middle of one).
 
 Every request is logged (:attr:`LabWeb.log`: ``(method, path)``), so a test can count downloads.
 """
@@ -21,6 +25,10 @@ import hashlib
 import http.server
 import threading
 from pathlib import Path
+
+
+#: bytes ``/slow/NAME`` sends every 0.1 s (320 KiB/s)
+SLOW_CHUNK = 32 * 1024
 
 
 class LabWeb:
@@ -79,7 +87,7 @@ class LabWeb:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
-                if kind == "redirect":
+                if kind == "redirect" or (kind == "get-redirect" and not head):
                     return self.redirect(f"/iso/{name}")
                 data = path.read_bytes()
                 st = path.stat()
@@ -106,6 +114,12 @@ class LabWeb:
                         self.wfile.write(data + bytes(1 << 20))
                     elif kind == "iso":
                         self.wfile.write(data)
+                    elif kind == "slow":
+                        for at in range(0, len(data), SLOW_CHUNK):
+                            self.wfile.write(data[at:at + SLOW_CHUNK])
+                            self.wfile.flush()
+                            if web.stopping.wait(0.1):
+                                break
                 except OSError:
                     pass
                 if kind in ("stall", "short", "more"):
@@ -129,4 +143,63 @@ class LabWeb:
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
+            self.server = None
+
+
+class LabFtp:
+    """The lab's FTP server: the same folder as :class:`LabWeb`, anonymous and read-only, on 127.0.0.1
+    (an ephemeral port), in a thread. Needs pyftpdlib (a test extra): :meth:`start` returns False without it.
+
+    Args:
+        folder: the files it serves (``/NAME``).
+    Attributes:
+        port: the TCP port once started. log: ``("RETR", "/NAME")`` of every file sent whole.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.log: list[tuple[str, str]] = []
+        self.port = 0
+        self.server = None
+        self.thread: threading.Thread | None = None
+
+    def url(self, path: str) -> str:
+        """``ftp://127.0.0.1:PORT`` + ``path``."""
+        return f"ftp://127.0.0.1:{self.port}{path}"
+
+    def downloads(self, path: str) -> int:
+        """How many times ``path`` was sent whole."""
+        return sum(1 for m, p in self.log if m == "RETR" and p == path)
+
+    def start(self) -> bool:
+        """Listen on 127.0.0.1 and serve in a daemon thread. Returns False when pyftpdlib is not installed."""
+        try:
+            import logging
+
+            from pyftpdlib.authorizers import DummyAuthorizer
+            from pyftpdlib.handlers import FTPHandler
+            from pyftpdlib.servers import ThreadedFTPServer
+        except ImportError:
+            return False
+        logging.getLogger("pyftpdlib").setLevel(logging.ERROR)
+        ftp = self
+        authorizer = DummyAuthorizer()
+        authorizer.add_anonymous(str(self.folder), perm="elr")
+
+        class Handler(FTPHandler):
+            def on_file_sent(self, file: str) -> None:
+                ftp.log.append(("RETR", "/" + Path(file).name))
+
+        Handler.authorizer = authorizer
+        self.server = ThreadedFTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.socket.getsockname()[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"timeout": 0.5, "handle_exit": False},
+                                       name="lab-ftp", daemon=True)
+        self.thread.start()
+        return True
+
+    def stop(self) -> None:
+        """Stop serving."""
+        if self.server is not None:
+            self.server.close_all()
             self.server = None

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import imagehost, quota
-from .download import download_target
+from .download import download_target, recover_download
 from .commands import Command
 from .audit import AuditLog
 from .config import SiteConfig
@@ -431,6 +431,8 @@ class Site:
             rejected = books.rejection(u.host, u.path)
             lock = upload_key(u.host, u.path)
             held = books.locks.get(lock)
+            if held is not None and getattr(books.jobs.get(held), "kind", "") == "download":
+                held = None  # a download's lock on the file it becomes: the file is being written, not imported
             if running or staging or held is not None:
                 u.state = UploadState.IMPORTING
                 if running:
@@ -739,7 +741,9 @@ class Site:
 
     async def recover(self) -> list[JobRecord]:
         """Roll back (or mark done) every job whose lease has expired, after claiming its lease (so two
-        consoles do not recover one job at once, and never a live one). Read-only sessions only report.
+        consoles do not recover one job at once, and never a live one): an import is rolled back; a
+        download is stopped on its image host (its process group) and its part file removed
+        (:func:`~backend.download.recover_download`). Read-only sessions only report.
 
         Returns:
             the jobs handled, as journaled afterwards.
@@ -753,6 +757,12 @@ class Site:
                 continue
             if not await self.ledger.claim(job, self.holder, self.config.lease_seconds):
                 continue  # renewed meanwhile: alive after all
+            if job.kind == "download":
+                result = await recover_download(self, job)
+                await self._audit_quietly("recover", f"{job.key} (download)", result.state,
+                                          f"job {job.id}: {job.url}: {result.error or result.rollback}", job.host)
+                done.append(result)
+                continue
             result = await ImportJob(job, self._context(job)).recover()
             await self._audit_quietly("recover", f"{job.key} ({job.staging})",
                                       result.state, f"job {job.id}: {result.error or result.rollback}", job.host)

@@ -35,6 +35,10 @@ class JobRecord:
         copy_pid: PID (= process group) of the copy on the image host while it runs, else 0.
         device_before: with ``locate = "new-device"``, the image host's block devices (``/sys/block``
         names) listed right before the attach: the job's disk is the new one.
+        kind: ``import`` (the phases above) or ``download`` (``download-url``: one phase, ``download``;
+        ``path`` is the file it becomes, ``staging`` its part file's name, ``final`` its name, ``copy_pid``
+        the download's PID and process group on the image host, ``total_bytes`` the announced length or 0).
+        url: the URL of a download ("" for an import).
     """
 
     id: str
@@ -72,6 +76,8 @@ class JobRecord:
     copy_pid: int = 0
     facts: dict = field(default_factory=dict)
     device_before: list = field(default_factory=list)
+    kind: str = "import"
+    url: str = ""
 
     @property
     def key(self) -> str:
@@ -80,8 +86,8 @@ class JobRecord:
 
     @property
     def eta(self) -> float | None:
-        """Seconds left in the copy at the current rate, or None when unknown."""
-        if self.phase != "copy" or self.rate <= 0:
+        """Seconds left in the copy (or the download) at the current rate, or None when unknown."""
+        if self.phase not in ("copy", "download") or self.rate <= 0 or self.total_bytes <= 0:
             return None
         return max(0.0, (self.total_bytes - self.done_bytes) / self.rate)
 

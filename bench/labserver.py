@@ -67,6 +67,10 @@ class LabProcess:
             self.proc.kill()
 
 
+    def web_url(self, path: str) -> str:
+        """``http://127.0.0.1:PORT`` + ``path`` on the served lab's web server (:mod:`backend.labweb`)."""
+        return f"http://127.0.0.1:{int(self.layout.web_port_file.read_text())}{path}"
+
     def console_config(self, name: str) -> Path:
         """A site file for one more console of this site, as on its own workstation: the lab's hosts and
         keys, its own state dir (``DIR/../ws-NAME/state``). Returns its path."""

@@ -25,7 +25,7 @@ def _bytes(n: float) -> str:
 
 
 def _progress(text: Text, done: int, total: int, rate: float, eta: float | None) -> None:
-    text.append(f"{_bytes(done)} / {_bytes(total)}")
+    text.append(f"{_bytes(done)} / {_bytes(total) if total else '? (no length announced)'}")
     if rate:
         text.append(f"  {_bytes(rate)}/s")
     if eta is not None:
@@ -41,6 +41,8 @@ def job_status(job: JobRecord, now: float | None = None) -> Text:
     text.append(job.state, style=STATE_STYLE.get(job.state, ""))
     if job.phase in PHASES:
         text.append(f"  {job.phase} ({PHASES.index(job.phase) + 1}/{len(PHASES)})")
+    elif job.kind == "download" and job.state == "running":
+        text.append("  download")
     text.append("  ")
     width = text.cell_len
     _progress(text, job.done_bytes, job.total_bytes, job.rate, job.eta)
@@ -53,7 +55,8 @@ def job_status(job: JobRecord, now: float | None = None) -> Text:
                 f"{humanize.precisedelta(max(0.0, end - job.created), minimum_unit='seconds', format='%0.0f')}",
                 style="dim")
     if job.state == "done":
-        text.append(printable(f"  → {job.dom0}:{job.final}  sha256 {job.sha256[:16]}…"), style="green")
+        where = f"{job.host}:{job.path}" if job.kind == "download" else f"{job.dom0}:{job.final}"
+        text.append(printable(f"  → {where}  sha256 {job.sha256[:16]}…"), style="green")
     if job.state == "failed":
         text.append("\n" + printable(job.error), style="red")
         if job.rollback:
@@ -83,7 +86,10 @@ class JobView(Vertical, can_focus=True):
         self.set_class(job.state == "done", "done")
         title = Text()
         title.append(printable(job.key), style="bold")
-        title.append(printable(f"   {job.host} → {job.dom0} · job {job.id} · by {job.approver}"), style="dim")
+        if job.kind == "download":
+            title.append(printable(f"   {job.url} → {job.host} · download {job.id} · by {job.approver}"), style="dim")
+        else:
+            title.append(printable(f"   {job.host} → {job.dom0} · job {job.id} · by {job.approver}"), style="dim")
         self.query_one(".job-title", Static).update(title)
         done = job.total_bytes if job.state == "done" else job.done_bytes
         bar, verify = self.query(ProgressBar)

@@ -65,6 +65,8 @@ KEYS: tuple[Key, ...] = (
         "imported from the upload): list its kernel entries and stage the one picked on a dom0", "uploads",
         mutating=True, show=False),
     Key("filter", "slash", "filter", "Filter", "filter rows; escape clears", "uploads"),
+    Key("download-url", "w", "download_url", "Download", "have the image host download a URL into an owner's "
+        "folder (asks for the URL; progress on the Jobs screen)", "uploads", mutating=True, show=False),
     Key("gc", "C", "gc", "GC", "garbage-collect old uploads (shows the list, asks first)", "uploads", mutating=True),
     Key("details", "enter", "details", "Details", "details of the selected upload", "uploads", palette=False),
     Key("sort", "s", "sort", "Sort", "sort by the next column (a click on a header sorts by it)", "uploads"),

@@ -6,6 +6,7 @@ markup)."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import humanize
 from rich.table import Table
@@ -220,6 +221,68 @@ class RejectReason(ModalScreen[str | None]):
             self.notify("a rejection needs a reason", severity="warning")
             return
         self.dismiss(reason)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self._submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "yes":
+            self._submit()
+        else:
+            self.dismiss(None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+@dataclass(frozen=True)
+class DownloadRequest:
+    """What :class:`DownloadUrl` asks for: the URL, the owner, and the optional file name and sha256
+    (``None`` when left empty)."""
+
+    url: str
+    owner: str
+    name: str | None = None
+    sha256: str | None = None
+
+
+class DownloadUrl(ModalScreen[DownloadRequest | None]):
+    """Asks for a download: URL (required), owner (prefilled from the selected row), optional file name and
+    sha256. Dismisses with a :class:`DownloadRequest`, or None when cancelled. The checks (scheme, host,
+    name, sha256) are the backend's: their one error is shown when the download is refused."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    AUTO_FOCUS = "#dl-url"
+
+    def __init__(self, owner: str = "") -> None:
+        super().__init__()
+        self.owner = owner
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label("Download from a URL", classes="dialog-title")
+            with VerticalScroll(classes="dialog-body", id="download-body"):  # scrolls at 80×24; buttons stay
+                yield Input(placeholder="URL (http, https, ftp)", id="dl-url")
+                yield Input(value=self.owner, placeholder="owner", id="dl-owner")
+                yield Input(placeholder="file name (empty: the URL's last part)", id="dl-name")
+                yield Input(placeholder="sha256 (optional: a mismatch removes the file)", id="dl-sha256")
+                yield Static("The owner's image host downloads it (through its cache) into the owner's folder; "
+                             "it shows as writing until complete, then pending. Progress: the Jobs screen (2).",
+                             markup=False)
+            with Horizontal(classes="buttons"):
+                yield Button("Download", variant="primary", id="yes")
+                yield Button("Cancel", id="no")
+        yield KeyFooter()
+
+    def _value(self, name: str) -> str:
+        return self.query_one(f"#dl-{name}", Input).value.strip()
+
+    def _submit(self) -> None:
+        url, owner = self._value("url"), self._value("owner")
+        if not url or not owner:
+            self.notify("a download needs a URL and an owner", severity="warning", markup=False)
+            return
+        self.dismiss(DownloadRequest(url, owner, self._value("name") or None, self._value("sha256") or None))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self._submit()

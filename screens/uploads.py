@@ -22,7 +22,8 @@ from .filtering import FilterMixin, SortMixin
 from .footer import KeyFooter
 from .kernels import KernelFlow
 from .keys import bindings
-from .modals import ConfirmApprove, ConfirmNonIso, ConfirmText, Details, RejectReason, iso_rows, when
+from .modals import (ConfirmApprove, ConfirmNonIso, ConfirmText, Details, DownloadRequest, DownloadUrl, RejectReason,
+                     iso_rows, when)
 from .plain import printable
 from .vtable import VirtualTable
 from .workers import ForwardWorkerErrors
@@ -287,6 +288,18 @@ class UploadsScreen(KernelFlow, ForwardWorkerErrors, FilterMixin, SortMixin, Scr
         self.app.say(f"{key} rejected: {reason}", title="Rejected")
         self.update_view()
         self.app.refresh_site()
+
+    def action_download_url(self) -> None:
+        """Ask for a URL (the owner prefilled from the selected row) and start the download."""
+        u = self.selected()
+        if self.app.refuse_read_only("download-url", u.owner if u else ""):
+            return
+
+        def given(request: DownloadRequest | None) -> None:
+            if request is not None:
+                self.app.start_download(request)
+
+        self.app.push_screen(DownloadUrl(u.owner if u else ""), given)
 
     def action_gc(self) -> None:
         """Show what garbage collection would remove, and remove it on confirmation."""

@@ -229,3 +229,139 @@ def test_another_console_sees_the_copy_and_the_verify_progress_of_a_running_impo
     assert job["rate"] > 0 and job["verify_rate"] > 0, job
     out, err = holder.communicate(timeout=120)
     assert holder.returncode == 0 and "finished: done" in out, (out, err)
+
+
+def download_jobs(server: LabProcess, name: str) -> list[dict]:
+    """The download jobs console ``name`` sees (``jobs --json``)."""
+    r = console(server, name, "jobs", "--json")
+    assert r.returncode == 0, r.stderr
+    return [j for j in json.loads(r.stdout) if j["kind"] == "download"]
+
+
+def wait_for_running_download(server: LabProcess, name: str, timeout: float = 30) -> dict:
+    """Poll console ``name``'s ``jobs --json`` until a download runs with bytes done and its PID journaled."""
+    ends = time.monotonic() + timeout
+    while time.monotonic() < ends:
+        running = [j for j in download_jobs(server, name)
+                   if j["state"] == "running" and j["done_bytes"] > 0 and j["copy_pid"] > 0]
+        if running:
+            return running[0]
+    raise AssertionError("no running download seen")
+
+
+def alive(pid: int) -> bool:
+    """True while process ``pid`` runs (a zombie does not count: PID 1 may reap late here)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def test_a_download_on_one_console_shows_on_another_with_bytes_rate_and_eta(served):
+    src = served.layout.web.folder / "memtest86+x64.iso"
+    a = console(served, "a", "download-url", served.web_url("/slow/memtest86+x64.iso"), "--owner", "carol",
+                "--name", "slow.iso", wait=False)
+    seen = wait_for_running_download(served, "b")
+    assert (seen["owner"], seen["upload"], seen["host"], seen["phase"]) == ("carol", "slow.iso", "imagehost", "download")
+    assert seen["total_bytes"] == src.stat().st_size and 0 < seen["done_bytes"] < seen["total_bytes"]
+    assert seen["rate"] > 0 and seen["eta"] is not None and seen["eta"] > 0
+    assert seen["url"].endswith("/slow/memtest86+x64.iso") and seen["approver"]
+    table = console(served, "b", "jobs")  # the table says it to people too
+    assert "download" in table.stdout and "/s, ETA" in table.stdout, table.stdout
+    out, err = a.communicate(timeout=120)
+    assert a.returncode == 0, err
+    assert sha256_file(served.layout.uploads_root / "carol" / "slow.iso") == sha256_file(src)
+    done = [j for j in download_jobs(served, "b") if j["id"] == seen["id"]]
+    assert done[0]["state"] == "done" and done[0]["sha256"] == sha256_file(src)
+
+
+@pytest.mark.parametrize("journaled", [True, False], ids=["pid-journaled", "killed-before-the-pid-was-journaled"])
+def test_a_killed_consoles_download_is_stopped_by_another(served, journaled):
+    part = served.layout.uploads_root / "alice" / ".killed.iso.isoadmin-part"
+    a = console(served, "a", "download-url", served.web_url("/slow/memtest86+x64.iso"), "--owner", "alice",
+                "--name", "killed.iso", wait=False)
+    job = wait_for_running_download(served, "b")
+    a.kill()
+    a.wait(timeout=30)
+    pid = job["copy_pid"]
+    if not journaled:  # as if the console had died before writing the PID: the record as it was before
+        record = served.layout.ledger_dir / "jobs" / f"{job['id']}.json"
+        data = json.loads(record.read_text())
+        assert data["copy_pid"] == pid
+        record.write_text(json.dumps(dict(data, copy_pid=0)) + "\n")
+    assert alive(pid) and part.exists()  # the image host's download outlives its console
+    time.sleep(LEASE + 1.5)
+    assert alive(pid)
+    check = console(served, "b", "check", "--json")
+    assert check.returncode == 9, check.stderr
+    findings = json.loads(check.stdout)
+    assert [(f["kind"], f["host"], f["fix"]) for f in findings] == [
+        ("unfinished job", "imagehost", "stop the download, remove its part file")]
+    repair = console(served, "b", "repair", "--apply")
+    assert repair.returncode == 0, repair.stderr
+    for _ in range(40):  # the process group was sent TERM; the lab server reaps it
+        if not alive(pid):
+            break
+        time.sleep(0.05)
+    assert not alive(pid)
+    assert not part.exists() and not (served.layout.uploads_root / "alice" / "killed.iso").exists()
+    assert list((served.layout.cache_dir / "tmp").iterdir()) == []
+    ended = [j for j in download_jobs(served, "c") if j["id"] == job["id"]][0]
+    assert ended["state"] == "failed" and "console stopped during the download" in ended["error"]
+    assert ended["rollback"] == "download stopped, part file removed"
+    assert console(served, "b", "check").returncode == 0
+    audit = json.loads(console(served, "c", "audit", "--json").stdout)
+    assert [e["outcome"] for e in audit if e["action"] == "recover"] == ["failed"]
+    # nothing half-written was left: the same file downloads again, whole
+    again = console(served, "c", "download-url", served.web_url("/iso/memtest86+x64.iso"), "--owner", "alice",
+                    "--name", "killed.iso")
+    assert again.returncode == 0, again.stderr
+    assert sha256_file(served.layout.uploads_root / "alice" / "killed.iso") == \
+        sha256_file(served.layout.web.folder / "memtest86+x64.iso")
+
+
+async def test_another_consoles_download_on_the_jobs_screen(served):
+    import asyncio
+
+    from backend.config import load_config
+    from backend.site import Site
+    from screens.jobs import JobView
+    from tui.app import IsoadminApp
+
+    from .test_tui import wait_for
+
+    a = console(served, "a", "download-url", served.web_url("/slow/memtest86+x64.iso"), "--owner", "bob",
+                "--name", "seen.iso", wait=False)
+    site = Site(load_config(served.console_config("b")))
+    app = IsoadminApp(site, refresh_seconds=0.5)
+    try:
+        async with app.run_test(size=(140, 45)) as pilot:
+            await pilot.press("2")
+
+            def shown() -> JobView | None:
+                views = [v for v in app.screen.query(JobView) if v.job.kind == "download" and v.job.state == "running"]
+                return views[0] if views and views[0].job.done_bytes and views[0].job.rate else None
+
+            await wait_for(pilot, lambda: shown() is not None, timeout=30)
+            status = str(shown().query_one(".job-status").render())
+            assert "download" in status and "/s" in status and "ETA" in status and "5.9 MiB" in status, status
+            assert "bob/seen.iso" in str(shown().query_one(".job-title").render())
+            job_id = shown().job.id
+            await wait_for(pilot, lambda: app.jobs[job_id].state == "done", timeout=60)
+    finally:
+        await site.close()
+        code = await asyncio.get_running_loop().run_in_executor(None, a.wait, 120)
+    assert code == 0, a.stderr.read()
+
+
+def test_two_consoles_downloading_one_file_download_it_once(served):
+    url = served.web_url("/slow/ipxe.iso")
+    procs = [console(served, name, "download-url", url, "--owner", "carol", "--name", "twice.iso", wait=False)
+             for name in ("a", "b")]
+    results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
+    assert sorted(code for code, _ in results) == [0, 6], results
+    loser = next(err for code, err in results if code == 6)
+    assert "being downloaded" in loser, loser
+    assert sha256_file(served.layout.uploads_root / "carol" / "twice.iso") == \
+        sha256_file(served.layout.web.folder / "ipxe.iso")

@@ -151,6 +151,10 @@ async def test_redirects_to_file_or_elsewhere_are_refused(lab):
             await download.download_url(site, "file:///etc/passwd", "bob", "passwd.iso")
         assert not (lab.uploads_root / "bob" / "passwd.iso").exists() and not leftovers(lab, "bob")
         assert [m for m, _ in lab.web.log] == ["HEAD", "HEAD"]  # nothing was downloaded
+        # a redirect only on GET (after a HEAD without one): curl does not follow it, nothing is kept
+        with pytest.raises(DownloadFailed):
+            await download.download_url(site, lab.web.url("/get-redirect/ipxe.iso"), "bob", "gr.iso")
+        assert not (lab.uploads_root / "bob" / "gr.iso").exists() and not leftovers(lab, "bob")
         # an allowed redirect is followed (and checked)
         ok = await download.download_url(site, lab.web.url("/redirect/ipxe.iso"), "bob", "followed.iso")
         assert ok.sha256 == sha256_file(lab.web.folder / "ipxe.iso")
@@ -210,10 +214,15 @@ async def test_read_only_refuses_and_audits(lab):
         await site.close()
 
 
-def test_cli_refuses_a_file_url_and_lists_the_cache(tmp_path):
+def test_cli_refuses_a_file_url_an_unknown_owner_a_silent_server_and_lists_the_cache(tmp_path):
     lab_dir = tmp_path / "lab"
     r = run_cli("download-url", "file:///etc/passwd", "--owner", "alice", "--name", "p.iso", lab_dir=lab_dir)
     assert r.returncode == 6 and "scheme 'file'" in r.stderr, r.stderr
+    r = run_cli("download-url", "http://127.0.0.1/x.iso", "--owner", "nobody", lab_dir=lab_dir)
+    assert r.returncode == 5 and "no owner folder 'nobody'" in r.stderr, r.stderr
+    r = run_cli("download-url", "http://127.0.0.1:1/x.iso", "--owner", "alice", lab_dir=lab_dir)  # nobody listens
+    assert r.returncode == 13 and "no answer from the server" in r.stderr, r.stderr
+    assert not (lab_dir / "imagehost" / "cds" / "alice" / "x.iso").exists()
     r = run_cli("cache", "--json", lab_dir=lab_dir)
     assert r.returncode == 0 and json.loads(r.stdout) == []
     assert DEBIAN_ISOS["ipxe.iso"].is_file()
@@ -236,3 +245,141 @@ async def test_hostile_file_names_are_only_data(lab, tmp_path):
             assert not os.path.exists(os.path.join(where, "isoadmin-canary"))
     finally:
         await site.close()
+
+
+async def test_download_from_the_console_shows_progress_on_the_jobs_screen(lab):
+    from screens.jobs import JobView
+    from screens.modals import DownloadUrl, ErrorModal
+    from textual.widgets import Input
+    from tui.app import IsoadminApp
+
+    from .test_tui import select, wait_for
+
+    site = make_site(lab)
+    app = IsoadminApp(site, lab=lab)
+    src = lab.web.folder / "ipxe.iso"
+    try:
+        async with app.run_test(size=(140, 45)) as pilot:
+            await select(pilot, app, "bob/rescue-boot.iso")
+            await pilot.press("w")
+            await wait_for(pilot, lambda: isinstance(app.screen, DownloadUrl))
+            assert app.screen.query_one("#dl-owner", Input).value == "bob"  # from the selected row
+            app.screen.query_one("#dl-url", Input).value = lab.web.url("/slow/ipxe.iso")
+            app.screen.query_one("#dl-name", Input).focus()
+            await pilot.press(*"net boot.iso", "enter")
+            await pilot.press("2")
+
+            def running() -> JobView | None:
+                views = [v for v in app.screen.query(JobView) if v.job.kind == "download"]
+                return views[0] if views and views[0].job.state == "running" and views[0].job.done_bytes else None
+
+            await wait_for(pilot, lambda: running() is not None and running().job.rate > 0)
+            status = str(running().query_one(".job-status").render())
+            assert "download" in status and "/s" in status and "ETA" in status and "2.0 MiB" in status, status
+            title = str(running().query_one(".job-title").render())
+            assert "bob/net boot.iso" in title and "/slow/ipxe.iso" in title, title
+            await wait_for(pilot, lambda: any(m[2] == "Downloaded" for m in app.messages), timeout=30)
+            assert sha256_file(lab.uploads_root / "bob" / "net boot.iso") == sha256_file(src)
+            job = next(j for j in app.jobs.values() if j.kind == "download")
+            await wait_for(pilot, lambda: app.jobs[job.id].state == "done")
+
+            # a refused URL: one error, nothing written
+            await pilot.press("1")
+            await pilot.press("w")
+            await wait_for(pilot, lambda: isinstance(app.screen, DownloadUrl))
+            app.screen.query_one("#dl-url", Input).value = "file:///etc/passwd"
+            app.screen.query_one("#dl-name", Input).value = "passwd.iso"
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal))
+            assert app.screen.title_text == "URL refused" and "scheme 'file'" in app.screen.message
+            await app.workers.wait_for_complete()
+        assert not (lab.uploads_root / "bob" / "passwd.iso").exists() and not leftovers(lab, "bob")
+        books = await site.read_books()
+        assert books.jobs[job.id].state == "done" and books.jobs[job.id].kind == "download"
+        assert not books.leases and not books.locks  # released
+    finally:
+        await site.close()
+
+
+WITHOUT_CURL = {
+    "gnu-wget": {"curl": None},
+    "busybox-wget": {"curl": None, "wget": "/bin/busybox"},  # a wget that is BusyBox's
+    "busybox": {"curl": None, "wget": None},                  # only `busybox wget`
+}
+
+
+@pytest.mark.parametrize("downloader", list(WITHOUT_CURL))
+async def test_an_image_host_without_curl_downloads_with_wget_or_busybox(tmp_path, downloader):
+    from backend import hosttools
+
+    lab = Lab(tmp_path / "lab", settle_seconds=1.0, programs={"imagehost": WITHOUT_CURL[downloader]})
+    lab.config = await lab.start()
+    # bob's quota caps a download whose length was not announced: BusyBox's look at the headers is a GET,
+    # and the lab's /more/ answers a GET without a length
+    site = make_site(lab, download_stall_seconds=2.0, quotas={"bob": 6_500_000})
+    try:
+        await site.refresh()
+        tools = await hosttools.tools(site.hosts["imagehost"])
+        assert tools.downloader == downloader and not tools.curl_protocols
+        src = lab.web.folder / "ipxe.iso"
+        ok = await download.download_url(site, lab.web.url("/iso/ipxe.iso"), "carol", "net.iso")
+        assert ok.sha256 == sha256_file(src) == sha256_file(lab.uploads_root / "carol" / "net.iso")
+        # BusyBox wget has no HEAD: its look at the headers is a GET it leaves after the headers
+        assert lab.web.downloads("/iso/ipxe.iso") == (2 if downloader.startswith("busybox") else 1)
+        followed = await download.download_url(site, lab.web.url("/redirect/ipxe.iso"), "bob", "followed.iso")
+        assert followed.cached and followed.sha256 == ok.sha256  # the redirect's target, checked, from the cache
+        with pytest.raises(DownloadFailed, match="sha256 mismatch"):
+            await download.download_url(site, lab.web.url("/iso/memtest86+x64.iso"), "alice", "mt.iso",
+                                        sha256="0" * 64)
+        with pytest.raises(DownloadFailed, match="stalled"):
+            await download.download_url(site, lab.web.url("/stall/memtest86+x64.iso"), "bob")
+        with pytest.raises(DownloadFailed, match="less than it announced"):
+            await download.download_url(site, lab.web.url("/short/memtest86+x64.iso"), "bob")
+        with pytest.raises(DownloadFailed, match="more than"):
+            await download.download_url(site, lab.web.url("/more/memtest86+x64.iso"), "bob")
+        with pytest.raises(UrlRefused, match="scheme 'file'"):
+            await download.download_url(site, lab.web.url("/to-file"), "bob", "passwd.iso")
+        with pytest.raises(UrlRefused, match="192.0.2.1 is not in this image host's download_hosts"):
+            await download.download_url(site, lab.web.url("/to-elsewhere/ipxe.iso"), "bob", "elsewhere.iso")
+        if not downloader.startswith("busybox"):  # BusyBox's look at the headers is a GET: it sees this redirect
+            # a redirect only on GET: wget does not follow it, the download fails, nothing is kept
+            with pytest.raises(DownloadFailed):
+                await download.download_url(site, lab.web.url("/get-redirect/memtest86+x64.iso"), "bob")
+        else:  # the probe's GET was redirected to an allowed address: followed (and checked) as any redirect
+            got = await download.download_url(site, lab.web.url("/get-redirect/memtest86+x64.iso"), "bob", "gr.iso")
+            assert got.sha256 == sha256_file(lab.web.folder / "memtest86+x64.iso")
+            (lab.uploads_root / "bob" / "gr.iso").unlink()
+        for owner in ("alice", "bob", "carol"):
+            assert not leftovers(lab, owner)
+        assert sorted(p.name for p in (lab.uploads_root / "bob").iterdir() if "memtest" in p.name
+                      or p.name in ("passwd.iso", "elsewhere.iso")) == []
+        assert not (lab.uploads_root / "alice" / "mt.iso").exists()
+        books = await site.read_books()
+        assert not books.locks and not books.leases
+    finally:
+        await site.close()
+        await lab.stop()
+
+
+@pytest.mark.parametrize("downloader", ["curl", "gnu-wget", "busybox"])
+async def test_an_ftp_download_and_its_cache(tmp_path, downloader):
+    lab = Lab(tmp_path / "lab", settle_seconds=1.0,
+              programs=None if downloader == "curl" else {"imagehost": WITHOUT_CURL[downloader]})
+    lab.config = await lab.start()
+    site = make_site(lab)
+    try:
+        assert lab.ftp.port, "the lab's FTP server needs pyftpdlib (a test extra)"
+        await site.refresh()
+        src = lab.web.folder / "ipxe.iso"
+        first = await download.download_url(site, lab.ftp.url("/ipxe.iso"), "carol", "ftp.iso")
+        assert first.sha256 == sha256_file(src) == sha256_file(lab.uploads_root / "carol" / "ftp.iso")
+        await site.refresh()
+        second = await download.download_url(site, lab.ftp.url("/ipxe.iso"), "alice", "ftp.iso")
+        assert second.cached and second.sha256 == first.sha256
+        assert lab.ftp.downloads("/ipxe.iso") == 1  # the server's log: one download
+        with pytest.raises(DownloadFailed):
+            await download.download_url(site, lab.ftp.url("/missing.iso"), "bob", "missing.iso")
+        assert not leftovers(lab, "bob") and not (lab.uploads_root / "bob" / "missing.iso").exists()
+    finally:
+        await site.close()
+        await lab.stop()

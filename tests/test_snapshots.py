@@ -101,6 +101,7 @@ SCREENS = {
     "approve": prepare("down", "a", wait=lambda app: type(app.screen).__name__ == "ConfirmApprove"),
     "non-iso": prepare(*["down"] * 4, "a", wait=lambda app: type(app.screen).__name__ == "ConfirmNonIso"),
     "reject": prepare("r", wait=lambda app: type(app.screen).__name__ == "RejectReason"),
+    "download": prepare("w", wait=lambda app: type(app.screen).__name__ == "DownloadUrl"),
     "help": prepare("question_mark"),
     "view-as": prepare("u"),
     "messages": prepare("n"),

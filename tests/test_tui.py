@@ -77,7 +77,7 @@ async def test_read_only_mutating_keys_say_so_and_change_nothing(lab):
     async with app.run_test(size=SIZE) as pilot:
         assert "READ-ONLY" in app.sub_title
         await select(pilot, app, "alice/ipxe.iso")
-        for key in ("a", "r", "C"):
+        for key in ("a", "r", "C", "w"):
             await pilot.press(key)
             await pilot.pause(0.2)
             assert isinstance(app.screen, UploadsScreen)  # no modal opened
@@ -90,7 +90,7 @@ async def test_read_only_mutating_keys_say_so_and_change_nothing(lab):
         await app.workers.wait_for_complete()
     audit = await site.audit.entries()
     assert sorted(e.action for e in audit if e.outcome == "refused" and e.read_only) == \
-        ["approve", "delete volume", "gc", "reject"]
+        ["approve", "delete volume", "download-url", "gc", "reject"]
     await site.close()
     assert [p for d in ("dom0-a", "dom0-b") for p in lab.volumes_dir(d).iterdir()] == []
     assert not any(r.mutating for r in log)

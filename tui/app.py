@@ -224,6 +224,29 @@ class IsoadminApp(App[int]):
             self.refresh_site()
         self.say(f"{job.key} → {job.final} on {job.dom0}", title="Imported")
 
+    def start_download(self, request) -> None:
+        """Run a download (a :class:`~screens.modals.DownloadRequest`) in its own worker (several may run at
+        once); its progress reaches the Jobs screen, its outcome a notification, a refusal or failure the
+        one error modal."""
+        self.run_worker(self._download(request), group="download", name=f"download {request.url}",
+                        exit_on_error=False)
+
+    async def _download(self, request) -> None:
+        from backend import download
+
+        def listener(job: JobRecord) -> None:
+            self.post_message(JobProgress(job))
+
+        self.say(f"{request.owner}: downloading {request.url}", title="Download")
+        try:
+            result = await download.download_url(self.site, request.url, request.owner, request.name,
+                                                 request.sha256, listener=listener)
+        finally:
+            self.refresh_site()
+        name = download.file_name(request.url, request.name)
+        self.say(f"{request.owner}/{name} sha256 {result.sha256} "
+                 f"({'from the cache' if result.cached else 'downloaded'})", title="Downloaded")
+
     def on_job_progress(self, message: JobProgress) -> None:
         self.jobs[message.job.id] = message.job
         if isinstance(self.screen, JobsScreen):
@@ -241,7 +264,8 @@ class IsoadminApp(App[int]):
         if not running:
             self.exit(0)
             return
-        names = "\n".join(f"{r.job.key} → {r.job.dom0} ({r.job.phase})" for r in running)
+        names = "\n".join(f"{r.job.key} ← {r.job.url} (download)" if r.job.kind == "download"
+                           else f"{r.job.key} → {r.job.dom0} ({r.job.phase})" for r in running)
 
         def confirmed(yes: bool | None) -> None:
             if yes:
@@ -249,7 +273,8 @@ class IsoadminApp(App[int]):
 
         self.push_screen(ConfirmText(f"{len(running)} import(s) running",
                                      f"{names}\n\nQuitting stops them and rolls them back: their staging volumes "
-                                     "are detached and removed, the uploads stay as they are. Quit?",
+                                     "are detached and removed, the uploads stay as they are (a download is "
+                                     "stopped and its part file removed). Quit?",
                                      "Stop and quit"), confirmed)
 
     def cancel_import(self, job_id: str) -> None:
@@ -265,7 +290,7 @@ class IsoadminApp(App[int]):
         """Cancel every import worker, wait until each has rolled back, then exit."""
         self.notify("stopping the running imports and rolling them back…", title="Quitting")
         for worker in list(self.workers):
-            if worker.group.startswith("job-"):
+            if worker.group.startswith("job-") or worker.group == "download":
                 worker.cancel()
         for _ in range(1200):  # a rollback waits for a detach at most (detach_timeout), then gives up
             if not self.site.active:

@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name, text in (("uploads", "list uploads"), ("volumes", "list volumes"),
                        ("owners", "list owners: who may act for them, quota use, uploads, CDs, VM disks"),
-                       ("jobs", "list import jobs"), ("hosts", "list hosts and their status")):
+                       ("jobs", "list import and download jobs, with bytes, rate and ETA while they run"), ("hosts", "list hosts and their status")):
         s = sub.add_parser(name, help=text, description=text)
         s.add_argument("--json", action="store_true", help="print one JSON array")
     a = sub.add_parser("approve", help="import an upload onto a dom0 volume",
@@ -282,8 +282,23 @@ def hosts_table(snap) -> tuple[list[str], list[list[str]]]:
 def jobs_table(jobs: list[JobRecord]) -> tuple[list[str], list[list[str]]]:
     """Headers and rows of ``jobs``."""
     return ["JOB", "UPLOAD", "DOM0", "VOLUME", "PHASE", "STATE", "NOTE"], [
-        [j.id, j.key, j.dom0, j.final if j.state == "done" else j.staging, j.phase, j.state, j.error]
+        [j.id, j.key, j.dom0, j.final if j.state == "done" else j.staging, j.phase, j.state, j.error or _progress(j)]
         for j in jobs]
+
+
+def _progress(job: JobRecord) -> str:
+    """A running job's bytes, rate and ETA (``1.2 MiB of 6.0 MiB, 320.0 KiB/s, ETA 15 s``), or a
+    download's URL once it ended."""
+    if job.state != "running":
+        return job.url
+    if not job.done_bytes and not job.total_bytes:
+        return job.url
+    text = f"{_size(job.done_bytes)} of {_size(job.total_bytes) if job.total_bytes else '?'}"
+    if job.rate:
+        text += f", {_size(int(job.rate))}/s"
+    if job.eta is not None:
+        text += f", ETA {job.eta:.0f} s"
+    return text
 
 
 def audit_table(entries: list) -> tuple[list[str], list[list[str]]]:
