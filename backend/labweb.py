@@ -162,6 +162,7 @@ class LabFtp:
         self.port = 0
         self.server = None
         self.thread: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     def url(self, path: str) -> str:
         """``ftp://127.0.0.1:PORT`` + ``path``."""
@@ -193,13 +194,21 @@ class LabFtp:
         Handler.authorizer = authorizer
         self.server = ThreadedFTPServer(("127.0.0.1", 0), Handler)
         self.port = self.server.socket.getsockname()[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"timeout": 0.5, "handle_exit": False},
-                                       name="lab-ftp", daemon=True)
+        server, stopping = self.server, threading.Event()
+
+        def serve() -> None:  # the loop and its close in one thread: closing it from another breaks its poll
+            while not stopping.is_set():
+                server.serve_forever(timeout=0.2, blocking=False, handle_exit=False)
+            server.close_all()
+
+        self._stopping = stopping
+        self.thread = threading.Thread(target=serve, name="lab-ftp", daemon=True)
         self.thread.start()
         return True
 
     def stop(self) -> None:
-        """Stop serving."""
+        """Stop serving (waits for the server's thread, at most 10 s)."""
         if self.server is not None:
-            self.server.close_all()
+            self._stopping.set()
+            self.thread.join(timeout=10)
             self.server = None
