@@ -159,13 +159,33 @@ class ConfirmText(_Confirm):
         yield Static(plain(self.text, keep_newlines=True))
 
 
-class ViewAs(ModalScreen[str | None]):
+class _Form(ModalScreen):
+    """A modal of input fields: ``enter`` in any field or the ``yes`` button calls :meth:`_submit` (which
+    dismisses with the answer, or says what is missing); the other button and ``escape`` dismiss with None."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def _submit(self) -> None:
+        raise NotImplementedError
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self._submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "yes":
+            self._submit()
+        else:
+            self.dismiss(None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ViewAs(_Form):
     """Asks whose view to show: a user name (only the owners that user may act for), or empty for all.
 
     Dismisses with the name, ``""`` for every owner, or None when cancelled (nothing changes).
     """
-
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, current: str | None) -> None:
         super().__init__()
@@ -183,23 +203,13 @@ class ViewAs(ModalScreen[str | None]):
                 yield Button("Cancel", id="no")
         yield KeyFooter()
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.dismiss(event.value.strip())
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "yes":
-            self.dismiss(self.query_one("#as-user", Input).value.strip())
-        else:
-            self.dismiss(None)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
+    def _submit(self) -> None:
+        self.dismiss(self.query_one("#as-user", Input).value.strip())
 
 
-class RejectReason(ModalScreen[str | None]):
-    """Asks for the reason of a rejection (required); the upload itself is kept."""
-
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+class RejectReason(_Form):
+    """Asks for the reason of a rejection (required); the upload itself is kept. Dismisses with the reason
+    (str), or None."""
 
     def __init__(self, upload: Upload) -> None:
         super().__init__()
@@ -222,18 +232,6 @@ class RejectReason(ModalScreen[str | None]):
             return
         self.dismiss(reason)
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self._submit()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "yes":
-            self._submit()
-        else:
-            self.dismiss(None)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
 
 @dataclass(frozen=True)
 class DownloadRequest:
@@ -246,12 +244,11 @@ class DownloadRequest:
     sha256: str | None = None
 
 
-class DownloadUrl(ModalScreen[DownloadRequest | None]):
+class DownloadUrl(_Form):
     """Asks for a download: URL (required), owner (prefilled from the selected row), optional file name and
     sha256. Dismisses with a :class:`DownloadRequest`, or None when cancelled. The checks (scheme, host,
     name, sha256) are the backend's: their one error is shown when the download is refused."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
     AUTO_FOCUS = "#dl-url"
 
     def __init__(self, owner: str = "") -> None:
@@ -283,18 +280,6 @@ class DownloadUrl(ModalScreen[DownloadRequest | None]):
             self.notify("a download needs a URL and an owner", severity="warning", markup=False)
             return
         self.dismiss(DownloadRequest(url, owner, self._value("name") or None, self._value("sha256") or None))
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self._submit()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "yes":
-            self._submit()
-        else:
-            self.dismiss(None)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
 
 
 class MessageLog(ModalScreen[None]):
