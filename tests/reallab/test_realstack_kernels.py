@@ -21,6 +21,19 @@ from .test_realstack_locate_cd import upload_settled
 pytestmark = pytest.mark.reallab
 
 
+async def serial_output(console: Path, marker: str, seconds: float = 120) -> str:
+    """The domain's serial console log once it shows ``marker`` and the guest's sshd start (or what it
+    shows after ``seconds``)."""
+    deadline = time.monotonic() + seconds
+    text = ""
+    while time.monotonic() < deadline:
+        text = console.read_text(errors="replace") if console.exists() else ""
+        if marker in text and "reallab: sshd started" in text:
+            break
+        await asyncio.sleep(0.5)
+    return text
+
+
 def boot_xml(name: str, kset, console: Path) -> str:
     """A domain that boots the staged kernel, ramdisk and command line directly (libvirt ``<os>``)."""
     return f"""<domain type='qemu'>
@@ -62,13 +75,7 @@ async def test_staged_kernel_set_boots_a_domain_and_is_kept_while_used(reallab, 
         assert Path(kset.path, "kernel").read_bytes() == kernel and marker in kset.cmdline
         domain = conn.defineXML(boot_xml(name, kset, console))
         domain.create()
-        deadline = time.monotonic() + 120
-        text = ""
-        while time.monotonic() < deadline:
-            text = console.read_text(errors="replace") if console.exists() else ""
-            if marker in text and "reallab: sshd started" in text:
-                break
-            await asyncio.sleep(0.5)
+        text = await serial_output(console, marker)
         # the kernel logs the staged command line, then the staged initramfs's init prints its marker
         assert marker in text and "reallab: sshd started" in text, text[-2000:]
         with pytest.raises(NotApprovable, match=name):
@@ -121,13 +128,7 @@ async def test_uploaded_kernel_and_ramdisk_are_streamed_to_the_dom0_and_boot(rea
         assert not [p for p in Path(kset.path).parent.iterdir() if p.name.startswith(".")]
         domain = conn.defineXML(boot_xml(name, kset, console))
         domain.create()
-        deadline = time.monotonic() + 120
-        text = ""
-        while time.monotonic() < deadline:
-            text = console.read_text(errors="replace") if console.exists() else ""
-            if marker in text and "reallab: sshd started" in text:
-                break
-            await asyncio.sleep(0.5)
+        text = await serial_output(console, marker)
         assert marker in text and "reallab: sshd started" in text, text[-2000:]
         domain.destroy()
         domain.undefine()
