@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import posixpath
 import time
 
 import humanize
@@ -43,17 +44,32 @@ def row_key(upload: Upload) -> str:
     return f"{upload.host}\0{upload.path}"
 
 
+def download_row_key(job) -> str:
+    """The row key of the part file a running download job writes (its upload's row while it downloads)."""
+    return f"{job.host}\0{posixpath.dirname(job.path)}/{job.staging}"
+
+
 def state_cell(u: Upload, job=None) -> Text:
     """The State cell: the state, and for an importing upload its job's phase and progress
-    (``copy ███▌░░░░ 45%``)."""
+    (``copy ███▌░░░░ 45%``); for a file being downloaded its download's (``download ██░░░░░░ 25%``, or
+    the bytes so far when the server announced no length)."""
     text = Text(u.state.value, style=STATE_STYLE.get(u.state, ""))
-    if u.state == UploadState.IMPORTING and job is not None and job.state == "running":
+    if job is None or job.state != "running":
+        return text
+    if job.kind == "download" and u.state == UploadState.WRITING:
+        text = Text("download", style="bold cyan")
+    elif job.kind != "download" and u.state == UploadState.IMPORTING:
         text = Text(job.phase, style="bold cyan")
-        if job.phase == "copy" and job.total_bytes:
+    else:
+        return text
+    if job.phase in ("copy", "download"):
+        if job.total_bytes:
             done = min(1.0, job.done_bytes / job.total_bytes)
             cells = int(done * 8)
             text.append(" " + "█" * cells + "░" * (8 - cells), style="cyan")
             text.append(f" {done * 100:3.0f}%")
+        else:
+            text.append(f" {humanize.naturalsize(job.done_bytes, binary=True)}")
     return text
 
 
@@ -97,6 +113,7 @@ class UploadsScreen(KernelFlow, ForwardWorkerErrors, FilterMixin, SortMixin, Scr
     def __init__(self) -> None:
         super().__init__()
         self.shown: dict[str, tuple] = {}
+        self._downloads: dict = {}  # row key of a part file → its running download job
         self.last_update = (0, 0, 0)  # rows added, updated, removed by the last new snapshot
         self._rows: list[tuple[str, tuple, str]] = []  # (key, cells, filter text), sorted
         self._rows_of = None  # the snapshot _rows were computed from
@@ -137,6 +154,8 @@ class UploadsScreen(KernelFlow, ForwardWorkerErrors, FilterMixin, SortMixin, Scr
         if self._rows_of is snapshot:
             return
         now = time.time()
+        self._downloads = {download_row_key(j): j for j in self.app.jobs.values()
+                           if j.kind == "download" and j.state == "running"}
         rows = [(row_key(u), self._cells(u, now), f"{u.owner}/{u.name} {u.state.value}".lower())
                 for u in sorted(snapshot.uploads, key=lambda u: (u.owner, u.name, u.host))]
         cells = {key: c for key, c, _ in rows}
@@ -155,7 +174,8 @@ class UploadsScreen(KernelFlow, ForwardWorkerErrors, FilterMixin, SortMixin, Scr
     def _cells(self, u: Upload, now: float) -> tuple:
         """The upload's cells, reused from the last snapshot when nothing shown changed; the age is
         recomputed once it may read differently (after a twentieth of it, at least every 10 s)."""
-        job = self.app.jobs.get(u.job) if u.state == UploadState.IMPORTING else None
+        job = (self.app.jobs.get(u.job) if u.state == UploadState.IMPORTING
+               else self._downloads.get(row_key(u)) if u.state == UploadState.WRITING else None)
         inputs = (u.size, u.mtime, u.state, u.reason, u.iso, job and (job.phase, job.done_bytes))
         cached = self._cell_cache.get(row_key(u))
         if cached and cached[0] == inputs and now - cached[1] < max(10.0, (now - u.mtime) / 20):
@@ -190,8 +210,11 @@ class UploadsScreen(KernelFlow, ForwardWorkerErrors, FilterMixin, SortMixin, Scr
         self._shown_for = (snapshot, self.filter_text)
 
     def show_progress(self, job) -> None:
-        """A job moved: redraw its upload's row alone (phase and bar in the State cell)."""
-        key = f"{job.host}\0{job.path}"
+        """A job moved: redraw its upload's row alone (phase and bar in the State cell; a download's on the
+        row of the part file it writes)."""
+        key = download_row_key(job) if job.kind == "download" else f"{job.host}\0{job.path}"
+        if job.kind == "download":
+            self._downloads[key] = job
         u = self._objects.get(key)
         if u is not None:
             cells = upload_cells(u, time.time(), job)

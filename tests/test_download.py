@@ -250,6 +250,7 @@ async def test_hostile_file_names_are_only_data(lab, tmp_path):
 async def test_download_from_the_console_shows_progress_on_the_jobs_screen(lab):
     from screens.jobs import JobView
     from screens.modals import DownloadUrl, ErrorModal
+    from screens.vtable import VirtualTable
     from textual.widgets import Input
     from tui.app import IsoadminApp
 
@@ -267,6 +268,13 @@ async def test_download_from_the_console_shows_progress_on_the_jobs_screen(lab):
             app.screen.query_one("#dl-url", Input).value = lab.web.url("/slow/ipxe.iso")
             app.screen.query_one("#dl-name", Input).focus()
             await pilot.press(*"net boot.iso", "enter")
+            table = app.screen.query_one("#uploads", VirtualTable)
+
+            def part_state() -> str:  # the State cell of the part file being written
+                rows = [table.get_row_at(i) for i in range(table.row_count)]
+                return next((str(r[2]) for r in rows if str(r[1]) == ".net boot.iso.isoadmin-part"), "")
+
+            await wait_for(pilot, lambda: part_state().startswith("download ") and part_state().endswith("%"))
             await pilot.press("2")
 
             def running() -> JobView | None:

@@ -248,6 +248,8 @@ class IsoadminApp(App[int]):
                  f"({'from the cache' if result.cached else 'downloaded'})", title="Downloaded")
 
     def on_job_progress(self, message: JobProgress) -> None:
+        if message.job.kind == "download" and message.job.id not in self.jobs:
+            self.refresh_site()  # its part file is on the image host now: show its row (and its progress)
         self.jobs[message.job.id] = message.job
         if isinstance(self.screen, JobsScreen):
             self.screen.update_job(message.job)
