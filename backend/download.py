@@ -633,21 +633,8 @@ class DownloadJob:
             await self.site.ledger.save(self.job)
 
     async def _keep_lease(self, main: asyncio.Task) -> None:
-        ttl = self.site.config.lease_seconds
-        last_ok = time.monotonic()
-        while True:
-            await asyncio.sleep(ttl / 3)
-            try:
-                if await self.site.ledger.renew(self.job, self.site.holder, ttl):
-                    last_ok = time.monotonic()
-                    continue
-                self.lost = "its lease was taken over by another console"
-            except IsoadminError as exc:
-                if time.monotonic() - last_ok < ttl * 0.8:
-                    continue
-                self.lost = f"its lease could not be renewed: {exc.message}"
-            main.cancel()
-            return
+        self.lost = await self.site.ledger.hold(self.job, self.site.holder, self.site.config.lease_seconds)
+        main.cancel()
 
     async def run(self, command: Command, on_progress: Callable[[int, int | None], None] | None) -> DownloadResult:
         """Run ``command`` (:func:`download_command`) under the job's lease; journal how it ended and release

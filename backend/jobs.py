@@ -203,21 +203,9 @@ class ImportJob:
         """Renew the job's lease every third of its time. When it is taken over, or cannot be renewed for
         most of its time, stop ``main`` (the job then rolls back): another console may be recovering it."""
         ctx = self.ctx
-        last_ok = time.monotonic()
-        while True:
-            await asyncio.sleep(ctx.lease_seconds / 3)
-            try:
-                if await ctx.ledger.renew(self.job, ctx.holder, ctx.lease_seconds):
-                    last_ok = time.monotonic()
-                    continue
-                self.lost = "its lease was taken over by another console"
-            except IsoadminError as exc:
-                if time.monotonic() - last_ok < ctx.lease_seconds * 0.8:
-                    continue
-                self.lost = f"its lease could not be renewed: {exc.message}"
-            if main is not None and not self.ending:
-                main.cancel()
-            return
+        self.lost = await ctx.ledger.hold(self.job, ctx.holder, ctx.lease_seconds)
+        if main is not None and not self.ending:
+            main.cancel()
 
     async def run(self) -> JobRecord:
         """Run every phase under the job's lease (taken by the caller with the upload's lock); return the
@@ -363,9 +351,8 @@ class ImportJob:
                                 f"read back {result.verified} of {job.size} bytes from the disk")
         self.landed = result.landed
         elapsed = time.monotonic() - started
-        self._update(sha256=result.sha256, done_bytes=job.size, verified_bytes=job.size,
-                     rate=job.size / elapsed if elapsed > 0 else 0.0,
-                     verify_rate=job.size / elapsed if elapsed > 0 else 0.0)
+        rate = job.size / elapsed if elapsed > 0 else 0.0  # written and read back in the same pass
+        self._update(sha256=result.sha256, done_bytes=job.size, verified_bytes=job.size, rate=rate, verify_rate=rate)
 
     def _meta(self, **extra) -> dict:
         return volume_meta(self.job, **extra)

@@ -28,6 +28,7 @@ installed. The folder is created 0700 and its files 0600 (``umask 077``).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import secrets
@@ -35,7 +36,7 @@ import time
 from dataclasses import dataclass, field
 
 from .commands import DUMP_SH, SHA256_SH, Command, script
-from .errors import HostError
+from .errors import HostError, IsoadminError
 from .ssh import Host
 from .state import JobRecord
 
@@ -476,6 +477,27 @@ class Ledger:
         if result.exit_status not in (0, 4):
             raise HostError(self.host.name, f"lease renewal failed (exit {result.exit_status})")
         return result.exit_status == 0
+
+    async def hold(self, job: JobRecord, holder: str, ttl: float) -> str:
+        """Renew ``job``'s lease (with its progress as it is then) every third of ``ttl`` seconds until the
+        lease is lost, and say why: taken over by another console, or not renewable (the ledger host
+        unreachable) for 80 % of ``ttl``. Runs until then (callers run it as a task and cancel it).
+
+        Returns:
+            the reason, one line.
+        """
+        last_ok = time.monotonic()
+        while True:
+            await asyncio.sleep(ttl / 3)
+            try:
+                if await self.renew(job, holder, ttl):
+                    last_ok = time.monotonic()
+                    continue
+                return "its lease was taken over by another console"
+            except IsoadminError as exc:
+                if time.monotonic() - last_ok < ttl * 0.8:
+                    continue
+                return f"its lease could not be renewed: {exc.message}"
 
     async def claim(self, job: JobRecord, holder: str, ttl: float) -> bool:
         """Take over a dead job's lease, for its recovery: only when the lease has expired by the ledger
