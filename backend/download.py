@@ -2,19 +2,27 @@
 
 The console never downloads anything itself. It checks the URL (scheme, host allowed by
 ``[image_hosts.NAME] download_hosts``), asks the server for its headers once per redirect with the host's
-``curl`` (never following a redirect itself: each ``Location`` is checked like the URL was), and then runs
+downloader (never following a redirect itself: each ``Location`` is checked like the URL was), and then runs
 one long command on the image host (:data:`DOWNLOAD_SCRIPT`, under ``setsid``) that:
 
-1. creates the owner's ``.NAME.isoadmin-part`` with ``O_EXCL`` (the uploads listing shows it ``writing``);
-2. downloads into the cache's private ``tmp/`` folder (root's), cut off when the server stalls
-   (``--speed-limit 1 --speed-time S``), sends more than it announced, or less;
-3. hashes the bytes (``openssl dgst`` or ``sha256sum``), checks ``--sha256``, stores them in the cache as
-   ``objects/SHA256`` with ``objects/SHA256.meta`` and ``keys/KEY`` (KEY = sha256 of URL, ETag,
-   Last-Modified, size);
-4. copies the cached object into the part file and renames it to ``NAME``.
+1. downloads into the cache's private ``tmp/`` folder (root's), cut off when the server stalls, sends more
+   than it announced, or less, or nothing;
+2. hashes the bytes (``openssl dgst`` or ``sha256sum``), checks ``--sha256``, stores them in the cache as
+   ``objects/SHA256`` with ``objects/SHA256.meta`` (the URL, credentials removed), ``objects/SHA256.owners``
+   (who asked for it) and ``keys/KEY`` (KEY = sha256 of URL, ETag, Last-Modified, size, and of the
+   credentials when there are any);
+3. writes the image into ``UPLOADS_ROOT/.isoadmin/JOB.part``: a folder of the uploads root that only root
+   may enter (an owner's folder is never written in by root through a path the owner controls), gives it
+   to the folder's owner, and moves it into the owner's folder with one ``rename`` that never follows a
+   link and never replaces anything (see docs/security.md).
 
-A later request with the same key, or the same ``--sha256``, by any owner, skips step 2. On any failure the
-part file is removed: nothing half-written is ever left to become ``pending``.
+A later request served from the cache needs the URL itself to answer first, with the same validators:
+a ``--sha256`` alone never serves a file. On any failure the temporary files are removed: nothing
+half-written is ever left in an owner's folder.
+
+Credentials in a URL (``https://user:password@host/…``) are never stored or shown: the URL is kept as
+``https://user:***@host/…`` everywhere (job record, audit log, cache, messages) and the password reaches the
+downloader on its standard input, into a 0600 file only root can read, never on a command line (``ps``).
 """
 
 from __future__ import annotations
@@ -31,7 +39,9 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import asyncssh
 
 from . import hosttools
 from .commands import Command, script
@@ -41,7 +51,7 @@ from .state import JobRecord
 
 #: The schemes a download may use (and a redirect may lead to).
 SCHEMES = ("http", "https", "ftp", "sftp")
-#: Suffix of the file a download writes in the owner's folder until it is complete: ``.NAME`` + this.
+#: Suffix of the row a running download shows in its owner's folder (``.NAME`` + this; :func:`part_name`).
 PART_SUFFIX = ".isoadmin-part"
 MAX_REDIRECTS = 5
 
@@ -61,24 +71,123 @@ class DownloadFailed(IsoadminError):
 
 
 def part_name(name: str) -> str:
-    """The name of ``name``'s file while it downloads (``.NAME.isoadmin-part``)."""
+    """The name of ``name``'s row while it downloads (``.NAME.isoadmin-part``): the Uploads list shows a
+    running download under it, from the ledger (the bytes themselves are in :data:`WORK_DIR`, not in the
+    owner's folder)."""
     return f".{name}{PART_SUFFIX}"
 
 
-def download_target(name: str) -> str | None:
-    """The file name a part file will become, or None when ``name`` is not a part file."""
-    if name.startswith(".") and name.endswith(PART_SUFFIX) and len(name) > len(PART_SUFFIX) + 1:
-        return name[1:-len(PART_SUFFIX)]
-    return None
+@dataclass(frozen=True)
+class Secret:
+    """Credentials taken out of a URL (``user:password@``), percent-decoded. Never stored, logged or shown:
+    :func:`split_url` leaves ``user:***@`` in their place, and they reach the downloader on its stdin."""
+
+    user: str
+    password: str
+
+    def digest(self) -> str:
+        """sha256 (hex) of the credentials: part of a cache key, so only the same credentials share an entry."""
+        return hashlib.sha256(f"{self.user}\0{self.password}".encode()).hexdigest()
+
+    def tool_config(self, tool: str) -> bytes:
+        """The downloader's own configuration text that carries the credentials: a ``curl -K`` file
+        (``user = "USER:PASSWORD"``, curl's quoting) or a GNU Wget ``--config`` file (``user =`` and
+        ``password =`` lines, wgetrc(5)).
+
+        Raises:
+            UrlRefused: the tool cannot take credentials off its command line (BusyBox wget), or they hold
+                what its file format cannot carry.
+        """
+        if tool == "curl":
+            value = f"{self.user}:{self.password}".replace("\\", "\\\\").replace('"', '\\"')
+            return f'user = "{value}"\n'.encode()
+        if tool == "gnu-wget":
+            if any(v != v.strip() or v.startswith("#") for v in (self.user, self.password)):
+                raise UrlRefused("URL refused: GNU Wget cannot take a user name or password that starts or ends "
+                                 "with a blank or starts with #")
+            return f"user = {self.user}\npassword = {self.password}\n".encode()
+        raise UrlRefused("URL refused: this image host downloads with BusyBox wget, which takes a user name and "
+                         "password only on its command line, where every user of the host can read them (ps): "
+                         "not downloaded")
+
+
+def split_url(url: str) -> tuple[str, Secret | None]:
+    """Take the credentials out of a URL.
+
+    Args:
+        url: as given (``https://user:password@host/path``).
+    Returns:
+        (the URL with ``user:***@`` in place of the credentials, or unchanged when it has none; the
+        credentials, or None). The first is what is stored and shown; it is also what is downloaded (the
+        ``***`` is removed by :func:`tool_url`).
+    Raises:
+        UrlRefused: the credentials hold control characters once percent-decoded.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError as exc:
+        raise UrlRefused(f"URL refused: {exc}") from None
+    if "@" not in parts.netloc:
+        return url, None
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    secret = Secret(urllib.parse.unquote(user), urllib.parse.unquote(password))
+    if any(ord(c) < 0x20 or c == "\x7f" for c in secret.user + secret.password):
+        raise UrlRefused("URL refused: its user name or password holds control characters")
+    shown = f"{user}:***@{hostport}" if colon else f"{user}@{hostport}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=shown)), (secret if colon or user else None)
+
+
+def tool_url(url: str) -> str:
+    """The URL as the downloader gets it: without any ``user:***@`` (the credentials go in its config file)."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def _is_address_pattern(pattern: str) -> bool:
+    """True when a ``download_hosts`` pattern names addresses: an IPv4/IPv6 address or network
+    (``127.0.0.1``, ``10.1.0.0/16``, ``::1``) or an IPv4 glob (``127.0.0.*``)."""
+    try:
+        ipaddress.ip_network(pattern, strict=False)
+        return True
+    except ValueError:
+        return re.fullmatch(r"[0-9.*?\[\]!-]+", pattern) is not None and any(c.isdigit() for c in pattern)
+
+
+def host_allowed(host: str, allowed_hosts: tuple[str, ...]) -> bool:
+    """Whether ``download_hosts`` allows ``host`` (lower case, an address or a name).
+
+    An address is allowed by an address pattern that matches it (an address, a network such as
+    ``127.0.0.0/8``, or an IPv4 glob such as ``127.0.0.*``); a name only by a name pattern (``fnmatch``:
+    ``*.example.org``). So ``127.0.0.*`` never allows the name ``127.0.0.1.attacker.example``.
+    """
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        address = None
+    for pattern in (p.lower() for p in allowed_hosts):
+        if _is_address_pattern(pattern):
+            if address is None:
+                continue
+            try:
+                if address in ipaddress.ip_network(pattern, strict=False):
+                    return True
+            except ValueError:
+                if fnmatch.fnmatchcase(str(address), pattern):
+                    return True
+        elif address is None and fnmatch.fnmatchcase(host, pattern):
+            return True
+    return False
 
 
 def check_url(url: str, allowed_hosts: tuple[str, ...], schemes: frozenset[str] | None = None) -> str:
     """Check a URL before anything is sent anywhere.
 
     Args:
-        url: as given by a person, or a server's ``Location``.
-        allowed_hosts: ``download_hosts`` patterns (``fnmatch``, matched against the host name or address,
-            lower case); empty allows none.
+        url: as given by a person, or a server's ``Location`` (credentials, if any, as ``user:***@``).
+        allowed_hosts: ``download_hosts`` patterns (:func:`host_allowed`); empty allows none.
         schemes: the schemes the image host's tools speak (default: :data:`SCHEMES`).
     Returns:
         the URL (unchanged).
@@ -101,7 +210,7 @@ def check_url(url: str, allowed_hosts: tuple[str, ...], schemes: frozenset[str] 
         raise UrlRefused(f"URL refused: the image host cannot download {scheme}:// (it has no tool for it)")
     if not host:
         raise UrlRefused(f"URL refused: no host in {url!r}")
-    if not any(fnmatch.fnmatchcase(host, p.lower()) for p in allowed_hosts):
+    if not host_allowed(host, allowed_hosts):
         try:
             what = f"address {ipaddress.ip_address(host)}"
         except ValueError:
@@ -111,24 +220,35 @@ def check_url(url: str, allowed_hosts: tuple[str, ...], schemes: frozenset[str] 
     return url
 
 
+#: Most bytes a file name may have: the longest name a Linux file system takes (255) less the room the
+#: download's row name needs (:func:`part_name`).
+MAX_NAME_BYTES = 255 - len(PART_SUFFIX) - 1
+
+
 def file_name(url: str, name: str | None) -> str:
     """The upload's file name: ``name``, or the URL's last path segment (percent-decoded).
 
     Raises:
         UrlRefused: no usable name (empty, ``.``/``..``, a ``/``, a leading dot, control characters, over
-            255 bytes).
+            :data:`MAX_NAME_BYTES` bytes).
     """
     if name is None:
         name = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
     if (not name or name in (".", "..") or "/" in name or name.startswith(".") or "\0" in name
-            or any(ord(c) < 0x20 for c in name) or len(name.encode("utf-8", "surrogateescape")) > 255):
+            or any(ord(c) < 0x20 or c == "\x7f" for c in name)):
         raise UrlRefused(f"no usable file name {name!r}: give one with --name")
+    if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+        raise UrlRefused(f"file name too long ({len(name.encode('utf-8', 'surrogateescape'))} bytes; at most "
+                         f"{MAX_NAME_BYTES}): give a shorter one with --name")
     return name
 
 
-def cache_key(url: str, etag: str, last_modified: str, size: int | None) -> str:
-    """The cache key of a download: sha256 of URL, ETag, Last-Modified and size (hex)."""
-    return hashlib.sha256("\0".join((url, etag, last_modified, str(size))).encode()).hexdigest()
+def cache_key(url: str, etag: str, last_modified: str, size: int | None, secret: Secret | None = None) -> str:
+    """The cache key of a download: sha256 of URL (as stored: ``user:***@``), ETag, Last-Modified, size
+    and, when the URL carried credentials, their digest (hex). A request is served from the cache only when
+    its own probe gives the same key."""
+    parts = [url, etag, last_modified, str(size)] + ([secret.digest()] if secret else [])
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
 @dataclass
@@ -147,17 +267,27 @@ class Probe:
     redirects: int = 0
 
 
-#: Read the server's headers without following a redirect. Inputs: URL, timeout (s), tool
-#: (:attr:`~backend.hosttools.Tools.downloader`). GNU Wget and BusyBox print them indented on stderr; BusyBox
-#: wget cannot be kept from following a redirect (its first response is the one read), nor given a timeout
-#: safely (``-T`` crashes BusyBox 1.35 on a stalled server), so ``timeout`` bounds it where the host has one.
+#: Read the server's headers without following a redirect. Inputs: URL (no credentials), timeout (s), tool
+#: (:attr:`~backend.hosttools.Tools.downloader`), ``1`` when stdin carries the tool's credentials file
+#: (:meth:`Secret.tool_config`; kept in a 0600 temporary file while the tool runs). GNU Wget and BusyBox print
+#: the headers indented on stderr; BusyBox wget cannot be kept from following a redirect (its first response is
+#: the one read), nor given a timeout safely (``-T`` crashes BusyBox 1.35 on a stalled server), so ``timeout``
+#: bounds it where the host has one.
 _HEAD = r"""
 export LC_ALL=C
-url=$1 t=$2 tool=$3
+url=$1 t=$2 tool=$3 secret=${4:-}
+cred=/dev/null
+if [ -n "$secret" ]; then
+  cred=$(umask 077 && mktemp) || { echo "cannot keep the credentials" >&2; exit 2; }
+  trap 'rm -f -- "$cred"' EXIT
+  cat > "$cred" || exit 2
+fi
 to=; command -v timeout >/dev/null 2>&1 && to="timeout $t"
 case $tool in
-  curl) exec curl -sS -I -g --proto =http,https,ftp,sftp --max-redirs 0 --connect-timeout "$t" -m "$t" --url "$url" ;;
-  gnu-wget) out=$($to wget -S --spider --max-redirect=0 -t 1 -T "$t" -- "$url" 2>&1 >/dev/null) ;;
+  curl) curl -sS -I -g -K "$cred" --proto =http,https,ftp,sftp --max-redirs 0 --connect-timeout "$t" -m "$t" \
+          --url "$url"; exit ;;
+  gnu-wget) set --; [ -z "$secret" ] || set -- --config="$cred"  # an empty --config file is an error to wget
+    out=$($to wget "$@" -S --spider --max-redirect=0 -t 1 -T "$t" -- "$url" 2>&1 >/dev/null) ;;
   busybox-wget) out=$($to wget -S --spider -- "$url" 2>&1 >/dev/null) ;;
   busybox) out=$($to busybox wget -S --spider -- "$url" 2>&1 >/dev/null) ;;
   *) echo "no downloader" >&2; exit 2 ;;
@@ -169,24 +299,34 @@ exit $rc
 """
 
 
-async def probe(host: Host, url: str, allowed_hosts: tuple[str, ...], timeout: float) -> Probe:
+async def probe(host: Host, url: str, allowed_hosts: tuple[str, ...], timeout: float,
+                secret: Secret | None = None) -> Probe | None:
     """Ask the server for its headers (on the image host: ``curl -I``, ``wget --spider -S``, or ``busybox
     wget --spider -S``, whichever :func:`~backend.hosttools.tools` found), following redirects here, each
-    ``Location`` checked by :func:`check_url` before it is asked. An ``ftp://`` URL is not asked without curl
-    (wget tells no length for it): its length is then unknown.
+    ``Location`` checked by :func:`check_url` before it is asked. Credentials go to the tool on its stdin.
 
+    Args:
+        url: checked, credentials shown as ``user:***@`` (:func:`split_url`). secret: the credentials, or None.
+    Returns:
+        what the server said, or None for an ``ftp://`` URL on a host without curl (wget tells no length
+        for it and cannot be asked without downloading): such a download is never served from the cache.
     Raises:
         UrlRefused: a redirect leads to a scheme or host not allowed. DownloadFailed: the server answered
         with an error, did not answer in ``timeout`` seconds, or redirected too often.
     """
     tools = await hosttools.tools(host)
+    config = secret.tool_config(tools.downloader) if secret else b""
+    origin = same_origin(url)
     redirects = 0
     while True:
         check_url(url, allowed_hosts, tools.schemes())
+        if secret and same_origin(url) != origin:
+            secret, config = None, b""  # credentials never follow a redirect to another server
         if tools.downloader != "curl" and url.lower().startswith("ftp:"):
-            return Probe(url, None, redirects=redirects)  # FTP has no redirects; wget's look at it tells no length
-        result = await host.run(script(_HEAD, "isoadmin-head", url, str(int(max(1, timeout))), tools.downloader),
-                                check=False, timeout=timeout + 30)
+            return None  # FTP has no redirects; wget's look at it tells no length
+        result = await host.run(script(_HEAD, "isoadmin-head", tool_url(url), str(int(max(1, timeout))),
+                                       tools.downloader, "1" if secret else ""),
+                                input=config, check=False, timeout=timeout + 30)
         responses = _responses(result.stdout.decode("latin-1"))
         # curl was told not to follow (its last response is the server's answer); wget may have followed: its
         # first response is the one this URL gave
@@ -197,13 +337,19 @@ async def probe(host: Host, url: str, allowed_hosts: tuple[str, ...], timeout: f
             redirects += 1
             if redirects > MAX_REDIRECTS:
                 raise DownloadFailed(f"{url}: more than {MAX_REDIRECTS} redirects")
-            url = urllib.parse.urljoin(url, headers["location"])
+            url, _ = split_url(urllib.parse.urljoin(url, headers["location"]))
             continue
         if status is not None and status >= 400:
             raise DownloadFailed(f"{url}: the server answered {status}")
         length = headers.get("content-length", "")
         return Probe(url, int(length) if length.isdigit() else None, headers.get("etag", ""),
                      headers.get("last-modified", ""), redirects)
+
+
+def same_origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of a URL: credentials are sent only to the server they were given for."""
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
 
 
 def _responses(text: str) -> list[tuple[int | None, dict[str, str]]]:
@@ -225,35 +371,72 @@ def _responses(text: str) -> list[tuple[int | None, dict[str, str]]]:
     return out
 
 
-#: The long command (see the module docstring). Inputs: mode (``fetch`` or ``cache``), url, owner folder,
-#: name, cache dir, key, expected sha256 ("" for none), announced size ("" for unknown), cap (bytes),
-#: stall seconds, sha tool, cached object ("" unless mode is cache), downloader
-#: (:attr:`~backend.hosttools.Tools.downloader`). Whatever the downloader, the script itself cuts a download
-#: off when its file has not grown for the stall time or has grown over the cap, and checks the length
-#: against the announced one; curl and GNU Wget are also told not to follow redirects, and BusyBox wget
-#: (which always follows them) has its headers shown (``-S``): more than one response fails the download.
+#: Root's own folder in an uploads root, beside the owners' folders (a name starting with a dot is never an
+#: owner's): where a download is written before it is moved into the owner's folder.
+WORK_DIR = ".isoadmin"
+
+#: The long command (see the module docstring). Inputs: mode (``fetch`` or ``cache``), URL (no credentials),
+#: uploads root, owner, name, cache dir, key, expected sha256 ("" for none), announced size ("" for unknown),
+#: cap (bytes), stall seconds, sha tool, cached object ("" unless mode is cache), downloader
+#: (:attr:`~backend.hosttools.Tools.downloader`), job id, ``1`` when stdin carries the downloader's
+#: credentials file (:meth:`Secret.tool_config`), the URL as stored (credentials as ``***``).
+#:
+#: Nothing is written through a path an owner controls: the bytes go to the cache (root's, 0700) and to
+#: ``ROOT/.isoadmin/JOB.part`` (root's, 0700), the file is given to the owner's folder's uid and gid there, and
+#: one ``mv -n -T`` (``rename``, which replaces a link rather than following it, and never a directory) moves
+#: it into the owner's folder, refused when anything is there already. Whatever the downloader, the script
+#: itself cuts a download off when its file has not grown for the stall time or has grown over the cap, checks
+#: the length against the announced one and refuses an empty body; curl and GNU Wget are also told not to
+#: follow redirects, and BusyBox wget (which always follows them) has its headers shown (``-S``): more than
+#: one response fails the download. ``--sha256`` is checked in both modes before anything reaches the owner.
 DOWNLOAD_SCRIPT = r"""
 export LC_ALL=C
-mode=$1 url=$2 dir=$3 name=$4 cache=$5 key=$6 expect=$7 announced=$8 cap=$9
-stall=${10} sha=${11} object=${12} tool=${13:-curl}
+umask 077
+mode=$1 url=$2 root=$3 owner=$4 name=$5 cache=$6 key=$7 expect=$8 announced=$9
+cap=${10} stall=${11} sha=${12} object=${13} tool=${14:-curl} job=${15} secret=${16:-} shown=${17:-$2}
 sha256() { if [ "$sha" = openssl ]; then openssl dgst -sha256 -r; else sha256sum; fi; }
 printf 'pid %s\n' "$$"
-part="$dir/.$name.isoadmin-part" final="$dir/$name"
-fail() { printf 'error %s\n' "$1"; rm -f -- "$part" "${tmp:-}"; exit 1; }
-[ -d "$dir" ] || { printf 'error no folder %s\n' "$dir"; exit 1; }
-[ -e "$final" ] || [ -L "$final" ] && { printf 'error %s exists already\n' "$name"; exit 1; }
+dir=$root/$owner final=$root/$owner/$name work=$root/.isoadmin
+part=$work/$job.part tmp= cred=/dev/null
+fail() {
+  printf 'error %s\n' "$1"
+  rm -f -- "$part"
+  [ -z "$tmp" ] || rm -f -- "$tmp" "$tmp.err"
+  [ "$cred" = /dev/null ] || rm -f -- "$cred"
+  exit 1
+}
+private() {  # $1 is a folder of this user's that no one else may enter, and no link
+  [ -d "$1" ] && [ ! -L "$1" ] && [ "$(stat -c '%u %a' -- "$1")" = "$(id -u) 700" ]
+}
+case $job in ''|*[!0-9a-f]*) printf 'error bad job id\n'; exit 1 ;; esac
+[ -d "$dir" ] && [ ! -L "$dir" ] || { printf 'error no folder %s\n' "$dir"; exit 1; }
+if [ -e "$final" ] || [ -L "$final" ]; then printf 'error %s exists already\n' "$name"; exit 1; fi
+ids=$(stat -c '%u:%g' -- "$dir") || { printf 'error cannot read the owner of %s\n' "$dir"; exit 1; }
+[ -e "$work" ] || [ -L "$work" ] || mkdir -m 700 -- "$work" 2>/dev/null
+private "$work" || { printf 'error %s is not a folder only %s may enter (mode 0700)\n' "$work" "$(id -un)"; exit 1; }
+[ "$(stat -c %d -- "$work")" = "$(stat -c %d -- "$dir")" ] || {
+  printf 'error %s is on another file system than %s\n' "$dir" "$work"; exit 1; }
+if [ ! -e "$cache" ] && [ ! -L "$cache" ]; then
+  (umask 022 && mkdir -p -- "${cache%/*}") && mkdir -m 700 -- "$cache" 2>/dev/null
+fi
+private "$cache" || {
+  printf 'error the cache %s is not a folder only %s may enter (mode 0700); isoadmin never changes a folder it did not create\n' \
+    "$cache" "$(id -un)"; exit 1; }
 mkdir -p -- "$cache/tmp" "$cache/objects" "$cache/keys" || { echo "error cannot create the cache"; exit 1; }
-chmod 700 "$cache" 2>/dev/null
-( set -C; : > "$part" ) 2>/dev/null || { printf 'error %s is already being downloaded\n' "$name"; exit 1; }
-chown --reference="$dir" -- "$part" 2>/dev/null
+: > "$part" || fail "cannot write $part"
 if [ "$mode" = fetch ]; then
-  tmp="$cache/tmp/$$"
+  tmp=$cache/tmp/$job
   : > "$tmp"
+  if [ -n "$secret" ]; then
+    cred=$cache/tmp/$job.cred
+    cat > "$cred" || fail "cannot keep the credentials"
+  fi
   case $tool in
-    curl) curl -sS -g --proto =http,https,ftp,sftp --max-redirs 0 --connect-timeout "$stall" \
+    curl) curl -sS -g -K "$cred" --proto =http,https,ftp,sftp --max-redirs 0 --connect-timeout "$stall" \
             --speed-limit 1 --speed-time "$stall" -f -o "$tmp" --url "$url" 2>"$tmp.err" & ;;
-    gnu-wget) wget -q -t 1 --max-redirect=0 --connect-timeout="$stall" --read-timeout=$((stall + 10)) \
-            -O "$tmp" -- "$url" 2>"$tmp.err" & ;;
+    gnu-wget) set --; [ -z "$secret" ] || set -- --config="$cred"  # an empty --config file is an error to wget
+      wget "$@" -q -t 1 --max-redirect=0 --connect-timeout="$stall" --read-timeout=$((stall + 10)) \
+        -O "$tmp" -- "$url" 2>"$tmp.err" & ;;
     busybox-wget) wget -q -S -O "$tmp" -- "$url" 2>"$tmp.err" & ;;
     busybox) busybox wget -q -S -O "$tmp" -- "$url" 2>"$tmp.err" & ;;
     *) fail "no downloader (curl, wget or busybox wget)" ;;
@@ -263,14 +446,13 @@ if [ "$mode" = fetch ]; then
   while kill -0 "$cpid" 2>/dev/null; do
     n=$(stat -c %s -- "$tmp" 2>/dev/null || echo 0)
     printf '%s bytes\n' "$n" >&2
-    if [ "$n" -gt "$cap" ]; then kill "$cpid"; wait "$cpid"; rm -f "$tmp.err"
-      fail "the server sent more than $cap bytes"; fi
+    if [ "$n" -gt "$cap" ]; then kill "$cpid"; wait "$cpid"; fail "the server sent more than $cap bytes"; fi
     if [ "$n" = "$last" ]; then still=$((still + 1)); else still=0 last=$n; fi
-    if [ "$still" -ge $((stall * 2)) ]; then kill "$cpid"; wait "$cpid"; rm -f "$tmp.err"
-      fail "the server stalled (nothing for $stall s)"; fi
+    if [ "$still" -ge $((stall * 2)) ]; then kill "$cpid"; wait "$cpid"; fail "the server stalled (nothing for $stall s)"; fi
     sleep 0.5
   done
   wait "$cpid"; rc=$?
+  [ "$cred" = /dev/null ] || { rm -f -- "$cred"; cred=/dev/null; }
   err=$(grep -v '^  ' "$tmp.err" | head -c 300)
   answers=$(grep -c '^  HTTP/' "$tmp.err")
   rm -f "$tmp.err"
@@ -286,6 +468,7 @@ if [ "$mode" = fetch ]; then
     *) fail "$tool exit $rc: $err" ;;
   esac
   n=$(stat -c %s -- "$tmp")
+  [ "$n" -gt 0 ] || fail "the server sent no bytes"
   [ "$n" -le "$cap" ] || fail "the server sent more than $cap bytes"
   if [ -n "$announced" ] && [ "$n" != "$announced" ]; then
     fail "the server announced $announced bytes and sent $n"
@@ -293,28 +476,36 @@ if [ "$mode" = fetch ]; then
   digest=$(sha256 < "$tmp"); digest=${digest%% *}
   if [ -n "$expect" ] && [ "$digest" != "$expect" ]; then fail "sha256 mismatch: got $digest"; fi
   mv -f -- "$tmp" "$cache/objects/$digest" || fail "cannot store in the cache"
-  printf 'url %s\nsize %s\ncreated %s\n' "$url" "$n" "$(date +%s)" > "$cache/objects/$digest.meta"
+  tmp=
+  printf 'url %s\nsize %s\ncreated %s\n' "$shown" "$n" "$(date +%s)" > "$cache/objects/$digest.meta"
   printf '%s\n' "$digest" > "$cache/keys/$key"
   object=$digest
   echo "fetched $n"
 else
+  case $object in ''|*[!0-9a-f]*) fail "bad cache object" ;; esac
   [ -f "$cache/objects/$object" ] || fail "the cache lost $object"
+  if [ -n "$expect" ] && [ "$object" != "$expect" ]; then fail "sha256 mismatch: got $object"; fi
   echo >> "$cache/objects/$object.hits"
   echo "cached $object"
   printf 'size %s\n' "$(stat -c %s -- "$cache/objects/$object")"
 fi
-dd if="$cache/objects/$object" bs=4M status=none >> "$part" || fail "cannot write $part"
+printf '%s\n' "$owner" >> "$cache/objects/$object.owners"
+dd if="$cache/objects/$object" of="$part" bs=4M conv=fsync status=none || fail "cannot write $part"
+chown -- "$ids" "$part" && chmod 644 "$part" || fail "cannot give $part to the owner of $dir"
 [ -z "$key" ] || printf '%s\n' "$object" > "$cache/keys/$key"
-mv -f -- "$part" "$final" || fail "cannot rename $part"
+mv -n -T -- "$part" "$final" 2>/dev/null
+if [ -e "$part" ]; then
+  if [ -e "$final" ] || [ -L "$final" ]; then fail "$name exists already"; fi
+  fail "cannot move the file into $dir"
+fi
 printf 'sha256 %s\n' "$object"
 """
 
 _LOOKUP = r"""
-cache=$1 key=$2 sha=$3
-if [ -n "$sha" ] && [ -f "$cache/objects/$sha" ]; then echo "hit $sha"; exit 0; fi
+cache=$1 key=$2
 if [ -n "$key" ] && [ -f "$cache/keys/$key" ]; then
   o=$(head -n 1 "$cache/keys/$key")
-  case $o in *[!0-9a-f]*|'') ;; *) [ -f "$cache/objects/$o" ] && { echo "hit $o"; exit 0; } ;; esac
+  case $o in *[!0-9a-f]*|'') ;; *) [ -f "$cache/objects/$o" ] && { echo "hit $o $(stat -c %s -- "$cache/objects/$o")"; exit 0; } ;; esac
 fi
 echo miss
 """
@@ -330,6 +521,7 @@ for f in "$cache"/objects/*.meta; do
   hits=0; [ -f "$o.hits" ] && hits=$(wc -l < "$o.hits")
   printf 'entry %s %s %s %s %s\n' "${o##*/}" "$(stat -c %s -- "$o")" "$(date -r "$f" +%s)" "$hits" \
     "$(sed -n 's/^url //p' "$f" | head -n 1)"
+  [ ! -f "$o.owners" ] || sort -u -- "$o.owners" | sed 's/^/owner /'
 done
 """
 
@@ -337,7 +529,7 @@ _REMOVE = r"""
 cache=$1; shift
 for o in "$@"; do
   case $o in *[!0-9a-f]*|'') continue ;; esac
-  rm -f -- "$cache/objects/$o" "$cache/objects/$o.meta" "$cache/objects/$o.hits"
+  rm -f -- "$cache/objects/$o" "$cache/objects/$o.meta" "$cache/objects/$o.hits" "$cache/objects/$o.owners"
   grep -lx -- "$o" "$cache"/keys/* 2>/dev/null | while read -r k; do rm -f -- "$k"; done
 done
 """
@@ -350,7 +542,8 @@ class CacheEntry:
     Attributes:
         host: the image host. sha256: the image's digest (its name in the cache). size: bytes.
         created: epoch seconds (image host's clock). age: seconds. hits: requests served from it.
-        url: the URL it was downloaded from.
+        url: the URL it was downloaded from (credentials shown as ``***``). owners: the owners it was
+        downloaded for (in an owner view, only the ones that view may see).
     """
 
     host: str
@@ -360,21 +553,28 @@ class CacheEntry:
     age: float
     hits: int
     url: str
+    owners: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         """The entry as JSON (``cache --json``)."""
         return dict(self.__dict__)
 
 
-async def lookup(host: Host, cache: str, key: str, sha256: str) -> str:
-    """The cached object for ``key`` or ``sha256`` on ``host``, or "".
+async def lookup(host: Host, cache: str, key: str) -> tuple[str, int | None]:
+    """The cached object for ``key`` (:func:`cache_key`) on ``host``.
 
+    Returns:
+        (its sha256, its size in bytes), or ("", None) when nothing is cached under ``key``.
     Raises:
         HostError: the host is unreachable.
     """
-    result = await host.run(script(_LOOKUP, "isoadmin-cache-lookup", cache, key, sha256), check=False)
-    word, _, rest = result.stdout.decode("ascii", "replace").strip().partition(" ")
-    return rest if word == "hit" and re.fullmatch(r"[0-9a-f]{64}", rest) else ""
+    if not key:
+        return "", None
+    result = await host.run(script(_LOOKUP, "isoadmin-cache-lookup", cache, key), check=False)
+    words = result.stdout.decode("ascii", "replace").split()
+    if len(words) == 3 and words[0] == "hit" and re.fullmatch(r"[0-9a-f]{64}", words[1]) and words[2].isdigit():
+        return words[1], int(words[2])
+    return "", None
 
 
 async def list_cache(host: Host, cache: str) -> list[CacheEntry]:
@@ -385,7 +585,7 @@ async def list_cache(host: Host, cache: str) -> list[CacheEntry]:
     """
     result = await host.run(script(_LIST, "isoadmin-cache-list", cache), check=False)
     now, entries = time.time(), []
-    for line in result.stdout.decode("utf-8", "replace").splitlines():
+    for line in result.stdout.decode("utf-8", "surrogateescape").splitlines():
         word, _, rest = line.partition(" ")
         if word == "now" and rest.isdigit():
             now = float(rest)
@@ -394,6 +594,8 @@ async def list_cache(host: Host, cache: str) -> list[CacheEntry]:
             if len(f) == 5 and f[1].isdigit() and f[2].isdigit() and f[3].strip().isdigit():
                 entries.append(CacheEntry(host.name, f[0], int(f[1]), float(f[2]), now - float(f[2]),
                                           int(f[3]), f[4]))
+        elif word == "owner" and entries and rest:
+            entries[-1].owners.append(rest)
     return entries
 
 
@@ -406,22 +608,26 @@ async def remove_from_cache(host: Host, cache: str, digests: list[str]) -> None:
     await host.run(script(_REMOVE, "isoadmin-cache-remove", cache, *digests, mutating=True))
 
 
-def download_command(mode: str, url: str, folder: str, name: str, cache: str, key: str, expect: str,
-                     announced: int | None, cap: int, stall: float, sha: str, cached: str = "",
-                     tool: str = "curl") -> Command:
+def download_command(mode: str, url: str, root: str, owner: str, name: str, cache: str, key: str, expect: str,
+                     announced: int | None, cap: int, stall: float, sha: str, job: str, cached: str = "",
+                     tool: str = "curl", secret: bool = False) -> Command:
     """The download's long command (:data:`DOWNLOAD_SCRIPT` under ``setsid``; every input an argument).
 
     Args:
         mode: ``fetch`` (download into the cache first) or ``cache`` (copy ``cached`` from it).
-        url: checked by :func:`check_url`. folder: the owner's folder. name: the file name. cache: the
-        cache dir. key: :func:`cache_key`. expect: sha256 hex or "". announced: bytes or None. cap: most
-        bytes accepted. stall: seconds without a byte before the download is cut off. sha: ``openssl`` or
-        ``sha256sum``. cached: the cached object's sha256 (mode ``cache``). tool: the downloader,
-        :attr:`~backend.hosttools.Tools.downloader` (``curl``, ``gnu-wget``, ``busybox-wget``, ``busybox``).
+        url: checked by :func:`check_url`, as stored (credentials as ``user:***@``; the downloader gets it
+        without them). root: the image host's uploads root. owner: the owner (its folder's name). name: the
+        file name. cache: the cache dir. key: :func:`cache_key`. expect: sha256 hex or "". announced: bytes or
+        None. cap: most bytes accepted. stall: seconds without a byte before the download is cut off. sha:
+        ``openssl`` or ``sha256sum``. job: the job id (names its temporary files). cached: the cached object's
+        sha256 (mode ``cache``). tool: the downloader, :attr:`~backend.hosttools.Tools.downloader` (``curl``,
+        ``gnu-wget``, ``busybox-wget``, ``busybox``). secret: the command's stdin carries the downloader's
+        credentials file (:meth:`Secret.tool_config`).
     """
-    return Command(("setsid", "sh", "-c", DOWNLOAD_SCRIPT, "isoadmin-download", mode, url, folder, name, cache,
-                    key, expect, "" if announced is None else str(announced), str(cap), str(int(max(1, stall))),
-                    sha, cached, tool), mutating=True, label="download")
+    return Command(("setsid", "sh", "-c", DOWNLOAD_SCRIPT, "isoadmin-download", mode, tool_url(url), root, owner,
+                    name, cache, key, expect, "" if announced is None else str(announced), str(cap),
+                    str(int(max(1, stall))), sha, cached, tool, job, "1" if secret else "", url),
+                   mutating=True, label="download")
 
 
 @dataclass
@@ -440,13 +646,21 @@ class DownloadResult:
 
 
 async def run_download(host: Host, command: Command, on_progress: Callable[[int], None] | None = None,
-                       on_pid: Callable[[int], None] | None = None) -> DownloadResult:
+                       on_pid: Callable[[int], None] | None = None, secret: bytes = b"") -> DownloadResult:
     """Run :func:`download_command` to its end, reporting bytes downloaded (about twice a second).
 
+    Args:
+        secret: the downloader's credentials file (:meth:`Secret.tool_config`), sent on the command's stdin.
     Raises:
         HostError: the connection dropped (the command is then stopped by its PID by the caller).
     """
     proc = await host.start(command)
+    try:
+        if secret:
+            proc.stdin.write(secret)
+        proc.stdin.write_eof()
+    except (OSError, asyncssh.Error):
+        pass  # the command ended already: its output says why
     out = bytearray()
 
     async def pump_err() -> None:
@@ -491,13 +705,20 @@ async def download_url(site, url: str, owner: str, name: str | None = None, sha2
                        listener: Callable[[JobRecord], None] | None = None) -> DownloadResult:
     """Have the owner's image host download ``url`` into the owner's folder, through its cache.
 
-    The URL and each redirect are checked (:func:`check_url`), the server's headers read (:func:`probe`),
-    the cache asked by ``sha256`` and by :func:`cache_key`; on a miss, a length announced over what the
-    owner's quota leaves is refused before anything is downloaded. Start, end and failure are audited
-    (``download-url``). The upload then shows as ``writing`` until complete, then ``pending``.
+    The URL and each redirect are checked (:func:`check_url`) and the server's headers read (:func:`probe`):
+    the URL must answer, every time, for this request. The cache is asked by :func:`cache_key` (the URL as
+    it answered now, its ETag, Last-Modified and length, and its credentials); ``sha256`` only checks what is
+    served, fetched or cached, and a mismatch leaves nothing. The owner's quota is checked before anything
+    is downloaded, against a fresh listing of every dom0 plus the owner's downloads: the ones running (each
+    reserves its announced length, or its cap, on the ledger) and the downloaded files not imported yet; the
+    check is made again once this download's reservation is on the ledger, so downloads started at once from
+    several consoles cannot together exceed the quota. Start, end and failure are audited (``download-url``).
+    The download shows in the owner's folder as ``.NAME.isoadmin-part`` (``writing``) while it runs, then as
+    ``NAME`` (``pending``).
 
     Args:
-        site: a refreshed :class:`~backend.site.Site`. url: http, https, ftp or sftp. owner: an owner folder.
+        site: a refreshed :class:`~backend.site.Site`. url: http, https, ftp or sftp; credentials in it
+        (``user:password@``) are never stored or shown (:func:`split_url`). owner: an owner folder.
         name: the file name (default: the URL's last path segment). sha256: the expected digest (hex), or
         None. on_progress: ``(bytes downloaded, bytes announced or None)``, about twice a second.
         listener: told about the download's job record (a copy) as it moves (about twice a second) and
@@ -506,21 +727,23 @@ async def download_url(site, url: str, owner: str, name: str | None = None, sha2
     Returns:
         the result (``error`` is "" on success; the CLI also raises).
     Raises:
-        ReadOnlyError: a read-only session (audited). NotFound: no such owner. UrlRefused, DownloadFailed,
-        QuotaExceeded (nothing downloaded), HostError.
+        UsageError: ``sha256`` is not 64 hex digits. ReadOnlyError: a read-only session (audited). NotFound: no
+        such owner. UrlRefused, DownloadFailed, QuotaExceeded (nothing downloaded), HostError.
     """
-    from .errors import NotFound, QuotaExceeded
-    from .quota import usage
+    from .errors import NotFound, QuotaExceeded, UsageError
 
-    name = file_name(url, name)
+    public, secret = split_url(url)
+    name = file_name(public, name)
     target = f"{owner}/{name}"
+    if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
+        raise UsageError(f"--sha256: expected 64 hex digits, got {sha256!r}")
     await site.refuse_if_read_only("download-url", target)
-    if sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", sha256.lower()):
-        raise UrlRefused(f"--sha256: expected 64 hex digits, got {sha256!r}")
     expect = (sha256 or "").lower()
     who = site.owners.get(owner)
     if who is None or not site.may_act_for(owner):
         raise NotFound(f"no owner folder {owner!r} on any image host")
+    if any(ord(c) < 0x20 or c == "\x7f" for c in owner):
+        raise UrlRefused(f"owner {owner!r}: a folder name with control characters is not downloaded into")
     ih = site.config.image_hosts[who.host]
     host = site.hosts[who.host]
     folder = f"{ih.uploads_root}/{owner}"
@@ -529,66 +752,95 @@ async def download_url(site, url: str, owner: str, name: str | None = None, sha2
     tools = await hosttools.tools(host)
     if not tools.downloader:
         raise DownloadFailed(f"{who.host} has neither curl nor wget nor busybox wget: it cannot download")
-    check_url(url, ih.download_hosts, tools.schemes())
+    check_url(public, ih.download_hosts, tools.schemes())
+    if secret:
+        secret.tool_config(tools.downloader)  # refuses credentials this downloader cannot take off its command line
     cfg = site.config
 
     async def refused(error: IsoadminError) -> None:
-        await site.audit.record("download-url", target, "failed", f"{url}: {error.message}", who.host)
+        if secret and secret.password:
+            error.message = error.message.replace(secret.password, "***")
+            error.args = (error.message,)
+        await site.audit.record("download-url", target, "failed", f"{public}: {error.message}", who.host)
         raise error
 
-    cached = await lookup(host, ih.cache_dir, "", expect) if expect else ""
-    info = Probe(url, None)
-    key = ""
-    if not cached:
-        try:
-            info = await probe(host, url, ih.download_hosts, cfg.download_stall_seconds)
-        except (UrlRefused, DownloadFailed) as exc:
-            await refused(exc)
-        key = cache_key(info.url, info.etag, info.last_modified, info.size)
-        cached = await lookup(host, ih.cache_dir, key, "")
-    quota = usage(cfg, owner, site.snapshot.volumes)
-    room = quota.quota - quota.used if quota.quota else None
-    if not cached and room is not None and (room <= 0 or (info.size is not None and info.size > room)):
-        await refused(QuotaExceeded(
-            f"{url} announces {'no length' if info.size is None else f'{info.size} bytes'}; {owner}'s quota leaves {max(room, 0)} "
-            f"({quota.used} of {quota.quota} used): not downloaded"))
-    cap = info.size if info.size is not None else min(cfg.download_max_bytes, room if room is not None else cfg.download_max_bytes)
-    command = download_command("cache" if cached else "fetch", info.url, folder, name, ih.cache_dir,
-                               key, expect, info.size, max(cap, 0), cfg.download_stall_seconds, tools.sha, cached,
-                               tools.downloader)
+    info: Probe | None = None
     try:
-        job = await _journal(site, who.host, owner, folder, name, info)
+        info = await probe(host, public, ih.download_hosts, cfg.download_stall_seconds, secret)
+    except (UrlRefused, DownloadFailed) as exc:
+        await refused(exc)
+    if secret and info is not None and same_origin(info.url) != same_origin(public):
+        secret = None  # redirected to another server: the credentials stay with the one they were given for
+    key = cache_key(info.url, info.etag, info.last_modified, info.size, secret) if info else ""
+    cached, cached_size = await lookup(host, ih.cache_dir, key)
+    info = info or Probe(public, None)
+    size = cached_size if cached else info.size
+    room = await _room(site, owner)
+    if room is not None and (room <= 0 or (size is not None and size > room)):
+        await refused(QuotaExceeded(
+            f"{public} announces {'no length' if size is None else f'{size} bytes'}; {owner}'s quota leaves "
+            f"{max(room, 0)} bytes (counting the downloads not imported yet): not downloaded"))
+    cap = size if size is not None else min(cfg.download_max_bytes, room if room is not None else cfg.download_max_bytes)
+    try:
+        job = await _journal(site, who.host, owner, folder, name, info, max(cap, 0))
     except UrlRefused as exc:
         await refused(exc)
     runner = DownloadJob(site, job, host, ih.cache_dir, listener)
+    await site.read_books()
+    room = await _room(site, owner, mine=job.id)
+    if room is not None and job.alloc > room:
+        await runner._end("failed", "over quota: other downloads of this owner started at the same time")
+        await refused(QuotaExceeded(f"{owner}'s quota leaves {max(room, 0)} bytes once the downloads running now "
+                                    f"are counted; this one needs {job.alloc}: not downloaded"))
+    command = download_command("cache" if cached else "fetch", info.url, ih.uploads_root, owner, name,
+                               ih.cache_dir, key, expect, info.size, job.alloc, cfg.download_stall_seconds,
+                               tools.sha, job.id, cached, tools.downloader, secret is not None)
     try:
         await site.audit.record("download-url", target, "started",
-                                f"{url} (from the cache)" if cached else url, who.host)
+                                f"{public} (from the cache)" if cached else public, who.host)
     except IsoadminError as exc:
         await runner._end("failed", f"the audit log could not be written: {exc.message}")
         raise
-    result = await runner.run(command, on_progress)
+    result = await runner.run(command, on_progress, secret.tool_config(tools.downloader) if secret else b"")
     if result.error:
-        await refused(DownloadFailed(f"{url}: {result.error}; nothing was kept"))
-    if expect and result.sha256 != expect:
-        await refused(DownloadFailed(f"{url}: sha256 mismatch ({result.sha256} ≠ {expect})"))
+        await refused(DownloadFailed(f"{public}: {result.error}; nothing was kept"))
     await site.audit.record("download-url", target, "done",
-                            f"{url} sha256 {result.sha256}" + (" (from the cache)" if result.cached else ""), who.host)
+                            f"{public} sha256 {result.sha256}" + (" (from the cache)" if result.cached else ""), who.host)
     return result
 
 
-async def _journal(site, host: str, owner: str, folder: str, name: str, info: Probe) -> JobRecord:
+async def _room(site, owner: str, mine: str = "") -> int | None:
+    """Bytes ``owner``'s quota leaves for a download (None: no quota): the quota less a fresh listing of every
+    dom0's volumes of the owner and the owner's downloads (:func:`~backend.quota.downloads_held`, from the
+    ledger as last read), job ``mine`` left out.
+
+    Raises:
+        HostError: a dom0 or the ledger cannot be read (the quota cannot be checked).
+    """
+    from .quota import downloads_held, usage
+
+    u = usage(site.config, owner, await site.all_volumes())
+    if not u.quota:
+        return None
+    held = downloads_held(owner, [j for j in site.jobs() if j.id != mine], site.snapshot.uploads)
+    return u.quota - u.used - held
+
+
+async def _journal(site, host: str, owner: str, folder: str, name: str, info: Probe, reserve: int) -> JobRecord:
     """Put a download's job record, its lease and its lock (on the file it becomes) on the site's ledger.
 
+    Args:
+        reserve: bytes the download may bring (its announced length, or its cap): kept as the record's
+            ``alloc``, they count against the owner's quota while it runs.
     Raises:
         UrlRefused: another console's download of the same file holds the lock. HostError: the ledger is down.
     """
     now = time.time()
     job = JobRecord(id=uuid.uuid4().hex[:12], serial="", owner=owner, upload=name, host=host,
                     path=f"{folder}/{name}", size=info.size or 0, mtime=0.0, inode=0, dom0="", domain="",
-                    staging=part_name(name), final=name, alloc=0, approver=site.approver, created=now, updated=now,
-                    phase="download", total_bytes=info.size or 0, console=f"{site.approver}:{os.getpid()}",
-                    kind="download", url=info.url)
+                    staging=part_name(name), final=name, alloc=reserve, approver=site.approver, created=now,
+                    updated=now, phase="download", total_bytes=info.size or 0,
+                    console=f"{site.approver}:{os.getpid()}", kind="download", url=info.url)
     holder = await site.ledger.acquire(job, site.holder, site.config.lease_seconds)
     if holder is not None:
         held, _, about = holder.partition(" ")
@@ -636,10 +888,14 @@ class DownloadJob:
         self.lost = await self.site.ledger.hold(self.job, self.site.holder, self.site.config.lease_seconds)
         main.cancel()
 
-    async def run(self, command: Command, on_progress: Callable[[int, int | None], None] | None) -> DownloadResult:
+    async def run(self, command: Command, on_progress: Callable[[int, int | None], None] | None,
+                  secret: bytes = b"") -> DownloadResult:
         """Run ``command`` (:func:`download_command`) under the job's lease; journal how it ended and release
         the lease and the lock. A download stopped (the console quits, the lease is lost) is stopped on the
-        image host by its PID and its part file removed.
+        image host by its PID and its temporary files removed.
+
+        Args:
+            secret: the downloader's credentials file, for the command's stdin (:func:`run_download`).
 
         Returns:
             the result. Raises: asyncio.CancelledError (stopped by this console, after the cleanup),
@@ -664,7 +920,7 @@ class DownloadJob:
         keeper = asyncio.get_running_loop().create_task(self._keep_lease(asyncio.current_task()))
         result: DownloadResult | None = None
         try:
-            result = await run_download(self.host, command, progress, pid)
+            result = await run_download(self.host, command, progress, pid, secret)
         except asyncio.CancelledError:
             keeper.cancel()
             await asyncio.shield(self._stop())
@@ -689,9 +945,10 @@ class DownloadJob:
 
     async def _stop(self) -> None:
         """Stop the download on the image host (by its PID, or found by its command line when the PID has
-        not arrived yet) and remove its part file."""
+        not arrived yet) and remove its temporary files."""
         with contextlib.suppress(IsoadminError, OSError):
-            await self.host.run(stop_command(self.job.copy_pid, self.job.path, self.cache), check=False)
+            await self.host.run(stop_command(self.job, self.site.config.image_hosts[self.job.host].uploads_root,
+                                             self.cache), check=False)
 
     async def _end(self, state: str, error: str) -> None:
         job = self.job
@@ -706,30 +963,34 @@ class DownloadJob:
         self._tell()
 
 
-def stop_command(pid: int, path: str, cache: str) -> Command:
-    """Stop download ``pid`` (its process group, when its command line is still this file's download) and
-    remove what it left: the part file of ``path`` (the file it would become) and its temporary file in the
-    cache. With ``pid`` 0 (its console died before journaling it) the download of ``path`` is looked for
-    among the host's processes (``/proc/*/cmdline``: ``isoadmin-download`` with its folder and name, the
-    leader of its process group). Prints ``final`` when ``path`` exists and no part file does (the download
-    had completed), else ``removed``; before it, ``stopped PID`` when a download was stopped.
+def stop_command(job: JobRecord, root: str, cache: str) -> Command:
+    """Stop download ``job`` (its process group, when its command line is still this job's download) and
+    remove what it left: its file in the uploads root's :data:`WORK_DIR` and its temporary files in the cache
+    (and, from an older version, its part file in the owner's folder). With no PID journaled (its console
+    died first) the download is looked for among the host's processes (``/proc/*/cmdline``:
+    ``isoadmin-download`` with the job's id, the leader of its process group). Prints ``final`` when the file
+    the job was to become exists and nothing of the job is left (the download had completed), else
+    ``removed``; before it, ``stopped PID`` when a download was stopped.
+
+    Args:
+        job: the download's record. root: its image host's uploads root. cache: its cache dir.
     """
-    folder, _, name = path.rpartition("/")
-    return script(_STOP, "isoadmin-download-stop", str(pid), f"{folder}/{part_name(name)}", path, cache,
-                  mutating=True)
+    folder, _, name = job.path.rpartition("/")
+    return script(_STOP, "isoadmin-download-stop", str(job.copy_pid), job.id, f"{root}/{WORK_DIR}/{job.id}.part",
+                  job.path, f"{folder}/{part_name(name)}", cache, mutating=True)
 
 
 async def recover_download(site, job: JobRecord) -> JobRecord:
     """Finish a download whose console died (the caller claimed its expired lease): stop the download's
-    process group on the image host if it still runs, remove the part file and the temporary file; the job
-    is ``done`` when the file was complete already, else ``failed``. The lease and the lock are released.
+    process group on the image host if it still runs, remove its temporary files; the job is ``done`` when
+    the file was complete already, else ``failed``. The lease and the lock are released.
 
     Returns:
         the journaled record. Raises: HostError (the image host or the ledger is down; the job stays
         ``running`` and a later recovery retries).
     """
     ih = site.config.image_hosts[job.host]
-    result = await site.hosts[job.host].run(stop_command(job.copy_pid, job.path, ih.cache_dir))
+    result = await site.hosts[job.host].run(stop_command(job, ih.uploads_root, ih.cache_dir))
     words = result.stdout.decode("ascii", "replace").split()
     complete, stopped = "final" in words, "stopped" in words
     job = JobRecord.from_json(job.to_json())
@@ -739,21 +1000,20 @@ async def recover_download(site, job: JobRecord) -> JobRecord:
     else:
         job.state = "failed"
         job.error = f"its console stopped during the download; stopped by {who}"
-        job.rollback = "download stopped, part file removed" if stopped else "part file removed"
+        job.rollback = "download stopped, temporary files removed" if stopped else "temporary files removed"
     job.copy_pid, job.updated = 0, time.time()
     await site.ledger.release(job)
     return job
 
 
 _STOP = r"""
-pid=$1 part=$2 final=$3 cache=$4
-folder=${final%/*} name=${final##*/}
+pid=$1 job=$2 part=$3 final=$4 legacy=$5 cache=$6
 case $pid in ''|0|*[!0-9]*) pid= ;; esac
-is_download() {  # $1 runs this file's download: isoadmin-download with its folder and name as arguments
+case $job in ''|*[!0-9a-f]*) echo "bad job id" >&2; exit 2 ;; esac
+is_download() {  # $1 runs this job's download: isoadmin-download with the job's id as an argument
   [ -r "/proc/$1/cmdline" ] || return 1
   args=$(tr '\0' '\n' < "/proc/$1/cmdline" 2>/dev/null) || return 1
-  printf '%s\n' "$args" | grep -qx isoadmin-download && printf '%s\n' "$args" | grep -Fqx -- "$folder" \
-    && printf '%s\n' "$args" | grep -Fqx -- "$name"
+  printf '%s\n' "$args" | grep -qx isoadmin-download && printf '%s\n' "$args" | grep -qx -- "$job"
 }
 if [ -z "$pid" ]; then  # not journaled (its console died first): look for it
   for d in /proc/[0-9]*; do
@@ -770,15 +1030,18 @@ if [ -n "$pid" ] && is_download "$pid"; then
   kill -KILL "-$pid" 2>/dev/null
   echo "stopped $pid"
 fi
-[ -n "$pid" ] && rm -f -- "$cache/tmp/$pid" "$cache/tmp/$pid.err"
+rm -f -- "$cache/tmp/$job" "$cache/tmp/$job.err" "$cache/tmp/$job.cred"
 if [ -e "$part" ]; then rm -f -- "$part"; echo removed
+elif [ -f "$legacy" ] && [ ! -L "$legacy" ]; then rm -f -- "$legacy"; echo removed
 elif [ -e "$final" ]; then echo final
 else echo removed; fi
 """
 
 
 async def cache_list(site) -> list[CacheEntry]:
-    """Every downloads cache entry of every image host that is up.
+    """Every downloads cache entry of every image host; in an owner view (``--as USER``) only the entries
+    downloaded for an owner USER may act for, each naming only those owners: one owner learns nothing of
+    another's downloads from the cache's listing.
 
     Raises:
         HostError: an image host is unreachable.
@@ -786,12 +1049,16 @@ async def cache_list(site) -> list[CacheEntry]:
     out: list[CacheEntry] = []
     for name, ih in site.config.image_hosts.items():
         out += await list_cache(site.hosts[name], ih.cache_dir)
+    if site.as_user is not None:
+        for e in out:
+            e.owners = [o for o in e.owners if site.may_act_for(o)]
+        out = [e for e in out if e.owners]
     return out
 
 
 async def cache_gc(site, apply: bool) -> list[CacheEntry]:
-    """The cache entries older than ``cache_days`` (every image host); with ``apply`` they are removed
-    (audited, one entry per image host).
+    """The cache entries older than ``cache_days`` (every image host; in an owner view, the view's entries
+    only: :func:`cache_list`); with ``apply`` they are removed (audited, one entry per image host).
 
     Returns:
         the entries found (removed when ``apply``).

@@ -13,13 +13,16 @@ It serves the files of one folder under these paths (``NAME`` is a file name in 
 * ``/more/NAME`` — HEAD announces the length; GET sends the file plus 1 MiB with no length, then closes;
 * ``/get-redirect/NAME`` — HEAD answers as ``/iso/NAME``; GET redirects (``302``) to ``/iso/NAME``;
 * ``/slow/NAME`` — the file, :data:`SLOW_CHUNK` bytes every 0.1 s (a download that takes a while, for
-  progress and for a console killed in the middle of one).
+  progress and for a console killed in the middle of one);
+* ``/auth/NAME`` — as ``/iso/NAME`` with HTTP Basic authentication (RFC 7617) as :data:`AUTH`, else ``401``;
+* ``/empty/NAME`` — ``200`` with an empty body (``Content-Length: 0``).
 
 Every request is logged (:attr:`LabWeb.log`: ``(method, path)``), so a test can count downloads.
 """
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import hashlib
 import http.server
@@ -29,6 +32,8 @@ from pathlib import Path
 
 #: bytes ``/slow/NAME`` sends every 0.1 s (320 KiB/s)
 SLOW_CHUNK = 32 * 1024
+#: the user name and password ``/auth/NAME`` asks for
+AUTH = ("lab", "lab-Pa55:w0rd \"q\"")
 
 
 class LabWeb:
@@ -89,6 +94,19 @@ class LabWeb:
                     return
                 if kind == "redirect" or (kind == "get-redirect" and not head):
                     return self.redirect(f"/iso/{name}")
+                if kind == "auth":
+                    want = "Basic " + base64.b64encode(f"{AUTH[0]}:{AUTH[1]}".encode()).decode()
+                    if self.headers.get("Authorization") != want:
+                        self.send_response(401)
+                        self.send_header("WWW-Authenticate", 'Basic realm="lab"')
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                if kind == "empty":
+                    self.send_response(200)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 data = path.read_bytes()
                 st = path.stat()
                 more = kind == "more" and not head
@@ -112,7 +130,7 @@ class LabWeb:
                         self.wfile.write(data[:len(data) // 2])
                     elif kind == "more":
                         self.wfile.write(data + bytes(1 << 20))
-                    elif kind == "iso":
+                    elif kind in ("iso", "auth"):
                         self.wfile.write(data)
                     elif kind == "slow":
                         for at in range(0, len(data), SLOW_CHUNK):

@@ -77,6 +77,32 @@ def owner_summary(config, owners: dict, uploads: list, volumes: list[Volume]) ->
             for name in sorted(owners)]
 
 
+def downloads_held(owner: str, jobs: list, uploads: list) -> int:
+    """Bytes ``owner``'s downloads hold outside the volumes: a running download's reservation (its announced
+    length, or its cap: the job record's ``alloc``) and the file of a finished download that is still in the
+    owner's folder and not imported (not ``available`` or ``importing``: then its volume counts instead).
+
+    Args:
+        jobs: :class:`~backend.state.JobRecord` of the site (every kind; others are skipped).
+        uploads: :class:`~backend.models.Upload` of the last listing.
+    Returns:
+        bytes.
+    """
+    listed = {(u.host, u.path): u for u in uploads if u.owner == owner}
+    held, counted = 0, set()
+    for j in jobs:
+        if j.kind != "download" or j.owner != owner:
+            continue
+        if j.state == "running":
+            held += j.alloc or j.total_bytes
+        elif j.state == "done" and (j.host, j.path) not in counted:
+            u = listed.get((j.host, j.path))
+            if u is not None and u.state.value not in ("available", "importing"):
+                counted.add((j.host, j.path))
+                held += u.size
+    return held
+
+
 def check(config, owner: str, volumes: list[Volume], adding: int) -> Usage:
     """Raise :class:`QuotaExceeded` when ``adding`` bytes would put ``owner`` over quota.
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import imagehost, quota
-from .download import download_target, recover_download
+from .download import WORK_DIR, part_name, recover_download
 from .commands import Command
 from .audit import AuditLog
 from .config import SiteConfig
@@ -213,6 +213,7 @@ class Site:
 
     def _finish(self, snap: Snapshot) -> None:
         self._assign_states(snap)
+        snap.uploads.extend(self._download_rows(snap))
         if self.as_user is not None:
             snap.uploads = [u for u in snap.uploads if u.owner and self.may_act_for(u.owner)]
             snap.volumes = [v for v in snap.volumes if v.owner and self.may_act_for(v.owner)]
@@ -298,7 +299,7 @@ class Site:
         for owner in [k for k, o in self.owners.items() if o.host == host]:
             del self.owners[owner]
         for e in listing.entries:
-            if e.depth == 1 and e.kind == "directory":
+            if e.depth == 1 and e.kind == "directory" and not e.rel.startswith("."):
                 members = {e.rel} | listing.groups.get(e.group, set()) | set(self.config.owners.get(e.rel, ()))
                 self.owners[e.rel] = Owner(e.rel, host, e.group, members)
 
@@ -314,18 +315,19 @@ class Site:
         settle = self.config.settle_seconds
         uploads = []
         for e in entries:
-            if e.depth == 1 and e.kind == "directory":
+            if e.rel == WORK_DIR or e.rel.startswith(WORK_DIR + "/"):
+                continue  # root's own folder beside the owners' (downloads being written)
+            if e.depth == 1 and e.kind == "directory" and not e.rel.startswith("."):
                 continue  # an owner folder
             owner, _, name = e.rel.partition("/") if e.depth == 2 else ("", "", e.rel)
+            if owner.startswith("."):
+                owner, name = "", e.rel  # a folder whose name starts with a dot is no owner's
             u = Upload(host, owner, name, f"{root}/{e.rel}", e.kind, e.size, e.mtime, e.inode, e.nlink)
             key = (host, u.path)
             seen = self._seen.get(key)
             self._seen[key] = (e.size, e.mtime)
-            downloading = e.depth == 2 and e.kind == "file" and download_target(name) is not None
-            u.reason = "being downloaded" if downloading else _refusal(u, e)
-            if downloading:
-                u.state = UploadState.WRITING
-            elif u.reason:
+            u.reason = _refusal(u, e)
+            if u.reason:
                 u.state = UploadState.REFUSED
             elif (seen is not None and seen != (e.size, e.mtime)) or host_now - e.mtime < settle:
                 u.state = UploadState.WRITING
@@ -408,6 +410,21 @@ class Site:
         status.latency = time.monotonic() - started
         status.checked = time.time()
         return status
+
+    def _download_rows(self, snap: Snapshot) -> list[Upload]:
+        """A row for each running download of the site (any console's, from the ledger): its part name
+        (:func:`~backend.download.part_name`) in the owner's folder, ``writing``, "being downloaded", with the
+        bytes done so far. The bytes themselves are in root's own folder until complete (never in the owner's)."""
+        listed = {(u.host, u.path) for u in snap.uploads}
+        rows = []
+        for j in snap.jobs:
+            if j.kind != "download" or j.state != "running" or (j.host, j.path) in listed:
+                continue
+            folder = j.path.rpartition("/")[0]
+            rows.append(Upload(j.host, j.owner, part_name(j.upload), f"{folder}/{part_name(j.upload)}", "file",
+                               j.done_bytes, j.updated or j.created, 0, 1, state=UploadState.WRITING,
+                               reason="being downloaded", job=j.id))
+        return rows
 
     def _assign_states(self, snap: Snapshot) -> None:
         by_source: dict[tuple[str, str], list[Volume]] = {}
@@ -813,8 +830,10 @@ class Site:
 
 
 def _refusal(u: Upload, e: imagehost.Entry) -> str:
-    if e.depth == 1:
-        return "not inside an owner folder"
+    if e.depth == 1 and e.kind == "directory":
+        return "a folder whose name starts with a dot is not an owner's folder"
+    if e.depth == 1 or not u.owner:
+        return "not inside an owner folder (a folder whose name starts with a dot is no owner's)"
     if u.kind == "symlink":
         return f"symlink to {e.target}: never followed or opened"
     if u.kind != "file":
