@@ -7,15 +7,19 @@ from __future__ import annotations
 import json
 import os
 import time
+import unicodedata
 
 from backend.isoinfo import SECTOR
 from backend.lab import make_iso
 from backend.site import Site
-from backend.text import is_printable, printable
+from backend.text import HIDDEN_RANGES, is_printable, printable
+from screens.owners import OwnersScreen
+from screens.vtable import VirtualTable
 from textual.widgets import DataTable
 from tui.app import IsoadminApp
 
 from .conftest import cli
+from .test_tui import wait_for
 
 ESCAPES = {
     "clear.iso": "\x1b[2Jclear.iso",                 # ESC [2J: clear the screen
@@ -35,6 +39,61 @@ def test_printable_escapes_what_acts_on_a_terminal():
     assert printable(None) == "" and printable(3) == "3"
     for s in ("\x1b", "\x00", "\x9b", "\u202e", "\udcff"):
         assert not is_printable(s) and is_printable(printable(s))
+
+
+def test_zero_width_characters_are_shown_escaped():
+    assert printable("al\u200bice") == "al\\u200bice"
+    assert printable("a\u200cb\u200dc\u2060d\u180ee") == "a\\u200cb\\u200dc\\u2060d\\u180ee"
+    assert printable("\u2061\u2062\u2063\u2064\u206a\u206f") == "\\u2061\\u2062\\u2063\\u2064\\u206a\\u206f"
+    assert printable("al\u200bice") != printable("alice") and not is_printable("al\u200bice")
+
+
+def test_line_and_paragraph_separators_are_escaped():
+    assert printable("a\u2028b\u2029c\x85d") == "a\\u2028b\\u2029c\\x85d"
+    assert printable("a\u2028b\nc", keep_newlines=True) == "a\\u2028b\nc"  # only \n is ever kept
+    assert not is_printable("\u2028") and not is_printable("\u2029") and is_printable("a\nb")
+
+
+def test_byte_order_mark_is_escaped():
+    assert printable("\ufeffalice") == "\\ufeffalice"
+
+
+def test_soft_hyphen_grapheme_joiner_and_blank_fillers_are_escaped():
+    assert printable("ali\xadce") == "ali\\xadce"
+    assert printable("ali\u034fce") == "ali\\u034fce"
+    # Hangul fillers and the braille blank are drawn as blanks: "alice" + one of them looks like "alice"
+    for blank in ("\u115f", "\u1160", "\u3164", "\uffa0", "\u2800"):
+        assert printable("alice" + blank) == f"alice\\u{ord(blank):04x}", blank
+
+
+def test_interlinear_annotation_and_other_format_controls_are_escaped():
+    assert printable("\ufff9a\ufffab\ufffb") == "\\ufff9a\\ufffab\\ufffb"
+    assert printable("\u0600\u06dd\u070f\U000110bd\U0001d173") == "\\u0600\\u06dd\\u070f\\U000110bd\\U0001d173"
+
+
+def test_tag_characters_and_variation_selectors_are_escaped():
+    # tags spell hidden ASCII ("\U000e0041" is a tag A); variation selectors draw nothing after a plain letter
+    assert printable("alice\U000e0041\U000e007f") == "alice\\U000e0041\\U000e007f"
+    assert printable("alice\ufe0f") == "alice\\ufe0f" and printable("alice\U000e0100") == "alice\\U000e0100"
+    assert printable("a\u180bb") == "a\\u180bb"
+
+
+def test_every_control_format_separator_and_surrogate_code_point_is_escaped():
+    """Every code point whose Unicode general category (``unicodedata``) is Cc, Cf, Zl, Zp or Cs, tested
+    one by one: fails when a newer Unicode adds one outside :data:`backend.text.HIDDEN_RANGES`."""
+    missed = [hex(c) for c in range(0x110000)
+              if unicodedata.category(chr(c)) in ("Cc", "Cf", "Zl", "Zp", "Cs") and is_printable(chr(c), False)]
+    assert missed == []
+    for lo, hi in HIDDEN_RANGES:
+        for c in (lo, hi):
+            shown = printable(chr(c))
+            assert shown.startswith("\\") and is_printable(shown, False) and shown != chr(c), hex(c)
+
+
+def test_visible_text_is_left_as_it_is():
+    visible = ("[/] ünïcödé ＩＳＯ 全角 한국어 नमस्ते مرحبا עברית \\ back\\slash — … ✓ "
+               "\U0001f600 \U0001f1eb\U0001f1f7 \U00020000 \U0001d11e")
+    assert printable(visible) == visible and is_printable(visible, False)
 
 
 def iso_with_volume_id(volume_id: bytes) -> bytes:
@@ -126,3 +185,29 @@ async def audit_screen_rows(lab) -> list[list[str]]:
         rows = [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
     await site.close()
     return rows
+
+
+
+async def test_an_owner_name_with_a_zero_width_space_is_shown_escaped(lab):
+    spoof = "al\u200bice"  # looks exactly like "alice" when shown raw
+    put(lab, spoof, "ipxe.iso", make_iso("SPOOF", {"README.TXT;1": b"x\n"}))
+    for command in ("owners", "uploads"):
+        r = await cli(command, config=lab.config_path)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, (command, r.stderr)
+        clean(r.stdout)
+        owners = {line.split("\t")[0] for line in r.stdout.splitlines()[1:]}
+        assert {"alice", "al\\u200bice"} <= owners, (command, owners)
+    r = await cli("owners", "--json", config=lab.config_path)
+    assert spoof in {o["name"] for o in json.loads(r.stdout)}
+
+    site = Site(lab.config)
+    app = IsoadminApp(site, lab=lab)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await wait_for(pilot, lambda: app.refreshes > 0)
+        await pilot.press("6")
+        await wait_for(pilot, lambda: isinstance(app.screen, OwnersScreen))
+        table = app.screen.query_one("#owners", VirtualTable)
+        await wait_for(pilot, lambda: table.row_count == 4)
+        shown = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
+    await site.close()
+    assert "al\\u200bice" in shown and "alice" in shown and spoof not in shown
