@@ -19,10 +19,12 @@ as ``\\x1b``, ``\\u202e``, ``\\u200b`` or ``\\xff`` are:
 A backslash is left as it is. The result is then shown as plain text, never parsed as markup (the CLI and
 the TUI pass ``rich.text.Text`` objects or ``markup=False``).
 
-``--json`` keeps the exact strings: JSON escapes them itself.
+:func:`csv_cell` adds the spreadsheet rule for ``catalog --csv``. ``--json`` keeps the exact strings: JSON
+escapes them itself.
 
 Sources: general categories, Unicode Standard Annex #44 and ``unicodedata``; Default_Ignorable_Code_Point,
-Unicode ``DerivedCoreProperties.txt``.
+Unicode ``DerivedCoreProperties.txt``; formula prefixes, OWASP "CSV Injection"
+(https://owasp.org/www-community/attacks/CSV_Injection).
 """
 
 from __future__ import annotations
@@ -129,4 +131,27 @@ def is_printable(text: str, keep_newlines: bool = True) -> bool:
     return not any(_hidden(ord(m.group())) for m in pattern.finditer(text))
 
 
-__all__ = ["printable", "is_printable", "HIDDEN_RANGES"]
+#: A cell starting with one of these is a formula (or becomes one) in a spreadsheet: OWASP "CSV Injection".
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> str:
+    """One CSV cell under the display rule and safe to open in a spreadsheet.
+
+    The value goes through :func:`printable` (newlines escaped too, as in the tables); then a cell that
+    starts with ``=``, ``+``, ``-``, ``@``, TAB or CR gets a leading ``'``, so that a spreadsheet reads it as
+    text rather than a formula (OWASP "CSV Injection",
+    https://owasp.org/www-community/attacks/CSV_Injection). A leading TAB or CR never gets that far: the
+    display rule has made it ``\\x09`` or ``\\x0d``. The ``csv`` module then quotes the cell when it holds a
+    delimiter or a quote, doubling its quotes.
+
+    Args:
+        value: any object; None gives ``""``, other non-strings their ``str()`` (as the ``csv`` module writes them).
+    Returns:
+        the cell's text: equal to ``str(value)`` when that has no hidden character and no formula prefix.
+    """
+    cell = printable(value)
+    return "'" + cell if cell.startswith(FORMULA_PREFIXES) else cell
+
+
+__all__ = ["printable", "is_printable", "csv_cell", "HIDDEN_RANGES", "FORMULA_PREFIXES"]

@@ -4,6 +4,8 @@ exact. The CLI runs as a separate process against a real lab; the console throug
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import time
@@ -12,7 +14,7 @@ import unicodedata
 from backend.isoinfo import SECTOR
 from backend.lab import make_iso
 from backend.site import Site
-from backend.text import HIDDEN_RANGES, is_printable, printable
+from backend.text import HIDDEN_RANGES, csv_cell, is_printable, printable
 from screens.owners import OwnersScreen
 from screens.vtable import VirtualTable
 from textual.widgets import DataTable
@@ -94,6 +96,21 @@ def test_visible_text_is_left_as_it_is():
     visible = ("[/] ünïcödé ＩＳＯ 全角 한국어 नमस्ते مرحبا עברית \\ back\\slash — … ✓ "
                "\U0001f600 \U0001f1eb\U0001f1f7 \U00020000 \U0001d11e")
     assert printable(visible) == visible and is_printable(visible, False)
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_get_a_leading_quote():
+    # OWASP "CSV Injection": =, +, -, @, TAB and CR start a formula
+    for cell in ('=HYPERLINK("http://e.vil/","x")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(1+1)"):
+        assert csv_cell(cell) == "'" + cell
+    assert csv_cell("\tx") == "\\x09x" and csv_cell("\r=1") == "\\x0d=1"  # escaped first: no longer a prefix
+    for cell in ("debian-12.iso", "a=b", "x-1", "'quoted", " =1", "", "ünïcödé"):
+        assert csv_cell(cell) == cell
+    assert csv_cell(None) == "" and csv_cell(2097152) == "2097152" and csv_cell(True) == "True"
+
+
+def test_csv_cells_follow_the_display_rule():
+    assert csv_cell("\x1b]52;c;aWQK\x07") == "\\x1b]52;c;aWQK\\x07"
+    assert csv_cell("a\nb\u200bc") == "a\\x0ab\\u200bc"
 
 
 def iso_with_volume_id(volume_id: bytes) -> bytes:
@@ -186,6 +203,37 @@ async def audit_screen_rows(lab) -> list[list[str]]:
     await site.close()
     return rows
 
+
+OSC52 = b"\x1b]52;c;aWQK\x07\x1b[2J\x07"           # set the clipboard to "id\n", clear the screen, bell
+HYPERLINK = b'=HYPERLINK("http://e.vil/","x")'     # a formula in a spreadsheet
+
+
+async def test_catalog_csv_holds_no_control_character_and_no_formula_cell(lab):
+    put(lab, "alice", "osc52.iso", iso_with_volume_id(OSC52))
+    put(lab, "alice", "=1+cmd|'calc'!A0.iso", iso_with_volume_id(HYPERLINK))
+    put(lab, "bob", "@SUM(1+1).iso", iso_with_volume_id(b"+1+1"))
+    site = Site(lab.config)
+    await site.refresh()
+    for key in ("alice/osc52.iso", "alice/=1+cmd|'calc'!A0.iso", "bob/@SUM(1+1).iso"):
+        await site.approve(await site.plan(key))
+    await site.close()
+
+    r = await cli("catalog", "--csv", config=lab.config_path)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert is_printable(r.stdout.replace("\r\n", "\n")), repr(r.stdout)  # CRLF ends each CSV record
+    rows = list(csv.DictReader(io.StringIO(r.stdout, newline="")))
+    assert len(rows) == 3
+    for row in rows:
+        for name, cell in row.items():
+            assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), (name, cell)
+    shown = {row["upload"]: row["volume_id"] for row in rows}
+    assert shown == {"osc52.iso": "\\x1b]52;c;aWQK\\x07\\x1b[2J\\x07",
+                     "'=1+cmd|'calc'!A0.iso": "'" + HYPERLINK.decode(),
+                     "'@SUM(1+1).iso": "'+1+1"}
+
+    exact = json.loads((await cli("catalog", "--json", config=lab.config_path)).stdout)
+    assert {row["upload"]: row["volume_id"] for row in exact} == {  # --json keeps the exact strings
+        "osc52.iso": OSC52.decode(), "=1+cmd|'calc'!A0.iso": HYPERLINK.decode(), "@SUM(1+1).iso": "+1+1"}
 
 
 async def test_an_owner_name_with_a_zero_width_space_is_shown_escaped(lab):
