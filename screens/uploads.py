@@ -25,7 +25,7 @@ from .kernels import KernelFlow
 from .keys import bindings
 from .modals import (ConfirmApprove, ConfirmNonIso, ConfirmText, Details, DownloadRequest, DownloadUrl, RejectReason,
                      iso_rows, when)
-from .plain import printable
+from .plain import plain, printable
 from .vtable import VirtualTable
 from .workers import ForwardWorkerErrors
 
@@ -80,7 +80,7 @@ def upload_cells(u: Upload, now: float, job=None) -> tuple:
     elif u.iso.is_iso9660:
         vid, boot = printable(u.iso.volume_id), "yes" if u.iso.bootable else "no"
     else:
-        vid, boot = Text(u.iso.summary, style="italic"), "mbr" if u.iso.hybrid_mbr else "—"
+        vid, boot = plain(u.iso.summary, style="italic"), "mbr" if u.iso.hybrid_mbr else "—"
     return (printable(u.owner), printable(u.name), state_cell(u, job), humanize.naturalsize(u.size, binary=True),
             humanize.naturaltime(max(0.0, now - u.mtime)), vid, boot)
 

@@ -11,13 +11,19 @@ import os
 import time
 import unicodedata
 
-from backend.isoinfo import SECTOR
+from backend.isoinfo import SECTOR, inspect_header
+from backend.kernels import KernelEntry
 from backend.lab import make_iso
+from backend.models import Upload
 from backend.site import Site
 from backend.text import HIDDEN_RANGES, csv_cell, is_printable, printable
+from screens.cdrom import PickDomain
+from screens.kernels import PickKernel, entry_text
 from screens.owners import OwnersScreen
+from screens.uploads import upload_cells
 from screens.vtable import VirtualTable
-from textual.widgets import DataTable
+from textual.app import App
+from textual.widgets import DataTable, Label, OptionList
 from tui.app import IsoadminApp
 
 from .conftest import cli
@@ -259,3 +265,61 @@ async def test_an_owner_name_with_a_zero_width_space_is_shown_escaped(lab):
         shown = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
     await site.close()
     assert "al\\u200bice" in shown and "alice" in shown and spoof not in shown
+
+
+# ---------------------------------------------------------------------- the console's other places
+
+HOSTILE = "\x1b]0;owned\x07\u200bx\u202e"
+HOSTILE_SHOWN = "\\x1b]0;owned\\x07\\u200bx\\u202e"
+
+
+def kernel_header(version: bytes) -> bytes:
+    """The first bytes of an x86 kernel image (Documentation/arch/x86/boot.rst: 0xAA55 at 0x1FE, "HdrS" at
+    0x202, protocol 2.15, the kernel_version pointer at 0x20E) whose version string is ``version``."""
+    data = bytearray(0x1000)
+    data[0x1FE:0x200] = b"\x55\xaa"
+    data[0x202:0x206] = b"HdrS"
+    data[0x206:0x208] = bytes([15, 2])
+    data[0x20E:0x210] = (0x400 - 0x200).to_bytes(2, "little")
+    data[0x400:0x400 + len(version) + 1] = version + b"\0"
+    return bytes(data)
+
+
+def test_an_uploaded_kernels_version_string_is_shown_escaped_on_the_uploads_screen():
+    facts = inspect_header(kernel_header(HOSTILE.encode("ascii", "ignore") + b" (lab) #1 SMP"), 4096)
+    assert facts.content == "linux-kernel" and facts.kernel_version.startswith("\x1b]0;owned\x07")
+    u = Upload("imagehost", "alice", "vmlinuz", "/x/alice/vmlinuz", "file", 4096, 0.0, 1, 1, facts)
+    volume_id = upload_cells(u, time.time())[5]
+    assert str(volume_id) == "Linux kernel \\x1b]0;owned\\x07x", str(volume_id)
+
+
+def test_kernel_entries_are_shown_escaped():
+    entry = KernelEntry(1, HOSTILE, "/install/" + HOSTILE, "/initrd\u2028", "quiet " + HOSTILE, "/isolinux/" + HOSTILE,
+                        1 << 20, 1 << 21)
+    shown = str(entry_text(entry))
+    assert is_printable(shown) and shown.count(HOSTILE_SHOWN) == 4 and "/initrd\\u2028" in shown
+
+
+class Host(App):
+    """A bare app that shows one modal screen."""
+
+    def __init__(self, screen) -> None:
+        super().__init__()
+        self.modal = screen
+
+    def on_mount(self) -> None:
+        self.push_screen(self.modal)
+
+
+async def test_the_insert_cd_and_kernel_dialogs_show_names_escaped():
+    entry = KernelEntry(1, HOSTILE, "/vmlinuz", "", "", "/isolinux/isolinux.cfg", 1, 0)
+    for screen in (PickDomain(f"Insert dom0-a:cd ({HOSTILE}) into", [HOSTILE, "vm1"]),
+                   PickKernel(f"Kernels of alice/{HOSTILE}", [entry])):
+        app = Host(screen)
+        async with app.run_test(size=(120, 30)) as pilot:
+            await wait_for(pilot, lambda: app.screen is screen)
+            title = str(screen.query_one(".dialog-title", Label).content)
+            options = screen.query_one(OptionList)
+            prompts = [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
+        assert HOSTILE_SHOWN in title and is_printable(title), title
+        assert HOSTILE_SHOWN in prompts[0] and all(is_printable(p) for p in prompts), prompts
