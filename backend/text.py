@@ -118,7 +118,8 @@ def printable(value: object, keep_newlines: bool = False) -> str:
 
 def is_printable(text: str, keep_newlines: bool = True) -> bool:
     """True when ``text`` holds nothing :func:`printable` would escape (``\\n`` allowed unless
-    ``keep_newlines`` is False). Used by the tests on what reached stdout.
+    ``keep_newlines`` is False). Used by the tests on what reached stdout, and where a value cannot be
+    escaped (an input box's initial value).
 
     Args:
         text: the text to look at. keep_newlines: whether ``\\n`` is allowed.

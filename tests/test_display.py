@@ -18,12 +18,13 @@ from backend.models import Upload
 from backend.site import Site
 from backend.text import HIDDEN_RANGES, csv_cell, is_printable, printable
 from screens.cdrom import PickDomain
+from screens.modals import DownloadUrl
 from screens.kernels import PickKernel, entry_text
 from screens.owners import OwnersScreen
-from screens.uploads import upload_cells
+from screens.uploads import UploadsScreen, upload_cells
 from screens.vtable import VirtualTable
 from textual.app import App
-from textual.widgets import DataTable, Label, OptionList
+from textual.widgets import DataTable, Input, Label, OptionList
 from tui.app import IsoadminApp
 
 from .conftest import cli
@@ -263,8 +264,23 @@ async def test_an_owner_name_with_a_zero_width_space_is_shown_escaped(lab):
         table = app.screen.query_one("#owners", VirtualTable)
         await wait_for(pilot, lambda: table.row_count == 4)
         shown = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
+        assert "al\\u200bice" in shown and "alice" in shown and spoof not in shown
+        await pilot.press(*["down"] * shown.index("al\\u200bice"), "enter")  # its uploads: the filter as shown
+        await wait_for(pilot, lambda: isinstance(app.screen, UploadsScreen))
+        uploads = app.screen.query_one("#uploads", VirtualTable)
+        await wait_for(pilot, lambda: uploads.row_count == 1)
+        assert app.screen.query_one("#filter", Input).value == "al\\u200bice/"
+        assert [str(c) for c in uploads.get_row_at(0)[:2]] == ["al\\u200bice", "ipxe.iso"]
     await site.close()
-    assert "al\\u200bice" in shown and "alice" in shown and spoof not in shown
+
+
+async def test_the_download_dialog_never_prefills_an_owner_name_it_would_show_raw():
+    for owner, prefilled in (("alice", "alice"), ("al\u200bice", ""), ("\x1b[2Jbob", "")):
+        screen = DownloadUrl(owner)
+        app = Host(screen)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: app.screen is screen)
+            assert screen.query_one("#dl-owner", Input).value == prefilled, owner
 
 
 # ---------------------------------------------------------------------- the console's other places
