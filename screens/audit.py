@@ -20,7 +20,7 @@ from backend.errors import IsoadminError
 from .filtering import FilterMixin
 from .footer import KeyFooter
 from .keys import bindings
-from .plain import plain
+from .plain import plain, printable
 
 COLUMNS = ("time", "who", "action", "target", "host", "outcome", "reason")
 OUTCOME_STYLE = {"done": "green", "started": "cyan", "failed": "bold red", "refused": "magenta"}
@@ -88,7 +88,7 @@ class AuditScreen(FilterMixin, Screen):
         for e in reversed(self.entries):
             row = (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.time)), e.who, e.action, e.target, e.host,
                    e.outcome, e.reason)
-            if text and text not in " ".join(row).lower():
+            if text and text not in printable(" ".join(row)).lower():  # the filter matches what is shown
                 continue
             table.add_row(*map(plain, row[:5]), plain(e.outcome, style=OUTCOME_STYLE.get(e.outcome, "")),
                           plain(row[6]))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -10,12 +9,15 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, OptionList, Static
 from textual.widgets.option_list import Option
 
+from .plain import plain
+
 
 class PickDomain(ModalScreen[str | None]):
     """A list of domain names; dismisses with the one chosen (``enter``), or None (``escape``).
 
     Args:
-        title: the dialog's title (plain text, never markup). domains: the names offered.
+        title: the dialog's title. domains: the names offered. Both are shown under the display rule
+        (:func:`screens.plain.plain`).
     """
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
@@ -27,8 +29,8 @@ class PickDomain(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(Text(self.title_text), classes="dialog-title")
-            yield OptionList(*(Option(Text(d), id=str(i)) for i, d in enumerate(self.domains)), id="domains")
+            yield Label(plain(self.title_text), classes="dialog-title")
+            yield OptionList(*(Option(plain(d), id=str(i)) for i, d in enumerate(self.domains)), id="domains")
             yield Static("enter inserts the CD into that VM's CD-ROM drive · escape cancels", classes="hint")
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:

@@ -17,14 +17,17 @@ from backend import kernels
 from backend.errors import IsoadminError
 from backend.kernels import KernelEntry
 
+from .plain import plain, printable
+
 
 def entry_text(e: KernelEntry) -> Text:
-    """One entry as plain text (labels and command lines come from the ISO: never markup)."""
-    text = Text(f"{e.number}. {e.label}\n", style="bold")
-    text.append(f"   {e.kernel} ({humanize.naturalsize(e.kernel_size, binary=True)})")
+    """One entry as plain text: labels, paths and command lines come from the ISO, so they are never markup
+    and go through the display rule (:func:`backend.text.printable`)."""
+    text = Text(f"{e.number}. {printable(e.label)}\n", style="bold")
+    text.append(f"   {printable(e.kernel)} ({humanize.naturalsize(e.kernel_size, binary=True)})")
     if e.ramdisk:
-        text.append(f" + {e.ramdisk} ({humanize.naturalsize(e.ramdisk_size, binary=True)})")
-    text.append(f"\n   {e.cmdline or '(no command line)'}  ·  from {e.source}", style="dim")
+        text.append(f" + {printable(e.ramdisk)} ({humanize.naturalsize(e.ramdisk_size, binary=True)})")
+    text.append(f"\n   {printable(e.cmdline) or '(no command line)'}  ·  from {printable(e.source)}", style="dim")
     return text
 
 
@@ -32,7 +35,7 @@ class PickKernel(ModalScreen[int | None]):
     """The kernel entries of an ISO; dismisses with the chosen entry's number, or None (``escape``).
 
     Args:
-        title: the dialog's title (plain text). entries: from :func:`backend.kernels.kernels`.
+        title: the dialog's title (shown under the display rule). entries: from :func:`backend.kernels.kernels`.
     """
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
@@ -44,7 +47,7 @@ class PickKernel(ModalScreen[int | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(Text(self.title_text), classes="dialog-title")
+            yield Label(plain(self.title_text), classes="dialog-title")
             yield OptionList(*(Option(entry_text(e), id=str(e.number)) for e in self.entries), id="kernels")
             yield Static("enter stages that kernel and ramdisk on the dom0 · escape cancels", classes="hint")
 

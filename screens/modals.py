@@ -19,6 +19,7 @@ from textual.widgets import Button, Input, Label, Static
 
 from backend.models import Upload
 from backend.site import ImportPlan
+from backend.text import is_printable
 
 from .footer import KeyFooter
 from .keys import KEYS, display
@@ -245,15 +246,16 @@ class DownloadRequest:
 
 
 class DownloadUrl(_Form):
-    """Asks for a download: URL (required), owner (prefilled from the selected row), optional file name and
-    sha256. Dismisses with a :class:`DownloadRequest`, or None when cancelled. The checks (scheme, host,
-    name, sha256) are the backend's: their one error is shown when the download is refused."""
+    """Asks for a download: URL (required), owner (prefilled from the selected row, unless the display rule
+    would escape it: an input box shows its value raw), optional file name and sha256. Dismisses with a
+    :class:`DownloadRequest`, or None when cancelled. The checks (scheme, host, name, sha256) are the
+    backend's: their one error is shown when the download is refused."""
 
     AUTO_FOCUS = "#dl-url"
 
     def __init__(self, owner: str = "") -> None:
         super().__init__()
-        self.owner = owner
+        self.owner = owner if is_printable(owner, keep_newlines=False) else ""
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):

@@ -14,7 +14,7 @@ from backend import quota
 
 from .footer import KeyFooter
 from .keys import bindings
-from .plain import plain
+from .plain import plain, printable
 from .vtable import VirtualTable
 
 COLUMNS = {"owner": "Owner", "group": "Group", "may act": "May act", "quota": "Quota", "pending": "Pending",
@@ -84,4 +84,4 @@ class OwnersScreen(Screen):
         screen = self.app.screen
         box = screen.query_one(Input)
         box.display = True
-        box.value = f"{owner}/"  # the Uploads filter matches OWNER/FILE
+        box.value = f"{printable(owner)}/"  # the Uploads filter matches OWNER/FILE as shown

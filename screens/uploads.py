@@ -25,7 +25,7 @@ from .kernels import KernelFlow
 from .keys import bindings
 from .modals import (ConfirmApprove, ConfirmNonIso, ConfirmText, Details, DownloadRequest, DownloadUrl, RejectReason,
                      iso_rows, when)
-from .plain import printable
+from .plain import plain, printable
 from .vtable import VirtualTable
 from .workers import ForwardWorkerErrors
 
@@ -80,7 +80,7 @@ def upload_cells(u: Upload, now: float, job=None) -> tuple:
     elif u.iso.is_iso9660:
         vid, boot = printable(u.iso.volume_id), "yes" if u.iso.bootable else "no"
     else:
-        vid, boot = Text(u.iso.summary, style="italic"), "mbr" if u.iso.hybrid_mbr else "—"
+        vid, boot = plain(u.iso.summary, style="italic"), "mbr" if u.iso.hybrid_mbr else "—"
     return (printable(u.owner), printable(u.name), state_cell(u, job), humanize.naturalsize(u.size, binary=True),
             humanize.naturaltime(max(0.0, now - u.mtime)), vid, boot)
 
@@ -156,8 +156,10 @@ class UploadsScreen(KernelFlow, ForwardWorkerErrors, FilterMixin, SortMixin, Scr
         now = time.time()
         self._downloads = {download_row_key(j): j for j in self.app.jobs.values()
                            if j.kind == "download" and j.state == "running"}
-        rows = [(row_key(u), self._cells(u, now), f"{u.owner}/{u.name} {u.state.value}".lower())
-                for u in sorted(snapshot.uploads, key=lambda u: (u.owner, u.name, u.host))]
+        rows = []
+        for u in sorted(snapshot.uploads, key=lambda u: (u.owner, u.name, u.host)):
+            cells = self._cells(u, now)  # the filter matches OWNER/FILE as shown (escaped)
+            rows.append((row_key(u), cells, f"{cells[0]}/{cells[1]} {u.state.value}".lower()))
         cells = {key: c for key, c, _ in rows}
         for key in [k for k in self._cell_cache if k not in cells]:
             del self._cell_cache[key]  # gone from the image host

@@ -210,8 +210,10 @@ class VolumesScreen(KernelFlow, ForwardWorkerErrors, FilterMixin, SortMixin, Scr
             self._ordered_for = None
             self.query_one("#capacity", Static).update(capacity_line(snapshot))
             volumes = sorted(snapshot.volumes, key=lambda v: (ORDER.get(v.namespace, 9), v.dom0, v.name))
-            self._rows = [(f"{v.dom0}\0{v.name}", volume_cells(v),
-                           f"{v.dom0} {v.namespace} {v.name} {v.owner} {v.upload}".lower()) for v in volumes]
+            self._rows = []
+            for v in volumes:
+                cells = volume_cells(v)  # the filter matches dom0, namespace, name, owner and upload as shown
+                self._rows.append((f"{v.dom0}\0{v.name}", cells, " ".join(map(str, cells[:5])).lower()))
             self._rows_of = snapshot
             self._widths = self.query_one("#volumes", VirtualTable).column_widths([(k, c) for k, c, _ in self._rows])
         order = (self.sort_column, self.sort_reverse)

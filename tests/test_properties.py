@@ -11,12 +11,15 @@ runs a hundred times more examples, randomly seeded. One lab serves a whole modu
 from __future__ import annotations
 
 import asyncio
+import csv
 import hashlib
 import io
 import os
+import re
 import struct
 import threading
 import time
+import unicodedata
 from types import SimpleNamespace
 
 import pytest
@@ -29,7 +32,7 @@ from backend.isoinfo import HEADER_BYTES, SECTOR, inspect_header
 from backend.lab import Lab, make_iso
 from backend.models import Upload, UploadState
 from backend.site import Site
-from backend.text import is_printable
+from backend.text import FORMULA_PREFIXES, HIDDEN_RANGES, csv_cell, is_printable, printable
 from screens.plain import plain
 from screens.uploads import upload_cells
 from tui.cli import audit_table, jobs_table, render_table, uploads_table, volumes_table
@@ -240,6 +243,72 @@ def test_fuzzed_iso_headers_never_raise_and_render_clean(header, size):
         assert_clean(str(cell))
     for value in (facts.volume_id, facts.problem):
         assert_clean(str(plain(value)))
+
+
+# ---------------------------------------------------------------------- the display rule itself
+
+HIDDEN_CATEGORIES = ("Cc", "Cf", "Zl", "Zp", "Cs")  # Unicode general categories the rule always escapes
+
+#: zero-width characters, bidi controls, other format characters, separators, fillers, tags, selectors
+INVISIBLE = ("\u200b\u200c\u200d\u200e\u200f\u2060\u2061\u2062\u2063\u2064\u206a\u206f\ufeff\u180e\xad\u034f"
+             "\u115f\u1160\u3164\uffa0\u2800\u061c\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+             "\u2028\u2029\x85\ufff9\ufffa\ufffb\ufe00\ufe0f\u180b\U000e0001\U000e0041\U000e007f\U000e0100")
+ESCAPE = re.compile(r"\\x([0-9a-f]{2})|\\u([0-9a-f]{4})|\\U([0-9a-f]{8})")
+
+
+def hidden(char: str) -> bool:
+    code = ord(char)
+    return unicodedata.category(char) in HIDDEN_CATEGORIES or any(lo <= code <= hi for lo, hi in HIDDEN_RANGES)
+
+
+# ordinary text (no backslash, so that every backslash of the result starts an escape) mixed with
+# characters drawn from the hidden categories and the invisible ones above; no surrogate from U+DC80 to
+# U+DCFF (an undecodable byte, shown \xNN like U+0080–U+00FF: test_display covers them)
+shown_texts = st.lists(st.one_of(
+    st.text(st.characters(exclude_characters="\\", exclude_categories=("Cs",)), min_size=1, max_size=8),
+    st.sampled_from(INVISIBLE),
+    st.characters(categories=HIDDEN_CATEGORIES).filter(lambda c: not 0xDC80 <= ord(c) <= 0xDCFF),
+), max_size=12).map("".join)
+
+
+@examples(500)
+@given(shown_texts, st.booleans())
+def test_printable_shows_every_hidden_character_as_its_escape(text, keep_newlines):
+    shown = printable(text, keep_newlines)
+    assert not [c for c in shown if unicodedata.category(c) in HIDDEN_CATEGORIES and not (keep_newlines and c == "\n")]
+    assert is_printable(shown, keep_newlines)
+    escapes = list(ESCAPE.finditer(shown))
+    assert len(escapes) == shown.count("\\") == sum(hidden(c) and not (keep_newlines and c == "\n") for c in text)
+    back = ESCAPE.sub(lambda m: chr(int(next(g for g in m.groups() if g), 16)), shown)
+    assert back == text  # each hidden character became exactly its escape, and nothing else changed
+
+
+def written_and_read(cells: list) -> list[str]:
+    """``cells`` as one CSV row written by ``catalog --csv``'s writer (each through ``csv_cell``), read back."""
+    out = io.StringIO()
+    csv.writer(out).writerow([csv_cell(c) for c in cells])
+    (row,) = csv.reader(io.StringIO(out.getvalue(), newline=""))
+    return row
+
+
+csv_values = st.one_of(st.none(), st.integers(), st.booleans(), shown_texts, st.text(max_size=20),
+                       st.tuples(st.sampled_from([*FORMULA_PREFIXES, "=HYPERLINK(", "@SUM(", "-2+3", "+cmd|"]),
+                                 st.one_of(shown_texts, st.text(max_size=20))).map("".join))
+
+
+@examples(500)
+@given(st.lists(csv_values, min_size=1, max_size=6))
+def test_a_csv_cell_is_never_a_formula_and_printable_text_round_trips(values):
+    row = written_and_read(values)
+    assert len(row) == len(values)
+    for value, cell in zip(values, row):
+        assert not cell.startswith(FORMULA_PREFIXES), (value, cell)
+        assert is_printable(cell, keep_newlines=False)
+        text = "" if value is None else str(value)
+        if is_printable(text, keep_newlines=False):
+            assert cell == ("'" + text if text.startswith(FORMULA_PREFIXES) else text)
+        else:
+            assert cell.lstrip("'") == printable(text)
 
 
 # ---------------------------------------------------------------------- rejection reasons

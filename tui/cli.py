@@ -34,7 +34,7 @@ from backend.lab import Lab, default_lab_dir
 from backend.models import Upload
 from backend.site import ImportPlan, Site
 from backend.state import JobRecord
-from backend.text import printable
+from backend.text import csv_cell, printable
 
 COMMANDS = ("uploads", "volumes", "jobs", "hosts", "owners", "approve", "reject", "check", "repair", "audit", "gc", "catalog",
             "verify", "delete-volume", "insert-cd", "eject-cd",
@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     cat = sub.add_parser("catalog", help="every final volume of the site, from the hosts alone")
     fmt = cat.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print one JSON array")
-    fmt.add_argument("--csv", action="store_true", help="print CSV with a header line")
+    fmt.add_argument("--csv", action="store_true", help="print CSV with a header line (cells under the display "
+                     "rule; a cell starting with = + - @ gets a leading ')")
     v = sub.add_parser("verify", help="re-read a final volume on its dom0 and check its recorded sha256 "
                                       "(exit 10 on a mismatch)")
     v.add_argument("volume", metavar="[DOM0:]VOLUME")
@@ -517,8 +518,8 @@ async def cmd_catalog(site: Site, args: argparse.Namespace) -> int:
         _print_json(rows)
     elif args.csv:
         out = csv.DictWriter(sys.stdout, fieldnames=catalog.CATALOG_FIELDS)
-        out.writeheader()
-        out.writerows(rows)
+        out.writeheader()  # every cell under the display rule, no cell a spreadsheet formula
+        out.writerows({field: csv_cell(value) for field, value in row.items()} for row in rows)
     else:
         render_table(*catalog_table(rows))
     return 0
