@@ -285,28 +285,77 @@ def _owner_pattern(value: str) -> str:
     return value
 
 
-def _kernel_dir(value: str) -> str:
-    if value and (not value.startswith("/") or value.rstrip("/") == ""):
-        raise ValueError(f"{value!r} must be an absolute path other than /")
-    return value.rstrip("/")
-
-
 def _nonblank(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be blank")
     return value.strip().lower()
 
 
+#: Folders a configured folder may lie below but never be: the root, the system's own folders and the
+#: shared ones every user writes to. Every folder above one of them is in the set too (only ``/`` and
+#: these are), so "is one of these" is also "is not above one of them".
+SYSTEM_DIRS: frozenset[str] = frozenset({
+    "/", "/bin", "/boot", "/dev", "/dev/shm", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32",
+    "/lost+found", "/media", "/mnt", "/opt", "/proc", "/root", "/run", "/run/shm", "/run/user", "/sbin", "/snap",
+    "/srv", "/sys", "/tmp", "/usr", "/usr/bin", "/usr/include", "/usr/lib", "/usr/lib32", "/usr/lib64",
+    "/usr/libexec", "/usr/local", "/usr/local/bin", "/usr/local/etc", "/usr/local/lib", "/usr/local/sbin",
+    "/usr/local/share", "/usr/sbin", "/usr/share", "/usr/src", "/var", "/var/backups", "/var/cache", "/var/lib",
+    "/var/local", "/var/lock", "/var/log", "/var/mail", "/var/opt", "/var/run", "/var/spool", "/var/tmp",
+    "/var/www",
+})
+
+
+def safe_folder(value: str, example: str) -> str:
+    """Check a configured folder that isoadmin writes to or removes from (uploads, caches, kernels, the
+    ledger, the state dir): absolute, without ``..``, and neither ``/`` nor a system folder
+    (:data:`SYSTEM_DIRS`); a folder below one (``/var/cache/isoadmin``, ``/tmp/cds``) is fine.
+
+    ``..`` is refused rather than resolved: ``/var/cache/..`` reads as a folder below ``/var/cache`` and is
+    ``/var``. ``.`` components and repeated or trailing slashes are dropped.
+
+    Args:
+        value: the path as written. example: a good value, named in the message.
+    Returns:
+        the normalised path (``/srv//cds/.`` → ``/srv/cds``).
+    Raises:
+        ValueError: one line saying what is wrong and what to write instead.
+    """
+    if not value.startswith("/"):
+        raise ValueError(f"{value!r} must be an absolute path, such as {example}")
+    parts = [part for part in value.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise ValueError(f"{value!r} must not contain '..': write the folder it means, such as {example}")
+    path = "/" + "/".join(parts)
+    if path in SYSTEM_DIRS or any(d.startswith(path + "/") for d in SYSTEM_DIRS):
+        what = "the root folder" if path == "/" else "a system folder"
+        raise ValueError(f"{value!r} is {what}, which isoadmin must never write to or clean up: give a folder "
+                         f"of its own below it, such as {example}")
+    return path
+
+
+def _uploads_root(value: str) -> str:
+    return safe_folder(value, "/srv/cds")
+
+
+def _kernel_dir(value: str) -> str:
+    return value and safe_folder(value, "/var/lib/isoadmin/kernels")
+
+
 def _cache_dir(value: str) -> str:
-    if not value.startswith("/") or value.rstrip("/") == "":
-        raise ValueError(f"{value!r} must be an absolute path other than /")
-    return value.rstrip("/")
+    return safe_folder(value, "/var/cache/isoadmin")
+
+
+def _state_dir(value: str) -> str:
+    return safe_folder(os.path.expanduser(value), "~/.local/state/isoadmin")
 
 
 def _ledger(value: str) -> str:
-    if value and not _LEDGER_RE.match(value):
+    if not value:
+        return value
+    m = _LEDGER_RE.match(value)
+    if not m:
         raise ValueError(f"{value!r} must be HOST:/absolute/path")
-    return value
+    return f"{m.group('host')}:{safe_folder(m.group('path'), DEFAULT_LEDGER_PATH)}"
 
 
 Size = Annotated[int, BeforeValidator(_size_value)]
@@ -320,9 +369,10 @@ class _Table(BaseModel):
 class ConsoleTable(_Table):
     """``[console]``"""
 
-    state_dir: str | None = Field(None, description="the console's own state: caches, crash reports, the "
-                                  "host-command log (the site's books are on the ledger); created with mode 0700. "
-                                  "Default: the user state dir")
+    state_dir: Annotated[str, AfterValidator(_state_dir)] | None = Field(
+        None, description="the console's own state: caches, crash reports, the host-command log (the site's books "
+        "are on the ledger); created with mode 0700; an absolute path or `~/...`, not a system folder. Default: "
+        "the user state dir")
     read_only: bool = Field(False, description="refuse every mutating operation (as `--read-only`)")
     settle_seconds: float = Field(10.0, ge=0, description="an upload younger than this is still `writing`")
     refresh_seconds: float = Field(3.0, gt=0, description="pause between two inventory refreshes in the console")
@@ -367,8 +417,8 @@ class LedgerTable(_Table):
 
     ledger: Annotated[str, AfterValidator(_ledger)] = Field(
         "", description="where the site keeps its books (jobs, locks, leases, rejections, the audit log): "
-        "`\"HOST:/absolute/path\"`, HOST an image host or dom0 of the site. Default: the first image host, "
-        "`/var/lib/isoadmin`")
+        "`\"HOST:/absolute/path\"`, HOST an image host or dom0 of the site, the path not a system folder. Default: "
+        "the first image host, `/var/lib/isoadmin`")
     lease_seconds: float = Field(30.0, ge=2, le=3600, description="a running job's lease: not renewed for this "
                                  "long, any console may recover the job")
 
@@ -387,7 +437,9 @@ class HostTable(_Table):
 class ImageHostTable(HostTable):
     """``[image_hosts.NAME]``"""
 
-    uploads_root: AbsPath = Field("/tmp/cds", description="one folder per owner: `<uploads_root>/<owner>/<file>`")
+    uploads_root: Annotated[str, AfterValidator(_uploads_root)] = Field(
+        "/tmp/cds", description="one folder per owner: `<uploads_root>/<owner>/<file>` (an absolute path, not `/` "
+        "or a system folder such as `/tmp` itself)")
     domains: dict[str, str] = Field({}, description="for each dom0, the hypervisor's name of this VM: "
                                     "`{ dom0-a = \"imagehost\" }`")
     disk_id_dirs: list[str] = Field(["/dev/disk/by-id"], description="folders of by-id links searched for a "
@@ -400,7 +452,8 @@ class ImageHostTable(HostTable):
         [], description="hosts this image host may download from (`download-url` and every redirect): names, "
         "addresses or `fnmatch` patterns such as `*.example.org`. Default: none (downloads are off)")
     cache_dir: Annotated[str, AfterValidator(_cache_dir)] = Field(
-        "/var/cache/isoadmin", description="the downloads cache on this image host (an absolute path)")
+        "/var/cache/isoadmin", description="the downloads cache on this image host (an absolute path, not a system "
+        "folder)")
 
 
 class Dom0Table(HostTable):
@@ -417,8 +470,8 @@ class Dom0Table(HostTable):
         "", description="a regular expression with a group `owner` that reads a domain's owner from its name, "
         "when its libvirt `<metadata>` names none")
     kernel_dir: Annotated[str, AfterValidator(_kernel_dir)] = Field(
-        "", description="where kernel sets are staged on this dom0 (an absolute path). Default: "
-        "`/var/lib/isoadmin/kernels`")
+        "", description="where kernel sets are staged on this dom0 (an absolute path, not a system folder). "
+        "Default: `/var/lib/isoadmin/kernels`")
     storage: dict[str, Any] = Field(description="`[dom0s.NAME.storage]`: the storage driver and its settings")
     hypervisor: dict[str, Any] = Field(description="`[dom0s.NAME.hypervisor]`: the hypervisor driver and its "
                                        "settings")
