@@ -453,7 +453,8 @@ class ImageHostTable(HostTable):
         "addresses or `fnmatch` patterns such as `*.example.org`. Default: none (downloads are off)")
     cache_dir: Annotated[str, AfterValidator(_cache_dir)] = Field(
         "/var/cache/isoadmin", description="the downloads cache on this image host (an absolute path, not a system "
-        "folder)")
+        "folder); created 0700 when missing; an existing one must be the login's own folder that no one else may "
+        "write")
 
 
 class Dom0Table(HostTable):

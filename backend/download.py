@@ -5,6 +5,8 @@ The console never downloads anything itself. It checks the URL (scheme, host all
 ``curl`` (never following a redirect itself: each ``Location`` is checked like the URL was), and then runs
 one long command on the image host (:data:`DOWNLOAD_SCRIPT`, under ``setsid``) that:
 
+0. creates the cache dir (mode 0700) when it is missing, and refuses an existing one that is a link, not a
+   folder, not the login user's, or writable by group or others (a folder it did not create is never chmodded);
 1. creates the owner's ``.NAME.isoadmin-part`` with ``O_EXCL`` (the uploads listing shows it ``writing``);
 2. downloads into the cache's private ``tmp/`` folder (root's), cut off when the server stalls
    (``--speed-limit 1 --speed-time S``), sends more than it announced, or less;
@@ -242,8 +244,11 @@ part="$dir/.$name.isoadmin-part" final="$dir/$name"
 fail() { printf 'error %s\n' "$1"; rm -f -- "$part" "${tmp:-}"; exit 1; }
 [ -d "$dir" ] || { printf 'error no folder %s\n' "$dir"; exit 1; }
 [ -e "$final" ] || [ -L "$final" ] && { printf 'error %s exists already\n' "$name"; exit 1; }
+[ -e "$cache" ] || [ -L "$cache" ] || mkdir -p -m 700 -- "$cache" || { echo "error cannot create the cache"; exit 1; }
+cache_st=$(stat -c '%u %a' -- "$cache" 2>/dev/null) cache_uid=$(id -u)
+if [ -L "$cache" ] || [ ! -d "$cache" ] || [ "${cache_st% *}" != "$cache_uid" ] || [ $((0${cache_st#* } & 022)) != 0 ]; then
+  printf 'error the cache %s is not a folder of user %s that only it may write: fix it or set another cache_dir\n' "$cache" "$cache_uid"; exit 1; fi
 mkdir -p -- "$cache/tmp" "$cache/objects" "$cache/keys" || { echo "error cannot create the cache"; exit 1; }
-chmod 700 "$cache" 2>/dev/null
 ( set -C; : > "$part" ) 2>/dev/null || { printf 'error %s is already being downloaded\n' "$name"; exit 1; }
 chown --reference="$dir" -- "$part" 2>/dev/null
 if [ "$mode" = fetch ]; then

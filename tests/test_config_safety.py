@@ -3,12 +3,18 @@ system folder. Each refusal is one line naming the file, the table and the key, 
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import stat
+import subprocess
 import tomllib
 
 import pytest
 
+from backend import download
 from backend.config import parse_config
 from backend.errors import ConfigError
+from backend.site import Site
 
 from .conftest import cli
 from .test_config import merged
@@ -82,3 +88,78 @@ async def test_gc_on_an_uploads_root_of_etc_lists_nothing_and_exits_2(tmp_path):
     assert r.stderr.splitlines() == [f"isoadmin: {path}: image_hosts.ih.uploads_root: '/etc' is a system folder, "
                                      "which isoadmin must never write to or clean up: give a folder of its own "
                                      "below it, such as /srv/cds"]
+
+
+# ---------------------------------------------------------------------- the downloads cache on the image host
+
+def run_download_script(tmp_path, cache) -> list[str]:
+    """Run the real download script with ``sh`` here, for a URL nothing answers; its stdout lines (after the
+    ``pid`` line)."""
+    folder = tmp_path / "owner"
+    folder.mkdir(exist_ok=True)
+    argv = ["sh", "-c", download.DOWNLOAD_SCRIPT, "isoadmin-download", "fetch", "http://127.0.0.1:9/x.iso",
+            str(folder), "x.iso", str(cache), "key", "", "", "1000", "1", "sha256sum", "", "curl"]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and not list(folder.iterdir()), (r.stdout, r.stderr)
+    return r.stdout.splitlines()[1:]
+
+
+def test_a_cache_dir_of_others_or_a_link_is_refused_and_left_alone(tmp_path):
+    target = tmp_path / "target"
+    target.mkdir(mode=0o700)
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    file = tmp_path / "file"
+    file.write_text("")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o775)
+    for cache in (link, file, shared):
+        lines = run_download_script(tmp_path, cache)
+        assert lines == [f"error the cache {cache} is not a folder of user {os.getuid()} that only it may write: "
+                         "fix it or set another cache_dir"], (cache, lines)
+    assert list(target.iterdir()) == [] and list(shared.iterdir()) == [] and file.read_text() == ""
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o775
+
+
+def test_a_missing_cache_dir_is_created_private_and_used(tmp_path):
+    cache = tmp_path / "parent" / "cache"
+    lines = run_download_script(tmp_path, cache)
+    assert len(lines) == 1 and lines[0].startswith("error curl exit 7: "), lines  # got as far as the download
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o700
+    assert sorted(p.name for p in cache.iterdir()) == ["keys", "objects", "tmp"]
+
+
+async def test_cache_dir_that_exists_keeps_its_mode(lab, tmp_path):
+    """A shared folder (1777, as /tmp is) named as the cache: the download is refused before anything is
+    fetched, and the folder keeps its mode (the script used to chmod it 700)."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    ih = lab.config.image_hosts["imagehost"]
+    site = Site(dataclasses.replace(lab.config, image_hosts={
+        "imagehost": dataclasses.replace(ih, cache_dir=str(shared))}))
+    try:
+        await site.refresh()
+        with pytest.raises(download.DownloadFailed, match="is not a folder of user .* set another cache_dir"):
+            await download.download_url(site, lab.web.url("/iso/ipxe.iso"), "carol", "net.iso")
+    finally:
+        await site.close()
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777 and list(shared.iterdir()) == []
+    assert lab.web.downloads("/iso/ipxe.iso") == 0
+    assert [p.name for p in (lab.uploads_root / "carol").iterdir() if "net.iso" in p.name] == []
+
+
+async def test_the_cache_dir_isoadmin_creates_is_private_and_serves_again(lab):
+    """The lab's cache does not exist before the first download: created 0700, then used as it is."""
+    assert not lab.cache_dir.exists()
+    site = Site(lab.config)
+    try:
+        await site.refresh()
+        first = await download.download_url(site, lab.web.url("/iso/ipxe.iso"), "carol", "one.iso")
+        assert stat.S_IMODE(lab.cache_dir.stat().st_mode) == 0o700 and not first.cached
+        again = await download.download_url(site, lab.web.url("/iso/ipxe.iso"), "carol", "two.iso")
+        assert again.cached and again.sha256 == first.sha256
+    finally:
+        await site.close()
+    assert stat.S_IMODE(lab.cache_dir.stat().st_mode) == 0o700 and lab.web.downloads("/iso/ipxe.iso") == 1
