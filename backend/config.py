@@ -694,6 +694,40 @@ def _host(name: str, table: HostTable, where: str) -> HostConfig:
                       key=path(table.key), known_hosts=path(table.known_hosts))
 
 
+def check_hosts_distinct(image_hosts: dict[str, ImageHostConfig], dom0s: dict[str, Dom0Config], where: str) -> None:
+    """Refuse a site where two tables are one host: every host has one name and one role.
+
+    - A name under both ``[image_hosts]`` and ``[dom0s]``: commands for one role would be sent under the
+      other's name (and every list would show two rows of that name).
+    - Two tables with the same address and port, after defaults (the address defaults to the table's name,
+      compared without case or a final dot; no port is 22), within a role or across roles. Two image-host
+      tables for one machine list its uploads twice, under two keys each: two consoles could import (or
+      ``gc`` remove) one file as two. Two dom0 tables list one volume group twice, so quotas count each volume
+      twice and a capacity check counts the free space twice. An image host that is also a dom0 would get
+      dom0 commands on the image host and the other way round: an image host is a domU of its dom0s, never
+      the dom0 itself, and nothing in the code or the embedded lab needs it (the lab's hosts share
+      127.0.0.1, each with its own port, which stays allowed). Names that only resolve to one address
+      (an alias and its IP) are not found: that would need DNS.
+
+    Args:
+        image_hosts, dom0s: the site's hosts by name. where: the site file, for the message.
+    Raises:
+        ConfigError: one line naming the second table and the first.
+    """
+    for name in dom0s:
+        if name in image_hosts:
+            raise ConfigError(f"{where}: dom0s.{name}: {name!r} is also the name of an image host: give each host "
+                              "one name and one role")
+    seen: dict[tuple[str, int], str] = {}
+    for table, hosts in (("image_hosts", image_hosts), ("dom0s", dom0s)):
+        for name, host in hosts.items():
+            address, port = host.ssh.address.lower().rstrip("."), host.ssh.port or 22
+            if (address, port) in seen:
+                raise ConfigError(f"{where}: {table}.{name}: the same host as {seen[address, port]} ({address} "
+                                  f"port {port}): list each host once, under one name")
+            seen[address, port] = f"{table}.{name}"
+
+
 def parse_config(doc: dict[str, Any], source: Path | None = None) -> SiteConfig:
     """Build a :class:`SiteConfig` from a parsed TOML document, validated against the schema
     (:class:`SiteDocument`; storage and hypervisor tables against their driver's model).
@@ -704,7 +738,8 @@ def parse_config(doc: dict[str, Any], source: Path | None = None) -> SiteConfig:
         the site.
     Raises:
         ConfigError: one line ``FILE: table.key: what is wrong`` — an unknown key (with a "did you mean"),
-            a wrong type, a missing required key or a bad value; or no image host / dom0.
+            a wrong type, a missing required key or a bad value; no image host / dom0; or one host in
+            two tables (:func:`check_hosts_distinct`).
     """
     where = str(source or "config")
     parsed: SiteDocument = _validate(SiteDocument, doc, where)
@@ -737,6 +772,7 @@ def parse_config(doc: dict[str, Any], source: Path | None = None) -> SiteConfig:
         raise ConfigError(f"{where}: image_hosts: no [image_hosts.NAME] table")
     if not dom0s:
         raise ConfigError(f"{where}: dom0s: no [dom0s.NAME] table")
+    check_hosts_distinct(image_hosts, dom0s, where)
     for ih in image_hosts.values():
         for dom0 in ih.domains:
             if dom0 not in dom0s:

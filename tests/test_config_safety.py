@@ -163,3 +163,62 @@ async def test_the_cache_dir_isoadmin_creates_is_private_and_serves_again(lab):
     finally:
         await site.close()
     assert stat.S_IMODE(lab.cache_dir.stat().st_mode) == 0o700 and lab.web.downloads("/iso/ipxe.iso") == 1
+
+
+# ---------------------------------------------------------------------- every host once, under one name
+
+DOM0 = """
+[dom0s.{name}]
+{ssh}
+[dom0s.{name}.storage]
+driver = "files"
+directory = "/srv/volumes-{name}"
+[dom0s.{name}.hypervisor]
+driver = "lab"
+guest_disk_dirs = {{ imagehost = "/srv/by-id" }}
+"""
+
+
+async def test_same_name_for_an_image_host_and_a_dom0_is_refused(tmp_path):
+    path = tmp_path / "site.toml"
+    path.write_text(merged('[image_hosts.d0]\naddress = "10.0.0.7"\n'))
+    with pytest.raises(ConfigError) as caught:
+        parse_config(tomllib.loads(path.read_text()), path)
+    expected = f"{path}: dom0s.d0: 'd0' is also the name of an image host: give each host one name and one role"
+    assert caught.value.message == expected
+    r = await cli("hosts", config=path, timeout=60)  # it used to show two rows named d0
+    assert (r.returncode, r.stdout, r.stderr) == (2, "", f"isoadmin: {expected}\n")
+
+
+@pytest.mark.parametrize("extra,table,first,where", [
+    ('[image_hosts.ih2]\naddress = "127.0.0.1"\nport = 9\n', "image_hosts.ih2", "image_hosts.ih", "127.0.0.1 port 9"),
+    (DOM0.format(name="d1", ssh='address = "127.0.0.1"\nport = 10'), "dom0s.d1", "dom0s.d0", "127.0.0.1 port 10"),
+    (DOM0.format(name="d1", ssh='address = "127.0.0.1"\nport = 9'), "dom0s.d1", "image_hosts.ih", "127.0.0.1 port 9"),
+    # the address defaults to the table's name, compared without case or a final dot; no port is 22
+    ('[image_hosts.images]\n' + DOM0.format(name="d1", ssh='address = "Images."\nport = 22'), "dom0s.d1",
+     "image_hosts.images", "images port 22"),
+    ('[image_hosts.a]\naddress = "images.example.org"\n[image_hosts.b]\naddress = "images.example.org"\nuser = "x"\n',
+     "image_hosts.b", "image_hosts.a", "images.example.org port 22"),
+], ids=["two image hosts", "two dom0s", "an image host and a dom0", "defaults", "another user"])
+def test_one_host_listed_twice_is_refused(tmp_path, extra, table, first, where):
+    line = refusal(tmp_path, extra)
+    assert line == f"{table}: the same host as {first} ({where}): list each host once, under one name", line
+
+
+def test_hosts_on_one_address_with_their_own_ports_are_allowed():
+    """As in the embedded lab: every host on 127.0.0.1, each with its own port."""
+    cfg = parse_config(tomllib.loads(merged(DOM0.format(name="d1", ssh='address = "127.0.0.1"\nport = 11'))))
+    assert [(h.ssh.address, h.ssh.port) for h in [*cfg.image_hosts.values(), *cfg.dom0s.values()]] == [
+        ("127.0.0.1", 9), ("127.0.0.1", 10), ("127.0.0.1", 11)]
+    cfg = parse_config(tomllib.loads(merged('[image_hosts.images]\n[image_hosts.images2]\naddress = "images"\n'
+                                            'port = 2222\n')))
+    assert list(cfg.image_hosts) == ["ih", "images", "images2"]
+
+
+async def test_the_embedded_labs_site_file_is_accepted(lab):
+    """The lab's own site file (hosts on 127.0.0.1, paths under a tmp dir) passes every check."""
+    from backend.config import load_config
+
+    cfg = load_config(lab.config_path)
+    assert cfg.image_hosts.keys() == lab.config.image_hosts.keys() and cfg.dom0s.keys() == lab.config.dom0s.keys()
+    assert cfg.ledger == lab.config.ledger and cfg.state_dir == lab.config.state_dir
