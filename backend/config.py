@@ -18,6 +18,7 @@ import difflib
 import json
 import os
 import re
+import stat
 import tempfile
 import tomllib
 from dataclasses import dataclass, field
@@ -37,6 +38,11 @@ APP = "isoadmin"
 LOCATE_STRATEGIES = ("serial", "new-device")
 #: Where the ledger lives on the first image host unless ``[site] ledger`` says otherwise.
 DEFAULT_LEDGER_PATH = "/var/lib/isoadmin"
+#: The most a site file may hold, in bytes (a real one is a few KiB).
+MAX_SITE_FILE_BYTES = 1 << 20
+#: How deep a site file's tables and lists may nest, the document itself being level 1 (a real one needs 5:
+#: ``[dom0s.NAME.hypervisor] guest_disk_dirs = { ... }``).
+MAX_SITE_DEPTH = 32
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTP]?)(i?B?)\s*$", re.IGNORECASE)
 
@@ -728,6 +734,33 @@ def check_hosts_distinct(image_hosts: dict[str, ImageHostConfig], dom0s: dict[st
             seen[address, port] = f"{table}.{name}"
 
 
+def nesting_depth(doc: Any, limit: int = MAX_SITE_DEPTH) -> int:
+    """How deep tables and lists nest in ``doc`` (a scalar is 0, ``{}`` 1, ``{"a": [1]}`` 2), counted
+    without recursion and only up to ``limit + 1``: past that it stops and returns ``limit + 1``.
+
+    Args:
+        doc: a parsed TOML document (dicts, lists, scalars). limit: the depth that is still fine.
+    Returns:
+        the depth, at most ``limit + 1``.
+    """
+    deepest = 0
+    stack = [(doc, 1)] if isinstance(doc, (dict, list)) else []
+    while stack:
+        value, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return limit + 1
+        for child in value.values() if isinstance(value, dict) else value:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
+    return deepest
+
+
+def _too_deep(where: str) -> ConfigError:
+    return ConfigError(f"{where}: (top level): tables or lists nested more than {MAX_SITE_DEPTH} levels deep "
+                       "(a site file needs 5): is this the right file?")
+
+
 def parse_config(doc: dict[str, Any], source: Path | None = None) -> SiteConfig:
     """Build a :class:`SiteConfig` from a parsed TOML document, validated against the schema
     (:class:`SiteDocument`; storage and hypervisor tables against their driver's model).
@@ -738,10 +771,13 @@ def parse_config(doc: dict[str, Any], source: Path | None = None) -> SiteConfig:
         the site.
     Raises:
         ConfigError: one line ``FILE: table.key: what is wrong`` — an unknown key (with a "did you mean"),
-            a wrong type, a missing required key or a bad value; no image host / dom0; or one host in
-            two tables (:func:`check_hosts_distinct`).
+            a wrong type, a missing required key or a bad value; no image host / dom0; one host in
+            two tables (:func:`check_hosts_distinct`); or tables and lists nested deeper than
+            :data:`MAX_SITE_DEPTH` (checked before anything else).
     """
     where = str(source or "config")
+    if nesting_depth(doc) > MAX_SITE_DEPTH:
+        raise _too_deep(where)
     parsed: SiteDocument = _validate(SiteDocument, doc, where)
     image_hosts: dict[str, ImageHostConfig] = {}
     for name, table in parsed.image_hosts.items():
@@ -836,21 +872,68 @@ def prepare_state_dir(path: Path, source: Path | None = None) -> Path:
     return path
 
 
-def load_config(path: Path | None = None) -> SiteConfig:
-    """Read and validate a site file (default: :func:`default_config_path`).
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISFIFO, "a fifo"), (stat.S_ISSOCK, "a socket"))
 
+
+def read_site_file(path: Path) -> str:
+    """The text of a site file, read at once and bounded: at most :data:`MAX_SITE_FILE_BYTES` + 1 bytes are
+    read, and nothing but a regular file (or a link to one) is read at all — ``/dev/zero`` or a fifo is
+    refused without waiting (opened non-blocking, checked with ``fstat`` on the open file).
+
+    Args:
+        path: the site file.
+    Returns:
+        its text (UTF-8).
     Raises:
-        ConfigError: the file is missing, is not valid TOML, or describes no usable site.
+        ConfigError: missing, unreadable, not a regular file, larger than the limit, or not UTF-8.
     """
-    path = path or default_config_path()
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except FileNotFoundError:
         raise ConfigError(f"no site file at {path}: write one (see README) or run with --lab") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+            raise ConfigError(f"{path}: {kind}, not a site file: give the site file itself (see README)")
+        data = b""
+        while len(data) <= MAX_SITE_FILE_BYTES:
+            chunk = os.read(fd, MAX_SITE_FILE_BYTES + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_SITE_FILE_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_SITE_FILE_BYTES >> 20} MiB (a site file is a few KiB): is "
+                          "this the right file?")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"cannot read {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def load_config(path: Path | None = None) -> SiteConfig:
+    """Read (:func:`read_site_file`) and validate (:func:`parse_config`) a site file (default:
+    :func:`default_config_path`).
+
+    Raises:
+        ConfigError: the file is missing, unreadable, not a regular file, too large, not valid TOML, nested
+            too deep, or describes no usable site.
+    """
+    path = path or default_config_path()
+    text = read_site_file(path)
+    try:
+        doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib parses nested lists and inline tables recursively
+        raise _too_deep(str(path)) from None
     return parse_config(doc, path)
 
 

@@ -7,7 +7,9 @@ import dataclasses
 import os
 import stat
 import subprocess
+import sys
 import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +18,7 @@ from backend.config import parse_config
 from backend.errors import ConfigError
 from backend.site import Site
 
-from .conftest import cli
+from .conftest import ROOT, cli
 from .test_config import merged
 
 SYSTEM = ["/", "//", "/etc", "/var/..", "/usr/", "/tmp", "/./etc", "/var/lib", "/var/cache/", "/var/tmp",
@@ -222,3 +224,80 @@ async def test_the_embedded_labs_site_file_is_accepted(lab):
     cfg = load_config(lab.config_path)
     assert cfg.image_hosts.keys() == lab.config.image_hosts.keys() and cfg.dom0s.keys() == lab.config.dom0s.keys()
     assert cfg.ledger == lab.config.ledger and cfg.state_dir == lab.config.state_dir
+
+
+# ---------------------------------------------------------------------- a bounded site file
+
+def too_deep(path) -> str:
+    return (f"{path}: (top level): tables or lists nested more than 32 levels deep (a site file needs 5): is this "
+            "the right file?")
+
+
+@pytest.mark.parametrize("text", [
+    "a = " + "[" * 100_000 + "]" * 100_000,  # 200 KB: tomllib itself gives up (RecursionError)
+    "a = " + "[" * 33 + "]" * 33,  # parsed, then refused before validation
+    "a = " + "{ b = " * 40 + "1" + " }" * 40,
+    "[" + ".".join(["console"] * 40) + "]\nx = 1\n",  # table headers nest without recursion in the parser
+], ids=["200 KB of arrays", "33 arrays", "inline tables", "dotted headers"])
+def test_site_file_of_deeply_nested_arrays_is_refused(tmp_path, text):
+    from backend.config import load_config
+
+    path = tmp_path / "site.toml"
+    path.write_text(merged("") + text + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.message == too_deep(path) and caught.value.exit_code == 2
+
+
+def test_nesting_depth_is_counted_up_to_the_limit():
+    from backend.config import nesting_depth
+
+    assert nesting_depth(tomllib.loads(merged(""))) == 5 and nesting_depth(1) == 0 and nesting_depth({}) == 1
+    assert nesting_depth({"a": [[1], {"b": []}]}) == 4
+    deep: list = []
+    for _ in range(100_000):
+        deep = [deep]
+    assert nesting_depth(deep) == 33 and nesting_depth(deep, limit=5) == 6
+
+
+def test_a_site_file_of_1_mib_is_read_and_one_byte_more_is_refused(tmp_path):
+    from backend.config import MAX_SITE_FILE_BYTES, load_config
+
+    path = tmp_path / "site.toml"
+    text = merged("")
+    path.write_text(text + "#" * (MAX_SITE_FILE_BYTES - len(text)))
+    assert path.stat().st_size == MAX_SITE_FILE_BYTES and load_config(path).image_hosts.keys() == {"ih"}
+    with path.open("a") as f:
+        f.write("#")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.message == f"{path}: larger than 1 MiB (a site file is a few KiB): is this the right file?"
+
+
+def run_cli_bounded(config: Path, timeout: float = 30) -> subprocess.CompletedProcess:
+    """The real CLI, ``--config CONFIG uploads``, killed after ``timeout`` seconds and held to 1 GiB of
+    address space: a CLI that reads /dev/zero forever fails this test instead of filling the machine."""
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="200")
+    return subprocess.run([sys.executable, "-m", "tui", "--config", str(config), "uploads"], capture_output=True,
+                          text=True, timeout=timeout, env=env, cwd=ROOT, stdin=subprocess.DEVNULL,
+                          preexec_fn=limit)
+
+
+def test_config_dev_zero_is_refused_at_once(tmp_path):
+    """Through the real CLI: /dev/zero (it used to be read forever), a fifo no one writes to (it used to wait
+    for a writer), a directory and a nested file each get one line and exit 2, never a traceback."""
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)
+    deep = tmp_path / "deep.toml"
+    deep.write_text("a = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    for path, kind in {"/dev/zero": "a character device", str(fifo): "a fifo", str(tmp_path): "a directory"}.items():
+        r = run_cli_bounded(Path(path))
+        assert (r.returncode, r.stdout) == (2, ""), (path, r.returncode, r.stderr)
+        assert r.stderr == f"isoadmin: {path}: {kind}, not a site file: give the site file itself (see README)\n"
+    r = run_cli_bounded(deep)
+    assert (r.returncode, r.stdout, r.stderr) == (2, "", f"isoadmin: {too_deep(deep)}\n")
