@@ -355,6 +355,16 @@ def _state_dir(value: str) -> str:
     return safe_folder(os.path.expanduser(value), "~/.local/state/isoadmin")
 
 
+def _keys(value: str) -> str:
+    """``[console] keymap`` values: Textual key names, comma-separated, none empty (Textual ignores an empty
+    value and would bind a key with a space to nothing)."""
+    if any(not key.strip() for key in value.split(",")):
+        raise ValueError(f"{value!r} has an empty key: give a key such as \"A\" or \"ctrl+a\" (several: \"A,ctrl+a\")")
+    if any(key != key.strip() or " " in key for key in value.split(",")):
+        raise ValueError(f"{value!r} has a space: write the keys without any, such as \"A,ctrl+a\"")
+    return value
+
+
 def _ledger(value: str) -> str:
     if not value:
         return value
@@ -389,8 +399,9 @@ class ConsoleTable(_Table):
                                   "staged longer ago than this many days")
     cache_days: float = Field(30.0, ge=0, description="`gc` removes downloads cache entries older than this "
                               "many days")
-    keymap: dict[str, str] = Field({}, description="keys remapped by binding id: `{ approve = \"A\" }` (the ids "
-                                   "are in the key table)")
+    keymap: dict[str, Annotated[str, AfterValidator(_keys)]] = Field(
+        {}, description="keys remapped by binding id: `{ approve = \"A\" }` (the ids are in the key table); no "
+        "empty key, and none another binding active at the same time has")
 
 
 class QuotasTable(_Table):

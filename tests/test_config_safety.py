@@ -1,5 +1,8 @@
-"""A site file cannot aim isoadmin at the system: folders it writes to or cleans up are never ``/`` or a
-system folder. Each refusal is one line naming the file, the table and the key, exit 2."""
+"""A site file cannot aim isoadmin at the system or at itself: folders it writes to or cleans up are never
+``/`` or a system folder; the download script never changes the mode of a cache dir it did not create; every
+host is listed once under one name and one role; the site file is read bounded in size and nesting; a keymap
+has no empty key and no key that shadows another. Each refusal is one line (naming the file, the table and
+the key where there is one), exit 2."""
 
 from __future__ import annotations
 
@@ -274,16 +277,17 @@ def test_a_site_file_of_1_mib_is_read_and_one_byte_more_is_refused(tmp_path):
     assert caught.value.message == f"{path}: larger than 1 MiB (a site file is a few KiB): is this the right file?"
 
 
-def run_cli_bounded(config: Path, timeout: float = 30) -> subprocess.CompletedProcess:
-    """The real CLI, ``--config CONFIG uploads``, killed after ``timeout`` seconds and held to 1 GiB of
-    address space: a CLI that reads /dev/zero forever fails this test instead of filling the machine."""
+def run_cli_bounded(config: Path, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    """The real CLI, ``--config CONFIG ARGS`` (no ARGS: the console), killed after ``timeout`` seconds and held
+    to 1 GiB of address space: a CLI that reads /dev/zero forever fails the test instead of filling the
+    machine."""
     import resource
 
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
 
     env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="200")
-    return subprocess.run([sys.executable, "-m", "tui", "--config", str(config), "uploads"], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "tui", "--config", str(config), *args], capture_output=True,
                           text=True, timeout=timeout, env=env, cwd=ROOT, stdin=subprocess.DEVNULL,
                           preexec_fn=limit)
 
@@ -296,8 +300,59 @@ def test_config_dev_zero_is_refused_at_once(tmp_path):
     deep = tmp_path / "deep.toml"
     deep.write_text("a = " + "[" * 100_000 + "]" * 100_000 + "\n")
     for path, kind in {"/dev/zero": "a character device", str(fifo): "a fifo", str(tmp_path): "a directory"}.items():
-        r = run_cli_bounded(Path(path))
+        r = run_cli_bounded(Path(path), "uploads")
         assert (r.returncode, r.stdout) == (2, ""), (path, r.returncode, r.stderr)
         assert r.stderr == f"isoadmin: {path}: {kind}, not a site file: give the site file itself (see README)\n"
-    r = run_cli_bounded(deep)
+    r = run_cli_bounded(deep, "uploads")
     assert (r.returncode, r.stdout, r.stderr) == (2, "", f"isoadmin: {too_deep(deep)}\n")
+
+
+# ---------------------------------------------------------------------- [console] keymap
+
+@pytest.mark.parametrize("keys", ["", " ", "A,", ",A", "A,,ctrl+a"])
+def test_keymap_empty_key_is_refused(tmp_path, keys):
+    line = refusal(tmp_path, f'[console]\nkeymap = {{ approve = "{keys}" }}\n')
+    assert line == (f"console.keymap.approve: {keys!r} has an empty key: give a key such as \"A\" or \"ctrl+a\" "
+                    "(several: \"A,ctrl+a\")")
+
+
+def test_keymap_key_with_a_space_is_refused(tmp_path):
+    line = refusal(tmp_path, '[console]\nkeymap = { approve = "A, ctrl+a" }\n')
+    assert line == "console.keymap.approve: 'A, ctrl+a' has a space: write the keys without any, such as \"A,ctrl+a\""
+    assert parse_config(tomllib.loads(merged('[console]\nkeymap = { approve = "A,ctrl+a" }\n'))).keymap == {
+        "approve": "A,ctrl+a"}
+
+
+@pytest.mark.parametrize("keymap,binding_id,key,other,where", [
+    ({"approve": "1"}, "approve", "1", "uploads", "anywhere"),  # a screen's key, active everywhere
+    ({"approve": "?"}, "approve", "?", "help", "anywhere"),  # "?" and "question_mark" are one key
+    ({"approve": "A,r"}, "approve", "r", "reject", "uploads"),  # same screen
+    ({"check": "A", "repair": "A"}, "check", "A", "repair", "health"),  # two ids of one screen, one key
+    ({"down": "a"}, "down", "a", "approve", "uploads"),  # the tables' keys are active on every screen
+    ({"quit": "j"}, "quit", "j", "down", "tables"),
+], ids=["screen key", "alias", "same screen", "two ids", "tables", "anywhere and tables"])
+def test_keymap_key_that_shadows_a_screen_key_is_refused(keymap, binding_id, key, other, where):
+    from screens.keys import keymap_clash
+
+    assert keymap_clash(keymap) == (binding_id, f"{key!r} is also the key of {other!r} ({where}), active where "
+                                                f"{binding_id!r} is: pick another key, or give {other!r} another "
+                                                "one too")
+
+
+def test_keymap_swaps_and_keys_of_other_screens_are_allowed():
+    from screens.keys import KEYS, keymap_clash
+
+    assert keymap_clash({k.id: k.keys for k in KEYS}) is None  # the defaults clash nowhere
+    assert keymap_clash({"approve": "r", "reject": "a"}) is None  # a swap
+    assert keymap_clash({"approve": "v"}) is None  # v is the Volumes screen's (verify), never active with it
+    assert keymap_clash({"approve": "A", "nope": "1"}) is None  # unknown ids are the caller's to refuse
+
+
+def test_the_console_refuses_a_keymap_clash_in_one_line(tmp_path):
+    """Through the real CLI, opening the console (no command): one line, exit 2, before the screen starts."""
+    path = tmp_path / "site.toml"
+    path.write_text(merged(f'[console]\nstate_dir = "{tmp_path}/state"\nkeymap = {{ approve = "1" }}\n'))
+    r = run_cli_bounded(path)
+    assert (r.returncode, r.stdout) == (2, ""), (r.returncode, r.stdout[-500:], r.stderr)
+    assert r.stderr == (f"isoadmin: {path}: console.keymap.approve: '1' is also the key of 'uploads' (anywhere), "
+                        "active where 'approve' is: pick another key, or give 'uploads' another one too\n")
