@@ -18,6 +18,7 @@ import difflib
 import json
 import os
 import re
+import stat
 import tempfile
 import tomllib
 from dataclasses import dataclass, field
@@ -37,6 +38,11 @@ APP = "isoadmin"
 LOCATE_STRATEGIES = ("serial", "new-device")
 #: Where the ledger lives on the first image host unless ``[site] ledger`` says otherwise.
 DEFAULT_LEDGER_PATH = "/var/lib/isoadmin"
+#: The most a site file may hold, in bytes (a real one is a few KiB).
+MAX_SITE_FILE_BYTES = 1 << 20
+#: How deep a site file's tables and lists may nest, the document itself being level 1 (a real one needs 5:
+#: ``[dom0s.NAME.hypervisor] guest_disk_dirs = { ... }``).
+MAX_SITE_DEPTH = 32
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTP]?)(i?B?)\s*$", re.IGNORECASE)
 
@@ -285,28 +291,87 @@ def _owner_pattern(value: str) -> str:
     return value
 
 
-def _kernel_dir(value: str) -> str:
-    if value and (not value.startswith("/") or value.rstrip("/") == ""):
-        raise ValueError(f"{value!r} must be an absolute path other than /")
-    return value.rstrip("/")
-
-
 def _nonblank(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be blank")
     return value.strip().lower()
 
 
+#: Folders a configured folder may lie below but never be: the root, the system's own folders and the
+#: shared ones every user writes to. Every folder above one of them is in the set too (only ``/`` and
+#: these are), so "is one of these" is also "is not above one of them".
+SYSTEM_DIRS: frozenset[str] = frozenset({
+    "/", "/bin", "/boot", "/dev", "/dev/shm", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32",
+    "/lost+found", "/media", "/mnt", "/opt", "/proc", "/root", "/run", "/run/shm", "/run/user", "/sbin", "/snap",
+    "/srv", "/sys", "/tmp", "/usr", "/usr/bin", "/usr/include", "/usr/lib", "/usr/lib32", "/usr/lib64",
+    "/usr/libexec", "/usr/local", "/usr/local/bin", "/usr/local/etc", "/usr/local/lib", "/usr/local/sbin",
+    "/usr/local/share", "/usr/sbin", "/usr/share", "/usr/src", "/var", "/var/backups", "/var/cache", "/var/lib",
+    "/var/local", "/var/lock", "/var/log", "/var/mail", "/var/opt", "/var/run", "/var/spool", "/var/tmp",
+    "/var/www",
+})
+
+
+def safe_folder(value: str, example: str) -> str:
+    """Check a configured folder that isoadmin writes to or removes from (uploads, caches, kernels, the
+    ledger, the state dir): absolute, without ``..``, and neither ``/`` nor a system folder
+    (:data:`SYSTEM_DIRS`); a folder below one (``/var/cache/isoadmin``, ``/tmp/cds``) is fine.
+
+    ``..`` is refused rather than resolved: ``/var/cache/..`` reads as a folder below ``/var/cache`` and is
+    ``/var``. ``.`` components and repeated or trailing slashes are dropped.
+
+    Args:
+        value: the path as written. example: a good value, named in the message.
+    Returns:
+        the normalised path (``/srv//cds/.`` → ``/srv/cds``).
+    Raises:
+        ValueError: one line saying what is wrong and what to write instead.
+    """
+    if not value.startswith("/"):
+        raise ValueError(f"{value!r} must be an absolute path, such as {example}")
+    parts = [part for part in value.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise ValueError(f"{value!r} must not contain '..': write the folder it means, such as {example}")
+    path = "/" + "/".join(parts)
+    if path in SYSTEM_DIRS or any(d.startswith(path + "/") for d in SYSTEM_DIRS):
+        what = "the root folder" if path == "/" else "a system folder"
+        raise ValueError(f"{value!r} is {what}, which isoadmin must never write to or clean up: give a folder "
+                         f"of its own below it, such as {example}")
+    return path
+
+
+def _uploads_root(value: str) -> str:
+    return safe_folder(value, "/srv/cds")
+
+
+def _kernel_dir(value: str) -> str:
+    return value and safe_folder(value, "/var/lib/isoadmin/kernels")
+
+
 def _cache_dir(value: str) -> str:
-    if not value.startswith("/") or value.rstrip("/") == "":
-        raise ValueError(f"{value!r} must be an absolute path other than /")
-    return value.rstrip("/")
+    return safe_folder(value, "/var/cache/isoadmin")
+
+
+def _state_dir(value: str) -> str:
+    return safe_folder(os.path.expanduser(value), "~/.local/state/isoadmin")
+
+
+def _keys(value: str) -> str:
+    """``[console] keymap`` values: Textual key names, comma-separated, none empty (Textual ignores an empty
+    value and would bind a key with a space to nothing)."""
+    if any(not key.strip() for key in value.split(",")):
+        raise ValueError(f"{value!r} has an empty key: give a key such as \"A\" or \"ctrl+a\" (several: \"A,ctrl+a\")")
+    if any(key != key.strip() or " " in key for key in value.split(",")):
+        raise ValueError(f"{value!r} has a space: write the keys without any, such as \"A,ctrl+a\"")
+    return value
 
 
 def _ledger(value: str) -> str:
-    if value and not _LEDGER_RE.match(value):
+    if not value:
+        return value
+    m = _LEDGER_RE.match(value)
+    if not m:
         raise ValueError(f"{value!r} must be HOST:/absolute/path")
-    return value
+    return f"{m.group('host')}:{safe_folder(m.group('path'), DEFAULT_LEDGER_PATH)}"
 
 
 Size = Annotated[int, BeforeValidator(_size_value)]
@@ -320,9 +385,10 @@ class _Table(BaseModel):
 class ConsoleTable(_Table):
     """``[console]``"""
 
-    state_dir: str | None = Field(None, description="the console's own state: caches, crash reports, the "
-                                  "host-command log (the site's books are on the ledger); created with mode 0700. "
-                                  "Default: the user state dir")
+    state_dir: Annotated[str, AfterValidator(_state_dir)] | None = Field(
+        None, description="the console's own state: caches, crash reports, the host-command log (the site's books "
+        "are on the ledger); created with mode 0700; an absolute path or `~/...`, not a system folder. Default: "
+        "the user state dir")
     read_only: bool = Field(False, description="refuse every mutating operation (as `--read-only`)")
     settle_seconds: float = Field(10.0, ge=0, description="an upload younger than this is still `writing`")
     refresh_seconds: float = Field(3.0, gt=0, description="pause between two inventory refreshes in the console")
@@ -333,8 +399,9 @@ class ConsoleTable(_Table):
                                   "staged longer ago than this many days")
     cache_days: float = Field(30.0, ge=0, description="`gc` removes downloads cache entries older than this "
                               "many days")
-    keymap: dict[str, str] = Field({}, description="keys remapped by binding id: `{ approve = \"A\" }` (the ids "
-                                   "are in the key table)")
+    keymap: dict[str, Annotated[str, AfterValidator(_keys)]] = Field(
+        {}, description="keys remapped by binding id: `{ approve = \"A\" }` (the ids are in the key table); no "
+        "empty key, and none another binding active at the same time has")
 
 
 class QuotasTable(_Table):
@@ -367,8 +434,8 @@ class LedgerTable(_Table):
 
     ledger: Annotated[str, AfterValidator(_ledger)] = Field(
         "", description="where the site keeps its books (jobs, locks, leases, rejections, the audit log): "
-        "`\"HOST:/absolute/path\"`, HOST an image host or dom0 of the site. Default: the first image host, "
-        "`/var/lib/isoadmin`")
+        "`\"HOST:/absolute/path\"`, HOST an image host or dom0 of the site, the path not a system folder. Default: "
+        "the first image host, `/var/lib/isoadmin`")
     lease_seconds: float = Field(30.0, ge=2, le=3600, description="a running job's lease: not renewed for this "
                                  "long, any console may recover the job")
 
@@ -387,7 +454,9 @@ class HostTable(_Table):
 class ImageHostTable(HostTable):
     """``[image_hosts.NAME]``"""
 
-    uploads_root: AbsPath = Field("/tmp/cds", description="one folder per owner: `<uploads_root>/<owner>/<file>`")
+    uploads_root: Annotated[str, AfterValidator(_uploads_root)] = Field(
+        "/tmp/cds", description="one folder per owner: `<uploads_root>/<owner>/<file>` (an absolute path, not `/` "
+        "or a system folder such as `/tmp` itself)")
     domains: dict[str, str] = Field({}, description="for each dom0, the hypervisor's name of this VM: "
                                     "`{ dom0-a = \"imagehost\" }`")
     disk_id_dirs: list[str] = Field(["/dev/disk/by-id"], description="folders of by-id links searched for a "
@@ -400,7 +469,9 @@ class ImageHostTable(HostTable):
         [], description="hosts this image host may download from (`download-url` and every redirect): names, "
         "addresses or `fnmatch` patterns such as `*.example.org`. Default: none (downloads are off)")
     cache_dir: Annotated[str, AfterValidator(_cache_dir)] = Field(
-        "/var/cache/isoadmin", description="the downloads cache on this image host (an absolute path)")
+        "/var/cache/isoadmin", description="the downloads cache on this image host (an absolute path, not a system "
+        "folder); created 0700 when missing; an existing one must be the login's own folder that no one else may "
+        "write")
 
 
 class Dom0Table(HostTable):
@@ -417,8 +488,8 @@ class Dom0Table(HostTable):
         "", description="a regular expression with a group `owner` that reads a domain's owner from its name, "
         "when its libvirt `<metadata>` names none")
     kernel_dir: Annotated[str, AfterValidator(_kernel_dir)] = Field(
-        "", description="where kernel sets are staged on this dom0 (an absolute path). Default: "
-        "`/var/lib/isoadmin/kernels`")
+        "", description="where kernel sets are staged on this dom0 (an absolute path, not a system folder). "
+        "Default: `/var/lib/isoadmin/kernels`")
     storage: dict[str, Any] = Field(description="`[dom0s.NAME.storage]`: the storage driver and its settings")
     hypervisor: dict[str, Any] = Field(description="`[dom0s.NAME.hypervisor]`: the hypervisor driver and its "
                                        "settings")
@@ -640,6 +711,67 @@ def _host(name: str, table: HostTable, where: str) -> HostConfig:
                       key=path(table.key), known_hosts=path(table.known_hosts))
 
 
+def check_hosts_distinct(image_hosts: dict[str, ImageHostConfig], dom0s: dict[str, Dom0Config], where: str) -> None:
+    """Refuse a site where two tables are one host: every host has one name and one role.
+
+    - A name under both ``[image_hosts]`` and ``[dom0s]``: commands for one role would be sent under the
+      other's name (and every list would show two rows of that name).
+    - Two tables with the same address and port, after defaults (the address defaults to the table's name,
+      compared without case or a final dot; no port is 22), within a role or across roles. Two image-host
+      tables for one machine list its uploads twice, under two keys each: two consoles could import (or
+      ``gc`` remove) one file as two. Two dom0 tables list one volume group twice, so quotas count each volume
+      twice and a capacity check counts the free space twice. An image host that is also a dom0 would get
+      dom0 commands on the image host and the other way round: an image host is a domU of its dom0s, never
+      the dom0 itself, and nothing in the code or the embedded lab needs it (the lab's hosts share
+      127.0.0.1, each with its own port, which stays allowed). Names that only resolve to one address
+      (an alias and its IP) are not found: that would need DNS.
+
+    Args:
+        image_hosts, dom0s: the site's hosts by name. where: the site file, for the message.
+    Raises:
+        ConfigError: one line naming the second table and the first.
+    """
+    for name in dom0s:
+        if name in image_hosts:
+            raise ConfigError(f"{where}: dom0s.{name}: {name!r} is also the name of an image host: give each host "
+                              "one name and one role")
+    seen: dict[tuple[str, int], str] = {}
+    for table, hosts in (("image_hosts", image_hosts), ("dom0s", dom0s)):
+        for name, host in hosts.items():
+            address, port = host.ssh.address.lower().rstrip("."), host.ssh.port or 22
+            if (address, port) in seen:
+                raise ConfigError(f"{where}: {table}.{name}: the same host as {seen[address, port]} ({address} "
+                                  f"port {port}): list each host once, under one name")
+            seen[address, port] = f"{table}.{name}"
+
+
+def nesting_depth(doc: Any, limit: int = MAX_SITE_DEPTH) -> int:
+    """How deep tables and lists nest in ``doc`` (a scalar is 0, ``{}`` 1, ``{"a": [1]}`` 2), counted
+    without recursion and only up to ``limit + 1``: past that it stops and returns ``limit + 1``.
+
+    Args:
+        doc: a parsed TOML document (dicts, lists, scalars). limit: the depth that is still fine.
+    Returns:
+        the depth, at most ``limit + 1``.
+    """
+    deepest = 0
+    stack = [(doc, 1)] if isinstance(doc, (dict, list)) else []
+    while stack:
+        value, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return limit + 1
+        for child in value.values() if isinstance(value, dict) else value:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
+    return deepest
+
+
+def _too_deep(where: str) -> ConfigError:
+    return ConfigError(f"{where}: (top level): tables or lists nested more than {MAX_SITE_DEPTH} levels deep "
+                       "(a site file needs 5): is this the right file?")
+
+
 def parse_config(doc: dict[str, Any], source: Path | None = None) -> SiteConfig:
     """Build a :class:`SiteConfig` from a parsed TOML document, validated against the schema
     (:class:`SiteDocument`; storage and hypervisor tables against their driver's model).
@@ -650,9 +782,13 @@ def parse_config(doc: dict[str, Any], source: Path | None = None) -> SiteConfig:
         the site.
     Raises:
         ConfigError: one line ``FILE: table.key: what is wrong`` — an unknown key (with a "did you mean"),
-            a wrong type, a missing required key or a bad value; or no image host / dom0.
+            a wrong type, a missing required key or a bad value; no image host / dom0; one host in
+            two tables (:func:`check_hosts_distinct`); or tables and lists nested deeper than
+            :data:`MAX_SITE_DEPTH` (checked before anything else).
     """
     where = str(source or "config")
+    if nesting_depth(doc) > MAX_SITE_DEPTH:
+        raise _too_deep(where)
     parsed: SiteDocument = _validate(SiteDocument, doc, where)
     image_hosts: dict[str, ImageHostConfig] = {}
     for name, table in parsed.image_hosts.items():
@@ -683,6 +819,7 @@ def parse_config(doc: dict[str, Any], source: Path | None = None) -> SiteConfig:
         raise ConfigError(f"{where}: image_hosts: no [image_hosts.NAME] table")
     if not dom0s:
         raise ConfigError(f"{where}: dom0s: no [dom0s.NAME] table")
+    check_hosts_distinct(image_hosts, dom0s, where)
     for ih in image_hosts.values():
         for dom0 in ih.domains:
             if dom0 not in dom0s:
@@ -746,21 +883,68 @@ def prepare_state_dir(path: Path, source: Path | None = None) -> Path:
     return path
 
 
-def load_config(path: Path | None = None) -> SiteConfig:
-    """Read and validate a site file (default: :func:`default_config_path`).
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISFIFO, "a fifo"), (stat.S_ISSOCK, "a socket"))
 
+
+def read_site_file(path: Path) -> str:
+    """The text of a site file, read at once and bounded: at most :data:`MAX_SITE_FILE_BYTES` + 1 bytes are
+    read, and nothing but a regular file (or a link to one) is read at all — ``/dev/zero`` or a fifo is
+    refused without waiting (opened non-blocking, checked with ``fstat`` on the open file).
+
+    Args:
+        path: the site file.
+    Returns:
+        its text (UTF-8).
     Raises:
-        ConfigError: the file is missing, is not valid TOML, or describes no usable site.
+        ConfigError: missing, unreadable, not a regular file, larger than the limit, or not UTF-8.
     """
-    path = path or default_config_path()
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except FileNotFoundError:
         raise ConfigError(f"no site file at {path}: write one (see README) or run with --lab") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+            raise ConfigError(f"{path}: {kind}, not a site file: give the site file itself (see README)")
+        data = b""
+        while len(data) <= MAX_SITE_FILE_BYTES:
+            chunk = os.read(fd, MAX_SITE_FILE_BYTES + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_SITE_FILE_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_SITE_FILE_BYTES >> 20} MiB (a site file is a few KiB): is "
+                          "this the right file?")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"cannot read {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def load_config(path: Path | None = None) -> SiteConfig:
+    """Read (:func:`read_site_file`) and validate (:func:`parse_config`) a site file (default:
+    :func:`default_config_path`).
+
+    Raises:
+        ConfigError: the file is missing, unreadable, not a regular file, too large, not valid TOML, nested
+            too deep, or describes no usable site.
+    """
+    path = path or default_config_path()
+    text = read_site_file(path)
+    try:
+        doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib parses nested lists and inline tables recursively
+        raise _too_deep(str(path)) from None
     return parse_config(doc, path)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from textual.binding import Binding
+from textual.keys import _character_to_key
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,44 @@ def display(keys: str) -> str:
     names = {"question_mark": "?", "slash": "/", "colon": ":", "enter": "enter", "pagedown": "pgdn",
              "pageup": "pgup"}
     return " / ".join(names.get(k, k) for k in keys.split(","))
+
+
+def _together(a: str, b: str) -> bool:
+    """Whether bindings of places ``a`` and ``b`` (:attr:`Key.where`) can be active at once: the same screen,
+    or either is ``anywhere`` (the app's) or ``tables`` (the focused table's, on every screen)."""
+    return a == b or "anywhere" in (a, b) or "tables" in (a, b)
+
+
+def _key_names(keys: str) -> set[str]:
+    """Textual key names of a comma-separated list, a single character as Textual names it (``?`` →
+    ``question_mark``), so ``?`` and ``question_mark`` are one key."""
+    return {_character_to_key(k) if len(k) == 1 else k for k in (k.strip() for k in keys.split(",")) if k}
+
+
+def keymap_clash(keymap: dict[str, str]) -> tuple[str, str] | None:
+    """The first remapped binding that shares a key with another binding active at the same time (it would
+    shadow it, or be shadowed): ``approve = "1"`` (``1`` is the Uploads screen's key everywhere), or two
+    ids of one screen given one key. Bindings of two different screens may share a key.
+
+    Args:
+        keymap: binding id → Textual key names, comma-separated (``[console] keymap``); unknown ids are
+            skipped (the caller refuses them).
+    Returns:
+        ``(binding id, what is wrong in one line)``, or None when no key clashes.
+    """
+    keys = {k.id: _key_names(keymap.get(k.id, k.keys)) for k in KEYS}
+    by_id = {k.id: k for k in KEYS}
+    for binding_id in keymap:
+        mine = by_id.get(binding_id)
+        if mine is None:
+            continue
+        for other in KEYS:
+            shared = keys[binding_id] & keys[other.id]
+            if other.id != binding_id and shared and _together(mine.where, other.where):
+                return binding_id, (f"{display(min(shared))!r} is also the key of {other.id!r} ({other.where}), "
+                                    f"active where {binding_id!r} is: pick another key, or give {other.id!r} "
+                                    "another one too")
+    return None
 
 
 def mutating_actions(where: str) -> set[str]:

@@ -23,7 +23,7 @@ domains = { d0 = "imagehost" }
 
 [dom0s.d0]
 address = "127.0.0.1"
-port = 9
+port = 10
 [dom0s.d0.storage]
 driver = "files"
 directory = "/srv/volumes"

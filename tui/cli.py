@@ -650,13 +650,16 @@ async def run_tui(args: argparse.Namespace) -> int:
     """Open the console on the site (starting the lab in this event loop if asked)."""
     from .app import IsoadminApp
 
-    from screens.keys import KEYS
+    from screens.keys import KEYS, keymap_clash
 
     async with open_site(args, recover_jobs=False) as (site, lab):
         unknown = sorted(set(site.config.keymap) - {k.id for k in KEYS})
         if unknown:
             raise ConfigError(f"{site.config.source or 'config'}: console.keymap: unknown binding id "
                               f"{unknown[0]!r} (the ids are in the README's key table)")
+        clash = keymap_clash(site.config.keymap)
+        if clash:
+            raise ConfigError(f"{site.config.source or 'config'}: console.keymap.{clash[0]}: {clash[1]}")
         log_to_file(site.config.state_dir)
         app = IsoadminApp(site, lab=lab, read_only=site.read_only)
         await app.run_async()
