@@ -830,6 +830,16 @@ def parse_config(doc: dict[str, Any], source: Path | None = None) -> SiteConfig:
         if host not in image_hosts and host not in dom0s:
             raise ConfigError(f"{where}: site.ledger: {host!r} is not a host of this site "
                               f"(known: {', '.join([*image_hosts, *dom0s])})")
+    for ih in image_hosts.values():  # what is root's on an image host is never inside the owners' folders
+        books = [("site.ledger", _LEDGER_RE.match(ledger).group("path"))] if ledger and \
+            _LEDGER_RE.match(ledger).group("host") == ih.name else []
+        if not ledger and ih.name == next(iter(image_hosts)):
+            books = [("site.ledger", DEFAULT_LEDGER_PATH)]
+        for key, path in [(f"image_hosts.{ih.name}.cache_dir", ih.cache_dir), *books]:
+            if path == ih.uploads_root or path.startswith(ih.uploads_root.rstrip("/") + "/") \
+                    or ih.uploads_root.startswith(path.rstrip("/") + "/"):
+                raise ConfigError(f"{where}: {key}: {path!r} overlaps uploads_root {ih.uploads_root!r}, where "
+                                  "owners write: give it a folder of its own outside the uploads root")
     console = parsed.console
     return SiteConfig(
         image_hosts=image_hosts,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -30,6 +31,11 @@ def _versions() -> str:
     return "\n".join(out)
 
 
+def _redacted(arg: str) -> str:
+    """A command-line word as a crash report keeps it: a URL's password as ``***`` (never stored)."""
+    return re.sub(r"(//[^/?#@:]*:)[^/?#@]*@", r"\1***@", arg)
+
+
 def write_crash_report(exc: BaseException, state_dir: Path | None, argv: list[str] | None = None) -> Path:
     """Write ``crash-<UTC timestamp>-<pid>.txt`` with the traceback of ``exc``, ``argv`` and the versions.
 
@@ -44,7 +50,7 @@ def write_crash_report(exc: BaseException, state_dir: Path | None, argv: list[st
     """
     name = f"crash-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{os.getpid()}.txt"
     text = (f"isoadmin crash report, {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}\n"
-            f"argv: {list(sys.argv if argv is None else argv)!r}\n\n{_versions()}\n\n"
+            f"argv: {[_redacted(a) for a in (sys.argv if argv is None else argv)]!r}\n\n{_versions()}\n\n"
             + "".join(traceback.format_exception(exc)))
     for folder in ([Path(state_dir)] if state_dir else []) + [Path(tempfile.gettempdir())]:
         path = folder / name

@@ -138,6 +138,15 @@ def split_url(url: str) -> tuple[str, Secret | None]:
     return urllib.parse.urlunsplit(parts._replace(netloc=shown)), (secret if colon or user else None)
 
 
+def shown_url(url: str) -> str:
+    """``url`` as it may be shown or stored: credentials as ``user:***@`` (:func:`split_url`); never raises
+    (a URL that cannot be parsed has everything between ``//`` and ``@`` replaced)."""
+    try:
+        return split_url(url)[0]
+    except UrlRefused:
+        return re.sub(r"//[^/?#]*@", "//***@", url)
+
+
 def tool_url(url: str) -> str:
     """The URL as the downloader gets it: without any ``user:***@`` (the credentials go in its config file)."""
     parts = urllib.parse.urlsplit(url)

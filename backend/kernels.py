@@ -74,6 +74,7 @@ from . import imagehost, quota
 from .commands import SHA256_SH, script
 from .errors import HostError, IsoadminError, NotApprovable, NotFound, UsageError
 from .models import Upload, UploadState, Volume
+from .text import printable
 
 #: Where kernel sets go on a dom0 unless ``[dom0s.NAME] kernel_dir`` says otherwise.
 DEFAULT_KERNEL_DIR = "/var/lib/isoadmin/kernels"
@@ -637,6 +638,11 @@ mv -T -- "$d" "$gone" && rm -rf -- "$gone"
 """
 
 
+#: What a kernel command line never holds: C0 controls (a newline would make the one-line ``cmdline`` file two)
+#: and DEL.
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
 def set_name(vol: Volume, entry: KernelEntry) -> str:
     """The set's folder name before ``-<sha8>``: the ISO's stem and the entry's label, LVM-style safe."""
     stem = vol.upload.rsplit(".", 1)[0] if "." in vol.upload else vol.upload
@@ -704,6 +710,9 @@ async def stage(site, key: str, entry_ref: str, dom0: str | None = None, cmdline
         ReadOnlyError, NotFound (no such ISO or entry), NotApprovable (another dom0, entry in pieces),
         QuotaExceeded, HostError / CommandFailed (the copy failed; nothing is left behind).
     """
+    if cmdline is not None and _CONTROL.search(cmdline):
+        raise UsageError(f"--cmdline: a kernel command line is one line of text, without control characters "
+                         f"(a newline …): {printable(cmdline)}")
     await site.refuse_if_read_only("stage kernel", f"{key} {entry_ref}")
     try:
         up = kernel_upload(site, key)
@@ -734,6 +743,9 @@ async def stage(site, key: str, entry_ref: str, dom0: str | None = None, cmdline
         raise
     if cmdline is not None:
         entry.cmdline = cmdline
+    elif _CONTROL.search(entry.cmdline):
+        raise NotApprovable(f"entry {entry.number}'s command line holds control characters: "
+                            f"{printable(entry.cmdline)}; give one with --cmdline")
     koff, klen = extents[entry.kernel]
     roff, rlen = extents[entry.ramdisk] if entry.ramdisk else (0, 0)
     root = f"{kernel_dir(site, vol.dom0)}/{vol.owner}"

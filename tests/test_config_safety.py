@@ -359,3 +359,23 @@ def test_the_console_refuses_a_keymap_clash_in_one_line(tmp_path):
     assert (r.returncode, r.stdout) == (2, ""), (r.returncode, r.stdout[-500:], r.stderr)
     assert r.stderr == (f"isoadmin: {path}: console.keymap.approve: '1' is also the key of 'uploads' (anywhere), "
                         "active where 'approve' is: pick another key, or give 'uploads' another one too\n")
+
+
+@pytest.mark.parametrize("table, key, value", [
+    ("image_hosts.ih", "cache_dir", "/srv/cds/up/alice/cache"), ("image_hosts.ih", "cache_dir", "/srv/cds/up"),
+    ("image_hosts.ih", "cache_dir", "/srv/cds"), ("site", "ledger", "ih:/srv/cds/up/.books")])
+def test_the_cache_or_the_ledger_inside_the_owners_folders_is_refused(tmp_path, table, key, value):
+    """Root's own files on an image host never live where owners write (nor above it)."""
+    site = f'[image_hosts.ih]\nuploads_root = "/srv/cds/up"\n[dom0s.d0]\nport = 10\n' \
+           f'[dom0s.d0.storage]\ndriver = "lvm"\nvg = "vg"\n[dom0s.d0.hypervisor]\ndriver = "libvirt"\nuri = "qemu:///system"\n'
+    section, _, field = f"{table}.{key}".rpartition(".")
+    if section == "site":
+        site += f'[site]\n{field} = "{value}"\n'
+    else:
+        site = site.replace('uploads_root = "/srv/cds/up"\n', f'uploads_root = "/srv/cds/up"\n{field} = "{value}"\n')
+    path = tmp_path / "site.toml"
+    path.write_text(site)
+    from backend.config import load_config
+    from backend.errors import ConfigError
+    with pytest.raises(ConfigError, match="overlaps uploads_root"):
+        load_config(path)

@@ -391,3 +391,50 @@ def test_secrets_split_out_of_urls():
         secret.tool_config("busybox")
     assert b'user = "u@x:p:a ss"' in secret.tool_config("curl")
     assert hashlib.sha256(secret.tool_config("gnu-wget")).hexdigest()
+
+
+async def test_credentials_never_reach_the_console_screen(lab):
+    """The console's download form with user:password: the notifications, the Jobs card and the message log
+    show the URL with ``***``."""
+    from screens.jobs import JobView
+    from screens.modals import DownloadUrl
+    from textual.widgets import Input
+    from tui.app import IsoadminApp
+
+    from .test_tui import select, wait_for
+
+    user, password = AUTH
+    quoted = urllib.parse.quote(password, safe="")
+    url = lab.web.url("/auth/ipxe.iso").replace("http://", f"http://{user}:{quoted}@")
+    site = make_site(lab)
+    app = IsoadminApp(site, lab=lab)
+    try:
+        async with app.run_test(size=(140, 45)) as pilot:
+            await select(pilot, app, "bob/rescue-boot.iso")
+            await pilot.press("w")
+            await wait_for(pilot, lambda: isinstance(app.screen, DownloadUrl))
+            app.screen.query_one("#dl-url", Input).value = url
+            app.screen.query_one("#dl-name", Input).value = "auth.iso"
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: any(m[2] == "Downloaded" for m in app.messages), timeout=30)
+            await pilot.press("2")
+            await wait_for(pilot, lambda: any(v.job.kind == "download" for v in app.screen.query(JobView)))
+            card = " ".join(str(w.render()) for v in app.screen.query(JobView) for w in v.query("*"))
+            texts = " ".join(m[3] for m in app.messages) + card
+            assert "***" in texts and password not in texts and quoted not in texts
+            await app.workers.wait_for_complete()
+    finally:
+        await site.close()
+    assert (lab.uploads_root / "bob" / "auth.iso").is_file()
+
+
+async def test_a_kernel_command_line_is_one_line(lab):
+    from backend.errors import UsageError
+
+    site = make_site(lab)
+    try:
+        await site.refresh()
+        with pytest.raises(UsageError, match="one line of text"):
+            await kernels.stage(site, "alice/vmlinuz-1", "1", cmdline="console=ttyS0\nrw")
+    finally:
+        await site.close()

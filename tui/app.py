@@ -228,7 +228,9 @@ class IsoadminApp(App[int]):
         """Run a download (a :class:`~screens.modals.DownloadRequest`) in its own worker (several may run at
         once); its progress reaches the Jobs screen, its outcome a notification, a refusal or failure the
         one error modal."""
-        self.run_worker(self._download(request), group="download", name=f"download {request.url}",
+        from backend.download import shown_url
+
+        self.run_worker(self._download(request), group="download", name=f"download {shown_url(request.url)}",
                         exit_on_error=False)
 
     async def _download(self, request) -> None:
@@ -237,13 +239,13 @@ class IsoadminApp(App[int]):
         def listener(job: JobRecord) -> None:
             self.post_message(JobProgress(job))
 
-        self.say(f"{request.owner}: downloading {request.url}", title="Download")
+        self.say(f"{request.owner}: downloading {download.shown_url(request.url)}", title="Download")
         try:
             result = await download.download_url(self.site, request.url, request.owner, request.name,
                                                  request.sha256, listener=listener)
         finally:
             self.refresh_site()
-        name = download.file_name(request.url, request.name)
+        name = download.file_name(download.shown_url(request.url), request.name)
         self.say(f"{request.owner}/{name} sha256 {result.sha256} "
                  f"({'from the cache' if result.cached else 'downloaded'})", title="Downloaded")
 

@@ -490,7 +490,7 @@ async def cmd_download(site: Site, args: argparse.Namespace) -> int:
             progress.update(task, completed=done, total=total)
 
         result = await download.download_url(site, args.url, args.owner, args.name, args.sha256, on_progress)
-    name = download.file_name(args.url, args.name)
+    name = download.file_name(download.shown_url(args.url), args.name)
     how = "from the cache" if result.cached else "downloaded"
     say(f"{args.owner}/{name} sha256 {result.sha256} ({how})", sys.stdout)
     return 0
