@@ -265,8 +265,9 @@ class _Budget(io.RawIOBase):
         data = self.image.read(n if n is not None and n >= 0 else self.left + 1)
         self.left -= len(data)
         if self.left < 0:
-            raise ReadBudgetSpent(f"{self.what}: more than {self.budget >> 20} MiB of its directory records and "
-                                  "configs would be read; not listed")
+            size = f"{self.budget >> 20} MiB" if self.budget >= 1 << 20 else f"{self.budget} bytes"
+            raise ReadBudgetSpent(f"{self.what}: more than {size} of its directory records and configs would be "
+                                  "read; not listed")
         return data
 
     def readinto(self, buffer) -> int:

@@ -6,17 +6,19 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
+import io
 import json
 import os
 import subprocess
 import time
 from pathlib import Path
 
+import pycdlib
 import pytest
 
 from backend import health, kernels
 from backend.errors import NotApprovable, NotFound, QuotaExceeded, ReadOnlyError
-from backend.kernels import _grub, _syslinux
+from backend.kernels import ReadBudgetSpent, _grub, _syslinux
 from backend.lab import make_kernel_iso, make_live_iso
 from backend.site import Site
 
@@ -434,3 +436,11 @@ async def test_cli_on_an_iso_whose_directory_records_are_cut_says_so_in_one_line
         (line,) = done.stderr.strip().splitlines()
         assert line.startswith("isoadmin: alice/cut.iso (dom0-a:cd_alice_cut") and \
             "): cannot be read as ISO 9660: " in line, line
+
+
+def test_a_listing_reads_no_more_than_its_budget():
+    data = make_live_iso("LIVE", KERNEL, RAMDISK, CMDLINE)
+    iso = pycdlib.PyCdlib()
+    with pytest.raises(ReadBudgetSpent, match=r"^alice/live.iso: more than 40000 bytes of its directory records"):
+        iso.open_fp(kernels._Budget(io.BytesIO(data), "alice/live.iso", budget=40_000))
+    assert len(kernels.entries_in(io.BytesIO(data), "alice/live.iso")) == 1  # within the real budget
