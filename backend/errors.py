@@ -6,6 +6,11 @@ the same text in one notification or modal. Nothing else is expected to catch th
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from .crash import one_line
+
 
 class IsoadminError(Exception):
     """Base class of every expected failure.
@@ -113,6 +118,38 @@ class UploadRejected(NotApprovable):
     def __init__(self, message: str, rejection: dict) -> None:
         super().__init__(message)
         self.rejection = rejection
+
+
+class Unreadable(NotApprovable):
+    """An owner's file could not be parsed (an ISO's directory records, Rock Ridge entries or boot configs, an
+    upload's header): raised by :func:`owner_bytes`, the message names the file and says what failed."""
+
+    title = "Unreadable file"
+
+
+@contextmanager
+def owner_bytes(what: str, doing: str = "cannot be read as ISO 9660") -> Iterator[None]:
+    """The one guard around every parser of bytes an owner chose (uploads, imported ISOs): any exception but an
+    :class:`IsoadminError` (pycdlib's errors, ``ValueError``, ``IndexError``, ``UnicodeError``, ``struct.error``,
+    ``RecursionError``, ``MemoryError`` from an absurd size ...) becomes one :class:`Unreadable`, so a hostile file
+    is a finding about that file, never a crash (``KeyboardInterrupt`` and cancellation pass).
+
+    Use as ``with owner_bytes("alice/live.iso"): ...``; a caller that reports a finding instead of failing
+    catches :class:`Unreadable`.
+
+    Args:
+        what: the file (``OWNER/FILE``, ``DOM0:VOLUME``, or a path inside an ISO); "" when the caller's listing
+            names it already. doing: what could not be done with it.
+    Raises:
+        Unreadable: ``"WHAT: DOING: TypeName: first line of the error"``.
+    """
+    try:
+        yield
+    except IsoadminError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - owners' bytes may break a parser in any way
+        # from None: the parser's frames (and whatever they hold) are let go; the message says what failed
+        raise Unreadable(f"{what}: {doing}: {one_line(exc)}" if what else f"{doing}: {one_line(exc)}") from None
 
 
 class CapacityShort(IsoadminError):

@@ -18,7 +18,9 @@ string. A ramdisk is a cpio archive (``070701`` newc, ``070702`` newc with CRC, 
 and the kernel's ``lib/decompress.c``).
 
 Nothing here raises on bad input: garbage, truncated or empty headers give an :class:`IsoFacts` with
-``is_iso9660 = False`` and a ``problem`` text.
+``is_iso9660 = False`` and a ``problem`` text. Every parse runs under :func:`backend.errors.owner_bytes`: an
+exception from any parser (pycdlib's, ``struct``, decoding ...) becomes that ``problem`` (``cannot be read as
+ISO 9660: ...``), never an error of the listing.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import struct
 from dataclasses import asdict, dataclass
 
 from pycdlib import headervd
+
+from .errors import Unreadable, owner_bytes
 
 HEADER_BYTES = 64 * 1024
 SECTOR = 2048
@@ -114,8 +118,16 @@ def inspect_header(data: bytes, file_size: int | None = None) -> IsoFacts:
         file_size: the whole file's size in bytes, if known: a volume larger than the file is reported
             as a problem (truncated upload, or a lying descriptor).
     Returns:
-        :class:`IsoFacts`; never raises for bad input.
+        :class:`IsoFacts`; never raises for bad input (a parser's failure is its ``problem``).
     """
+    try:
+        with owner_bytes(""):
+            return _inspect(data, file_size)
+    except Unreadable as exc:
+        return IsoFacts(False, hybrid_mbr=len(data) >= 512 and data[510:512] == b"\x55\xaa", problem=exc.message)
+
+
+def _inspect(data: bytes, file_size: int | None) -> IsoFacts:
     hybrid = len(data) >= 512 and data[510:512] == b"\x55\xaa"
     start = _FIRST_VD * SECTOR
     if len(data) < start + SECTOR:
@@ -162,8 +174,17 @@ def linux_kernel(data: bytes) -> tuple[str, str] | None:
         data: the file's first bytes (the header is in its first 0x268 bytes; the version string is in the
             real-mode setup code, within the first 64 KiB).
     Returns:
-        (protocol version ``2.15``, kernel version string or ""), or None when ``data`` is not a kernel.
+        (protocol version ``2.15``, kernel version string or ""), or None when ``data`` is not a kernel (or its
+        header cannot be parsed).
     """
+    try:
+        with owner_bytes("", "not a Linux kernel header"):
+            return _linux_kernel(data)
+    except Unreadable:
+        return None
+
+
+def _linux_kernel(data: bytes) -> tuple[str, str] | None:
     if len(data) < 0x210 or data[0x1FE:0x200] != b"\x55\xaa" or data[0x202:0x206] != b"HdrS":
         return None
     minor, major = data[0x206], data[0x207]
@@ -183,10 +204,25 @@ def _not_iso(data: bytes, hybrid: bool, why: str) -> IsoFacts:
         return IsoFacts(False, hybrid_mbr=hybrid, content="linux-kernel", kernel_version=version or None,
                         problem=f"a Linux kernel (x86 boot protocol {protocol}): stage it with its ramdisk as a "
                                 "kernel set (`isoadmin kernels`)")
-    for magic, word in RAMDISK_MAGIC:
-        if data.startswith(magic):
-            return IsoFacts(False, hybrid_mbr=hybrid, content=word, problem=f"{word} data, not ISO 9660 ({why})")
+    word = ramdisk_content(data)
+    if word:
+        return IsoFacts(False, hybrid_mbr=hybrid, content=word, problem=f"{word} data, not ISO 9660 ({why})")
     return IsoFacts(False, hybrid_mbr=hybrid, problem=why)
+
+
+def ramdisk_content(data: bytes) -> str | None:
+    """What the first bytes of a ramdisk are (:data:`RAMDISK_MAGIC`: ``cpio``, ``gzip``, ``zstd`` ...), or None.
+
+    Args:
+        data: the file's first bytes (any length, any content).
+    Returns:
+        the :attr:`IsoFacts.content` word, None when no magic matches or ``data`` is not bytes-like.
+    """
+    try:
+        with owner_bytes("", "not a ramdisk header"):
+            return next((word for magic, word in RAMDISK_MAGIC if bytes(data[:len(magic)]) == magic), None)
+    except Unreadable:
+        return None
 
 
 def _short(n: int) -> str:

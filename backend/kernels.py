@@ -15,6 +15,15 @@ configs are fetched, never the kernel). The entries come from
 * the usual places when no config names them: ``vmlinuz*``/``linux``/``bzImage`` with ``initrd*`` or
   ``initramfs*`` beside it in ``/install*/``, ``/casper/``, ``/live/``, ``/boot/`` (empty command line).
 
+Rock Ridge symbolic links (IEEE P1282 ``SL`` entries, as live CDs have: ``/live/vmlinuz -> vmlinuz-6.1.0``) are
+followed inside the ISO only (:meth:`IsoTree.resolve`: relative targets against the link's folder, absolute ones
+against the ISO's root, at most :data:`MAX_LINKS` links), so the entry's bytes are its target's extent. An
+owner's ISO is hostile ground: pycdlib's open, the walk of the tree and every config and entry run under
+:func:`backend.errors.owner_bytes`. An ISO that cannot be opened is one :class:`~backend.errors.Unreadable`
+naming the volume; an entry that cannot be read (a link loop, a target outside the ISO or missing, a file in
+pieces or outside the image, a command line too long) or a config that cannot be read is left out and named
+with its reason in :attr:`Entries.skipped`; at most :data:`READ_BUDGET` bytes of the image are read.
+
 **Where the bytes come from.** A set is staged on the dom0 that holds the ISO's final volume: a constant
 ``sh`` script there copies the kernel and the ramdisk out of the volume with ``dd`` at their byte extents
 (pycdlib ``get_file_byte_extents``), so the bytes never leave the dom0 and come from the verified, landed
@@ -72,7 +81,7 @@ import pycdlib
 
 from . import imagehost, quota
 from .commands import SHA256_SH, script
-from .errors import HostError, IsoadminError, NotApprovable, NotFound, UsageError
+from .errors import HostError, IsoadminError, NotApprovable, NotFound, Unreadable, UsageError, owner_bytes
 from .models import Upload, UploadState, Volume
 from .text import printable
 
@@ -186,7 +195,11 @@ class RemoteImage(io.RawIOBase):
         self.commands += 1
         future = asyncio.run_coroutine_threadsafe(
             self.host.run(script(_READ, "isoadmin-read-iso", self.path, str(first), str(count))), self.loop)
-        data = future.result(timeout=120).stdout
+        try:
+            data = future.result(timeout=120).stdout
+        except TimeoutError:
+            future.cancel()
+            raise HostError(self.host.name, f"reading {self.path} took more than 120 s") from None
         for i in range(count):
             self.blocks[first + i] = data[i * BLOCK:(i + 1) * BLOCK]
 
@@ -209,18 +222,143 @@ class RemoteImage(io.RawIOBase):
         return len(data)
 
 
+#: At most this many symbolic links are followed to resolve one path inside an ISO (more is taken for a loop).
+MAX_LINKS = 8
+#: At most this many bytes of an ISO are read to list its entries (volume descriptors, path tables, directory
+#: records, Rock Ridge continuation areas, boot configs): an image that needs more is refused, not read on.
+READ_BUDGET = 32 << 20
+#: At most this many bytes of one boot config are parsed.
+CONFIG_LIMIT = 1 << 20
+#: At most this many entries are listed (the rest are named as skipped).
+MAX_ENTRIES = 256
+#: An entry whose command line is longer is skipped (x86 Linux takes 2048 bytes, a few arches 4096).
+CMDLINE_LIMIT = 4096
+
+
+class ReadBudgetSpent(Unreadable):
+    """An ISO would need more than :data:`READ_BUDGET` bytes read to be listed (records claiming absurd sizes, or
+    sending pycdlib round in circles): the listing stops, nothing is listed."""
+
+
+class _Budget(io.RawIOBase):
+    """A read-only file over ``image`` that raises :class:`ReadBudgetSpent` once more than ``budget`` bytes were
+    read through it (``what`` names the ISO in the message)."""
+
+    def __init__(self, image, what: str, budget: int = READ_BUDGET) -> None:
+        super().__init__()
+        self.image, self.what, self.left, self.budget = image, what, budget, budget
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.image.tell()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.image.seek(offset, whence)
+
+    def read(self, n: int = -1) -> bytes:
+        if n is not None and n > self.left:
+            n = self.left + 1  # one byte over: enough to know the budget is spent
+        data = self.image.read(n if n is not None and n >= 0 else self.left + 1)
+        self.left -= len(data)
+        if self.left < 0:
+            size = f"{self.budget >> 20} MiB" if self.budget >= 1 << 20 else f"{self.budget} bytes"
+            raise ReadBudgetSpent(f"{self.what}: more than {size} of its directory records and configs would be "
+                                  "read; not listed")
+        return data
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A boot entry (or a boot config) left out of a listing, and why.
+
+    Attributes:
+        label: the entry's label ("" for a config that could not be read). path: the path in the ISO that failed
+        (the kernel, the ramdisk or the config). source: the config the entry came from, or ``usual place``.
+        reason: why, for people (``symbolic link loop (more than 8 links followed)``, ``not a file in the ISO`` ...).
+    """
+
+    label: str
+    path: str
+    source: str
+    reason: str
+
+    def __str__(self) -> str:
+        """``LABEL (from SOURCE): PATH: REASON`` (without what is empty)."""
+        what = f"{self.label} (from {self.source})" if self.label else self.source or self.path
+        return ": ".join(p for p in (what, self.path if self.path != what else "", self.reason) if p)
+
+    def to_json(self) -> dict:
+        """``{label, path, source, reason}``."""
+        return asdict(self)
+
+
+class Entries(list):
+    """The :class:`KernelEntry` list of a listing (a ``list``), with what was left out of it.
+
+    Attributes:
+        skipped: the :class:`Skipped` entries and configs, in the order met.
+        extents: an entry's kernel or ramdisk path (as the entry names it) → (byte offset in the image, length)
+            of the file its bytes come from (a symbolic link's target).
+    """
+
+    def __init__(self, items=(), skipped: list[Skipped] | None = None,
+                 extents: dict[str, tuple[int, int]] | None = None) -> None:
+        super().__init__(items)
+        self.skipped: list[Skipped] = skipped if skipped is not None else []
+        self.extents: dict[str, tuple[int, int]] = extents if extents is not None else {}
+
+
 class IsoTree:
     """The files of an opened ISO by lower-case path (``/casper/vmlinuz``), with the name pycdlib wants
-    (Rock Ridge, else Joliet, else ISO 9660 without its ``;1``)."""
+    (Rock Ridge, else Joliet, else ISO 9660 without its ``;1``), and its symbolic links.
 
-    def __init__(self, iso: pycdlib.PyCdlib) -> None:
-        self.iso = iso
+    Symbolic links exist in the Rock Ridge names only (IEEE P1282, the ``SL`` entry of a directory record's
+    System Use area, SUSP IEEE P1281); Joliet and plain ISO 9660 (ECMA-119) have none, and UDF's are not read
+    (the tree is never read through UDF). A link is followed inside the ISO only (:meth:`resolve`).
+
+    Args:
+        iso: an opened pycdlib image. size: the image's size in bytes (None: unknown, extents not checked).
+    Attributes:
+        kind: ``rr_path``, ``joliet_path`` or ``iso_path``. files: lower-case path → pycdlib's path, of regular
+        files. links: lower-case path → the link's target as recorded (relative or absolute). broken: lower-case
+        path → why its Rock Ridge entry could not be read.
+    Raises:
+        any pycdlib error, ``UnicodeDecodeError`` (a name that is not UTF-8): callers run it under
+        :func:`backend.errors.owner_bytes`.
+    """
+
+    def __init__(self, iso: pycdlib.PyCdlib, size: int | None = None) -> None:
+        self.iso, self.size = iso, size
         self.kind = "rr_path" if iso.has_rock_ridge() else "joliet_path" if iso.has_joliet() else "iso_path"
         self.files: dict[str, str] = {}
+        self.links: dict[str, str] = {}
+        self.broken: dict[str, str] = {}
         for top, _dirs, names in iso.walk(**{self.kind: "/"}):
             for name in names:
                 real = posixpath.join(top, name)
-                self.files[self.norm(real)] = real
+                key = self.norm(real)
+                if self.kind != "rr_path":
+                    self.files[key] = real
+                    continue
+                try:
+                    with owner_bytes("", "unreadable Rock Ridge entry"):
+                        rr = iso.get_record(rr_path=real).rock_ridge
+                        if rr is not None and rr.is_symlink():
+                            self.links[key] = rr.symlink_path().decode("utf-8", "surrogateescape")
+                        else:
+                            self.files[key] = real
+                except Unreadable as exc:
+                    self.broken[key] = exc.message
 
     @staticmethod
     def norm(path: str) -> str:
@@ -229,21 +367,82 @@ class IsoTree:
         path = re.sub(r";\d*$", "", path)
         return posixpath.normpath(path.rstrip(".") or "/").lower()
 
-    def read(self, path: str, limit: int = 1 << 20) -> str:
-        out = io.BytesIO()
-        self.iso.get_file_from_iso_fp(out, **{self.kind: self.files[self.norm(path)]})
-        return out.getvalue()[:limit].decode("utf-8", "replace")
+    def names(self) -> list[str]:
+        """Every path of the tree that is not a directory (files, links, unreadable entries), sorted."""
+        return sorted({*self.files, *self.links, *self.broken})
 
-    def extent(self, path: str) -> tuple[int, int]:
-        """(byte offset in the image, length) of a file stored in one contiguous run.
+    def resolve(self, path: str) -> str:
+        """The regular file ``path`` ends at, its symbolic links followed inside the ISO: a relative target
+        against the link's folder, an absolute one against the ISO's root, at most :data:`MAX_LINKS` links.
+
+        Args:
+            path: a path in the ISO (any case, ``;1`` version and trailing dot allowed).
+        Returns:
+            the file's key in :attr:`files`.
+        Raises:
+            Unreadable: a loop (more than :data:`MAX_LINKS` links), a target above the ISO's root, an entry that
+                could not be read, or no such file (the message says which, without the path).
+        """
+        todo = self._parts(path)
+        here: list[str] = []
+        hops = 0
+        while todo:
+            name = todo.pop(0)
+            if name == "..":
+                if here:
+                    here.pop()
+                elif hops:
+                    raise Unreadable("a symbolic link points outside the ISO")
+                continue
+            at = "/" + "/".join([*here, name])
+            if at in self.broken:
+                raise Unreadable(self.broken[at])
+            target = self.links.get(at)
+            if target is None:
+                here.append(name)
+                continue
+            hops += 1
+            if hops > MAX_LINKS:
+                raise Unreadable(f"symbolic link loop (more than {MAX_LINKS} links followed)")
+            if target.startswith("/"):
+                here = []
+            todo = self._parts(target) + todo
+        found = "/" + "/".join(here)
+        if found not in self.files:
+            raise Unreadable(f"its target {found} is not a file in the ISO" if hops else "not a file in the ISO")
+        return found
+
+    @staticmethod
+    def _parts(path: str) -> list[str]:
+        path = re.sub(r";\d*$", "", path.strip())
+        parts = [p for p in path.lower().split("/") if p and p != "."]
+        if parts and parts[-1] != "..":
+            parts[-1] = parts[-1].rstrip(".") or parts[-1]
+        return parts
+
+    def read(self, path: str, limit: int = CONFIG_LIMIT) -> str:
+        """The first ``limit`` bytes of file ``path`` (links followed), as text (UTF-8, bad bytes replaced).
 
         Raises:
-            NotApprovable: the file is split over several extents.
+            Unreadable: see :meth:`resolve`; pycdlib's errors.
         """
-        runs = self.iso.get_file_byte_extents(**{self.kind: self.files[self.norm(path)]})
+        with self.iso.open_file_from_iso(**{self.kind: self.files[self.resolve(path)]}) as f:
+            return f.read(limit).decode("utf-8", "replace")
+
+    def extent(self, path: str) -> tuple[int, int]:
+        """(byte offset in the image, length) of file ``path`` (links followed) stored in one contiguous run.
+
+        Raises:
+            Unreadable: see :meth:`resolve`; the file is split over several extents, or its extent does not lie
+                within the image. pycdlib's errors.
+        """
+        runs = self.iso.get_file_byte_extents(**{self.kind: self.files[self.resolve(path)]})
         if len(runs) != 1:
-            raise NotApprovable(f"{path} is stored in {len(runs)} pieces in the ISO; not staged")
-        return int(runs[0][0]), int(runs[0][1])
+            raise Unreadable(f"stored in {len(runs)} pieces in the ISO; not staged")
+        offset, length = int(runs[0][0]), int(runs[0][1])
+        if offset < 0 or length < 0 or (self.size is not None and offset + length > self.size):
+            raise Unreadable(f"its extent ({length} bytes at {offset}) lies outside the image ({self.size} bytes)")
+        return offset, length
 
 
 def _syslinux(text: str, cfg: str) -> list[dict]:
@@ -321,7 +520,7 @@ _RAMDISK_NAME = re.compile(r"^(initrd.*|initramfs.*)$")
 def _usual_places(tree: IsoTree) -> list[dict]:
     out = []
     folders: dict[str, list[str]] = {}
-    for path in tree.files:
+    for path in tree.names():
         folders.setdefault(posixpath.dirname(path), []).append(posixpath.basename(path))
     for folder, names in sorted(folders.items()):
         top = folder.split("/")[1] if folder != "/" else ""
@@ -338,39 +537,120 @@ def _usual_places(tree: IsoTree) -> list[dict]:
     return out
 
 
-def find_entries(tree: IsoTree) -> list[KernelEntry]:
-    """The bootable kernel entries of an ISO (see the module docstring), those whose kernel (and ramdisk,
-    if named) exist in it, without duplicates, numbered from 1."""
+def find_entries(tree: IsoTree) -> Entries:
+    """The bootable kernel entries of an ISO (see the module docstring): those whose kernel (and ramdisk, if
+    named) are files in it, symbolic links followed inside it (:meth:`IsoTree.resolve`), without duplicates
+    (the same kernel, ramdisk and command line), numbered from 1.
+
+    Every config and every entry is read under :func:`backend.errors.owner_bytes`: one that cannot be read
+    (a config pycdlib cannot read, a link loop or a target outside the ISO, a file missing, in pieces or outside
+    the image, a command line over :data:`CMDLINE_LIMIT`) is left out with its reason in
+    :attr:`Entries.skipped`, the others are listed (at most :data:`MAX_ENTRIES`).
+
+    Args:
+        tree: the opened ISO.
+    Returns:
+        :class:`Entries` with their :attr:`~Entries.extents`.
+    Raises:
+        nothing for bad owner bytes (an :class:`~backend.errors.IsoadminError` of the image's reader, such as a
+        :class:`~backend.errors.HostError` or the read budget, passes).
+    """
     found: list[dict] = []
-    for path in sorted(tree.files):
+    out = Entries()
+    for path in tree.names():
         parts = path.split("/")
-        try:
-            if path.endswith(".cfg") and any(p in ("isolinux", "syslinux") for p in parts[:-1]):
-                found += _syslinux(tree.read(path), path)
-            elif parts[-1] in ("grub.cfg", "loopback.cfg"):
-                found += _grub(tree.read(path), path)
-        except Exception:  # noqa: BLE001 - a config pycdlib cannot read is skipped, not fatal
+        if path.endswith(".cfg") and any(p in ("isolinux", "syslinux") for p in parts[:-1]):
+            parse = _syslinux
+        elif parts[-1] in ("grub.cfg", "loopback.cfg"):
+            parse = _grub
+        else:
             continue
+        try:
+            with owner_bytes("", "boot config not read"):
+                found += parse(tree.read(path), path)
+        except ReadBudgetSpent:
+            raise
+        except Unreadable as exc:
+            out.skipped.append(Skipped("", path, path, exc.message))
     if not found:
         found = _usual_places(tree)
-    entries, seen = [], set()
+    seen = set()
     for e in found:
-        kernel, ramdisk = tree.norm(e["kernel"]), tree.norm(e["ramdisk"]) if e["ramdisk"] else ""
-        key = (kernel, ramdisk, e["cmdline"])
-        if kernel not in tree.files or (ramdisk and ramdisk not in tree.files) or key in seen:
+        if len(out) == MAX_ENTRIES:
+            out.skipped.append(Skipped("", "", e["source"], f"more than {MAX_ENTRIES} entries: the rest not listed"))
+            break
+        files, extents, failed = [], {}, e["kernel"]
+        try:
+            if len(e["cmdline"]) > CMDLINE_LIMIT:
+                raise Unreadable(f"a command line of {len(e['cmdline'])} characters (more than {CMDLINE_LIMIT})")
+            for failed in (p for p in (e["kernel"], e["ramdisk"]) if p):
+                with owner_bytes("", "cannot be read"):
+                    files.append(tree.resolve(failed))
+                    extents[tree.norm(failed)] = tree.extent(files[-1])
+        except ReadBudgetSpent:
+            raise
+        except Unreadable as exc:
+            skip = Skipped(e["label"], tree.norm(failed), e["source"], exc.message)
+            if skip not in out.skipped:
+                out.skipped.append(skip)
+            continue
+        key = (*files, e["cmdline"]) if e["ramdisk"] else (files[0], "", e["cmdline"])
+        if key in seen:
             continue
         seen.add(key)
-        ksize = tree.extent(kernel)[1] if kernel else 0
-        rsize = tree.extent(ramdisk)[1] if ramdisk else 0
-        entries.append(KernelEntry(len(entries) + 1, e["label"], kernel, ramdisk, e["cmdline"], e["source"],
-                                   ksize, rsize))
-    return entries
+        kernel, ramdisk = tree.norm(e["kernel"]), tree.norm(e["ramdisk"]) if e["ramdisk"] else ""
+        out.extents.update(extents)
+        out.append(KernelEntry(len(out) + 1, e["label"], kernel, ramdisk, e["cmdline"], e["source"],
+                               extents[kernel][1], extents[ramdisk][1] if ramdisk else 0))
+    return out
 
 
-def _open(image) -> tuple[pycdlib.PyCdlib, IsoTree]:
+def _open(image, what: str = "the image") -> tuple[pycdlib.PyCdlib, IsoTree]:
+    """Open ``image`` with pycdlib (within :data:`READ_BUDGET`) and read its tree.
+
+    Raises:
+        Unreadable: ``WHAT: cannot be read as ISO 9660: ...`` (pycdlib refused it, or anything else failed);
+            ReadBudgetSpent.
+    """
     iso = pycdlib.PyCdlib()
-    iso.open_fp(image)
-    return iso, IsoTree(iso)
+    with owner_bytes(what):
+        size = image.seek(0, 2)
+        image.seek(0)
+        iso.open_fp(_Budget(image, what))
+        try:
+            return iso, IsoTree(iso, size)
+        except BaseException:
+            _close(iso)
+            raise
+
+
+def _close(iso: pycdlib.PyCdlib) -> None:
+    try:
+        iso.close()
+    except Exception:  # noqa: BLE001 - closing a half-read hostile image must not hide why it failed
+        pass
+
+
+def entries_in(image, what: str) -> Entries:
+    """The kernel entries of the ISO in file object ``image`` (seekable, read-only), the whole read under
+    :func:`backend.errors.owner_bytes`: ISO 9660 (ECMA-119) volume descriptors, path tables and directory
+    records, Rock Ridge (IEEE P1282 over SUSP P1281) names and symbolic links, Joliet names, the boot configs.
+
+    Args:
+        image: the ISO's bytes (a :class:`RemoteImage`, or any seekable binary file). what: the ISO, for
+            messages (``OWNER/FILE (DOM0:VOLUME)``).
+    Returns:
+        :class:`Entries` (possibly empty, with what was skipped and why).
+    Raises:
+        Unreadable: the image is not ISO 9660 pycdlib can open (``WHAT: cannot be read as ISO 9660: ...``);
+            ReadBudgetSpent: more than :data:`READ_BUDGET` bytes would be read. HostError: reading it failed.
+    """
+    iso, tree = _open(image, what)
+    try:
+        with owner_bytes(what):
+            return find_entries(tree)
+    finally:
+        _close(iso)
 
 
 # --------------------------------------------------------------------------- the site's side
@@ -395,26 +675,18 @@ async def iso_volume(site, key: str) -> Volume:
     return sorted(matches, key=lambda v: (v.dom0, v.name))[0]
 
 
-async def _entries_of(site, vol: Volume) -> tuple[list[KernelEntry], dict[str, tuple[int, int]]]:
+async def _entries_of(site, vol: Volume) -> tuple[Entries, dict[str, tuple[int, int]]]:
     size = vol.meta.get("size")
     if not isinstance(size, int):
         raise NotFound(f"{vol.dom0}:{vol.name} records no size")
     loop = asyncio.get_running_loop()
 
-    def work():
-        image = RemoteImage(site.hosts[vol.dom0], vol.path, size, loop)
-        try:
-            iso, tree = _open(image)
-        except pycdlib.pycdlibexception.PyCdlibException as exc:
-            raise NotApprovable(f"{vol.dom0}:{vol.name} cannot be read as ISO 9660: {exc}") from None
-        try:
-            entries = find_entries(tree)
-            extents = {p: tree.extent(p) for e in entries for p in (e.kernel, e.ramdisk) if p}
-        finally:
-            iso.close()
-        return entries, extents
+    def work() -> Entries:
+        return entries_in(RemoteImage(site.hosts[vol.dom0], vol.path, size, loop),
+                          f"{vol.owner}/{vol.upload} ({vol.dom0}:{vol.name})")
 
-    return await asyncio.to_thread(work)
+    entries = await asyncio.to_thread(work)
+    return entries, entries.extents
 
 
 # --------------------------------------------------------------------------- upload pairs
@@ -515,19 +787,21 @@ def source_title(source: Volume | Upload) -> str:
     return f"{source.owner}/{source.upload} ({source.dom0})"
 
 
-async def kernels(site, key: str) -> tuple[Volume | Upload, list[KernelEntry]]:
+async def kernels(site, key: str) -> tuple[Volume | Upload, Entries]:
     """The bootable kernel entries of ``key``: an upload ``OWNER/FILE`` that is a Linux kernel (one entry, with
     the ramdisk :func:`pair` finds; needs a refresh first), else the ISO imported from ``key`` (``OWNER/FILE``
     or ``[DOM0:]VOLUME``), read from its final volume on its dom0.
 
     Returns:
-        (the kernel upload or the ISO's volume, the entries; empty when none is found).
+        (the kernel upload or the ISO's volume, the :class:`Entries`: empty when none is found; an ISO's
+        entries that could not be read are in its ``skipped``, with why).
     Raises:
-        NotFound, NotApprovable (not ISO 9660; a pair that cannot be made), HostError.
+        NotFound, NotApprovable (a pair that cannot be made), Unreadable (not ISO 9660 that can be read: the
+        message names the volume), HostError.
     """
     up = kernel_upload(site, key)
     if up is not None:
-        return up, [pair(site, up)[1]]
+        return up, Entries([pair(site, up)[1]])
     vol = await iso_volume(site, key)
     if not site.may_act_for(vol.owner):
         raise NotFound(f"no imported ISO {key!r}")
@@ -707,8 +981,9 @@ async def stage(site, key: str, entry_ref: str, dom0: str | None = None, cmdline
     Returns:
         the staged set.
     Raises:
-        ReadOnlyError, NotFound (no such ISO or entry), NotApprovable (another dom0, entry in pieces),
-        QuotaExceeded, HostError / CommandFailed (the copy failed; nothing is left behind).
+        ReadOnlyError, NotFound (no such ISO or entry), NotApprovable (another dom0; the entry of that label
+        was skipped by the listing, with why), Unreadable (the ISO cannot be read), QuotaExceeded, HostError /
+        CommandFailed (the copy failed; nothing is left behind).
     """
     if cmdline is not None and _CONTROL.search(cmdline):
         raise UsageError(f"--cmdline: a kernel command line is one line of text, without control characters "
@@ -734,6 +1009,10 @@ async def stage(site, key: str, entry_ref: str, dom0: str | None = None, cmdline
         entries, extents = await _entries_of(site, vol)
         entry = next((e for e in entries if str(e.number) == entry_ref), None) or \
             next((e for e in entries if e.label.lower() == entry_ref.lower()), None)
+        skipped = next((k for k in entries.skipped if k.label and k.label.lower() == entry_ref.lower()), None)
+        if entry is None and skipped is not None:
+            raise NotApprovable(f"{vol.owner}/{vol.upload}: entry {entry_ref!r} is skipped: {skipped.path}: "
+                                f"{skipped.reason}")
         if entry is None:
             raise NotFound(f"{vol.owner}/{vol.upload} has no kernel entry {entry_ref!r} "
                            f"(`isoadmin kernels {vol.owner}/{vol.upload}` lists {len(entries)})")
@@ -1021,6 +1300,7 @@ async def remove_leftover(site, dom0: str, path: str) -> None:
     await site.hosts[dom0].run(script(_REMOVE, "isoadmin-remove-kernel", root, path[len(root) + 1:], mutating=True))
 
 
-__all__ = ["KernelEntry", "KernelSet", "find_entries", "kernels", "stage", "stage_pair", "pair", "kernel_upload",
+__all__ = ["KernelEntry", "KernelSet", "Entries", "Skipped", "IsoTree", "ReadBudgetSpent", "find_entries",
+           "entries_in", "kernels", "stage", "stage_pair", "pair", "kernel_upload",
            "kernel_version", "ramdisk_version", "source_title", "list_sets", "delete_set", "gc_plan",
            "gc_apply", "catalog_rows", "users", "remove_leftover", "DEFAULT_KERNEL_DIR"]

@@ -103,6 +103,51 @@ def make_kernel_iso(label: str, kernel: bytes, ramdisk: bytes, cmdline: str) -> 
     return out.getvalue()
 
 
+def make_live_iso(label: str, kernel: bytes, ramdisk: bytes, cmdline: str, links: dict[str, str] | None = None,
+                  entries: list[tuple[str, str, str]] | None = None) -> bytes:
+    """An ISO 9660 image laid out as a Debian live CD, built with pycdlib: the files ``/live/vmlinuz-6.1.0`` and
+    ``/live/initrd.img-6.1.0``, the Rock Ridge symbolic links (IEEE P1282 ``SL``) ``/live/vmlinuz ->
+    vmlinuz-6.1.0`` and ``/live/initrd.img -> initrd.img-6.1.0``, and an isolinux config
+    (``/isolinux/isolinux.cfg``) whose ``LABEL live`` boots ``/live/vmlinuz`` with ``initrd=/live/initrd.img
+    CMDLINE``.
+
+    Args:
+        links: more Rock Ridge symbolic links, path in the ISO (``/live/loop-a``; missing folders are made) →
+            target as recorded (relative, absolute, anything). entries: more config entries, (label, kernel path,
+            ramdisk path or "").
+    Returns:
+        the image bytes.
+    """
+    iso = pycdlib.PyCdlib()
+    iso.new(interchange_level=3, vol_ident=label, rock_ridge="1.09")
+    folders = {"/": "/"}  # Rock Ridge folder → ISO 9660 folder
+
+    def folder(rr: str) -> str:
+        if rr not in folders:
+            parent = folder(os.path.dirname(rr))
+            name = "D%d" % len(folders)
+            folders[rr] = parent.rstrip("/") + "/" + name
+            iso.add_directory(folders[rr], rr_name=os.path.basename(rr))
+        return folders[rr]
+
+    config = (f"DEFAULT live\nLABEL live\n  MENU LABEL ^Live system\n  KERNEL /live/vmlinuz\n"
+              f"  APPEND initrd=/live/initrd.img {cmdline}\n")
+    for name, k, r in entries or []:
+        config += f"LABEL {name}\n  KERNEL {k}\n" + (f"  APPEND initrd={r}\n" if r else "")
+    for n, (path, data) in enumerate((("/live/vmlinuz-6.1.0", kernel), ("/live/initrd.img-6.1.0", ramdisk),
+                                      ("/isolinux/isolinux.cfg", config.encode()))):
+        where = folder(os.path.dirname(path)).rstrip("/")
+        iso.add_fp(io.BytesIO(data), len(data), f"{where}/F{n}.;1", rr_name=os.path.basename(path))
+    all_links = {"/live/vmlinuz": "vmlinuz-6.1.0", "/live/initrd.img": "initrd.img-6.1.0", **(links or {})}
+    for n, (path, target) in enumerate(all_links.items()):
+        where = folder(os.path.dirname(path)).rstrip("/")
+        iso.add_symlink(f"{where}/L{n}.;1", rr_symlink_name=os.path.basename(path), rr_path=target)
+    out = io.BytesIO()
+    iso.write_fp(out)
+    iso.close()
+    return out.getvalue()
+
+
 def floppy_image() -> bytes:
     """A 1.44 MB floppy image with a boot sector (0x55AA signature) and no ISO 9660: legitimate
     boot media that is not an ISO."""

@@ -62,22 +62,30 @@ class PickKernel(ModalScreen[int | None]):
 class KernelFlow:
     """Mixin for a screen with the Kernels flow: :meth:`start_kernels` reads the entries in a worker, shows
     :class:`PickKernel`, and stages the one picked in another worker (the default dom0: the ISO's, or for an
-    uploaded kernel the image host's first). Errors go to the app's error modal."""
+    uploaded kernel the image host's first). Errors go to the app's error modal: an expected one from the worker
+    itself, any other through the worker's state change (``exit_on_error=False``; the screen forwards it with
+    :class:`~screens.workers.ForwardWorkerErrors`), so a hostile ISO never ends the console."""
 
     def start_kernels(self, ref: str) -> None:
         """Start the flow for ``ref`` (``DOM0:VOLUME`` of an imported ISO, or ``OWNER/FILE`` of a kernel upload)."""
         self.app.notify(f"reading the boot entries of {ref}…", title="Kernels", markup=False)
         self.pick_kernel(ref)
 
-    @work(group="kernels", exclusive=True)
+    @work(group="kernels", exclusive=True, exit_on_error=False)
     async def pick_kernel(self, ref: str) -> None:
-        """Read ``ref``'s entries (a worker: the ISO is read over SSH) and show them to pick one."""
+        """Read ``ref``'s entries (a worker: the ISO is read over SSH) and show them to pick one; the entries
+        the listing skipped are named in one warning."""
         try:
             source, entries = await kernels.kernels(self.app.site, ref)
         except IsoadminError as exc:
             self.app.show_error(exc)
             return
         title = kernels.source_title(source)
+        if entries.skipped:
+            more = f" (and {len(entries.skipped) - 3} more)" if len(entries.skipped) > 3 else ""
+            self.app.notify(f"{title}: {len(entries.skipped)} skipped: "
+                            + "; ".join(str(s) for s in entries.skipped[:3]) + more,
+                            title="Kernels", severity="warning", markup=False)
         if not entries:
             self.app.notify(f"{title}: no bootable kernel found", title="Kernels", markup=False)
             return
@@ -88,7 +96,7 @@ class KernelFlow:
 
         self.app.push_screen(PickKernel(f"Kernels of {title}", entries), picked)
 
-    @work(group="kernels", exclusive=True)
+    @work(group="kernels", exclusive=True, exit_on_error=False)
     async def stage_kernel(self, ref: str, entry: str) -> None:
         """Stage entry ``entry`` of ``ref`` (a worker) and say where it landed."""
         try:

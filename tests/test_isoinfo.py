@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import struct
 
 import pytest
+from pycdlib.pycdlibexception import PyCdlibInvalidISO
 
-from backend.isoinfo import HEADER_BYTES, inspect_header
+from backend.crash import one_line
+from backend.errors import HostError, NotApprovable, NotFound, Unreadable, owner_bytes
+from backend.isoinfo import HEADER_BYTES, inspect_header, linux_kernel, ramdisk_content
 from backend.lab import floppy_image, make_iso
 
 from .conftest import DEBIAN_ISOS
@@ -92,3 +97,30 @@ def test_a_linux_kernel_and_ramdisks_are_recognised_by_their_first_bytes(tmp_pat
     no_header = bytearray(kernel_image()[:4096])
     no_header[0x202:0x206] = b"XXXX"  # the boot flag alone is a boot sector, not a kernel
     assert inspect_header(bytes(no_header)).kind == "boot-image"
+
+
+@pytest.mark.parametrize("exc", [
+    ValueError("bad length"), IndexError("index out of range"), KeyError("x"), struct.error("unpack requires 4"),
+    UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"), RecursionError("maximum recursion depth"),
+    MemoryError(), PyCdlibInvalidISO("Invalid RR version 24!")])
+def test_owner_bytes_turns_any_parser_failure_into_one_unreadable_naming_the_file(exc):
+    with pytest.raises(Unreadable) as caught:
+        with owner_bytes("alice/live.iso"):
+            raise exc
+    assert caught.value.exit_code == 6 and isinstance(caught.value, NotApprovable)
+    assert caught.value.message == f"alice/live.iso: cannot be read as ISO 9660: {one_line(exc)}"
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__  # the parser's frames are let go
+
+
+@pytest.mark.parametrize("exc", [HostError("dom0-a", "down"), NotFound("x"), KeyboardInterrupt(),
+                                 asyncio.CancelledError()])
+def test_owner_bytes_lets_domain_errors_interrupts_and_cancellation_through(exc):
+    with pytest.raises(type(exc)):
+        with owner_bytes("alice/live.iso"):
+            raise exc
+
+
+def test_header_parsers_report_rather_than_raise():
+    assert inspect_header(b"").problem == "empty file"
+    assert linux_kernel(b"\0" * 0x1FE + b"\x55\xaa" + b"\0\0HdrS\xff\xff" + b"\0" * 6 + b"\xff\xff") == ("255.255", "")
+    assert ramdisk_content(b"") is None and ramdisk_content(b"\x1f\x8b\x08") == "gzip"

@@ -6,21 +6,23 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
+import io
 import json
 import os
 import subprocess
 import time
 from pathlib import Path
 
+import pycdlib
 import pytest
 
 from backend import health, kernels
 from backend.errors import NotApprovable, NotFound, QuotaExceeded, ReadOnlyError
-from backend.kernels import _grub, _syslinux
-from backend.lab import make_kernel_iso
+from backend.kernels import ReadBudgetSpent, _grub, _syslinux
+from backend.lab import make_kernel_iso, make_live_iso
 from backend.site import Site
 
-from .conftest import run_cli
+from .conftest import cli, run_cli
 
 KERNEL = os.urandom(300_000)
 RAMDISK = os.urandom(120_000)
@@ -357,3 +359,88 @@ async def test_facts_cached_before_kernels_were_recognised_are_read_again(lab):
     snap = await second.refresh()
     assert next(u for u in snap.uploads if u.key == "dave/vmlinuz-6.1").iso.kind == "linux-kernel"
     await second.close()
+
+
+# ----------------------------------------------------------------------------- symbolic links inside an ISO
+
+LINKS = {"/live/loop-a": "loop-b", "/live/loop-b": "loop-a",  # a loop
+         "/live/escape": "../../../etc/passwd",  # above the ISO's root: outside it
+         "/live/gone": "/live/vmlinuz-7.0",  # absolute, to nothing
+         "/boot/live": "/live"}  # a folder
+HOSTILE_ENTRIES = [("loop", "/live/loop-a", ""), ("escape", "/live/escape", "/live/initrd.img"),
+                   ("gone", "/live/gone", ""), ("through-folder", "/boot/live/vmlinuz", "/boot/live/initrd.img")]
+
+
+def put_symlinked_iso(lab_dir, name: str = "debian-live.iso", **kwargs) -> None:
+    data = make_live_iso("DEBIAN_LIVE", KERNEL, RAMDISK, CMDLINE, **kwargs)
+    put_upload(lab_dir, "alice", name, data)
+
+
+async def test_symlinked_kernel_is_listed_and_staged_byte_identical_and_bad_links_are_skipped(lab):
+    put_symlinked_iso(lab.dir, links=LINKS, entries=HOSTILE_ENTRIES)
+    site = Site(lab.config)
+    await site.refresh()
+    await site.approve(await site.plan("alice/debian-live.iso", "dom0-a"))
+    _, entries = await kernels.kernels(site, "alice/debian-live.iso")
+    assert [(e.label, e.kernel, e.ramdisk, e.kernel_size, e.ramdisk_size) for e in entries] == [
+        ("Live system", "/live/vmlinuz", "/live/initrd.img", len(KERNEL), len(RAMDISK)),
+        ("through-folder", "/boot/live/vmlinuz", "/boot/live/initrd.img", len(KERNEL), len(RAMDISK))]
+    assert [(s.label, s.path, s.reason) for s in entries.skipped] == [
+        ("loop", "/live/loop-a", "symbolic link loop (more than 8 links followed)"),
+        ("escape", "/live/escape", "a symbolic link points outside the ISO"),
+        ("gone", "/live/gone", "its target /live/vmlinuz-7.0 is not a file in the ISO")]
+    staged = await kernels.stage(site, "alice/debian-live.iso", "1")
+    folder = Path(staged.path)
+    assert (folder / "kernel").read_bytes() == KERNEL and (folder / "ramdisk").read_bytes() == RAMDISK
+    assert (folder / "cmdline").read_text() == CMDLINE + "\n"
+    with pytest.raises(NotApprovable, match="entry 'loop' is skipped: /live/loop-a: symbolic link loop"):
+        await kernels.stage(site, "alice/debian-live.iso", "loop")
+    await site.close()
+
+
+async def test_cli_lists_and_stages_a_symlinked_kernel_and_names_skipped_entries(lab):
+    put_symlinked_iso(lab.dir, links=LINKS, entries=HOSTILE_ENTRIES)
+    approved = await cli("approve", "alice/debian-live.iso", "--yes", lab_dir=lab.dir)
+    assert approved.returncode == 0, approved.stderr
+    listed = await cli("kernels", "alice/debian-live.iso", "--json", lab_dir=lab.dir)
+    assert listed.returncode == 0 and "Traceback" not in listed.stderr, listed.stderr
+    assert [(e["kernel"], e["kernel_size"]) for e in json.loads(listed.stdout)] == [
+        ("/live/vmlinuz", len(KERNEL)), ("/boot/live/vmlinuz", len(KERNEL))]
+    assert [line.split(": entry skipped: ")[1] for line in listed.stderr.splitlines()] == [
+        "loop (from /isolinux/isolinux.cfg): /live/loop-a: symbolic link loop (more than 8 links followed)",
+        "escape (from /isolinux/isolinux.cfg): /live/escape: a symbolic link points outside the ISO",
+        "gone (from /isolinux/isolinux.cfg): /live/gone: its target /live/vmlinuz-7.0 is not a file in the ISO"]
+    table = await cli("kernels", "alice/debian-live.iso", lab_dir=lab.dir)
+    assert table.returncode == 0 and "/live/vmlinuz" in table.stdout and "Traceback" not in table.stderr
+    staged = await cli("stage-kernel", "alice/debian-live.iso", "Live system", lab_dir=lab.dir)
+    assert staged.returncode == 0 and "Traceback" not in staged.stderr, staged.stderr
+    (folder,) = (lab.dir / "dom0-a" / "kernels" / "alice").iterdir()
+    assert (folder / "kernel").read_bytes() == KERNEL and (folder / "ramdisk").read_bytes() == RAMDISK
+    refused = await cli("stage-kernel", "alice/debian-live.iso", "escape", lab_dir=lab.dir)
+    assert refused.returncode == 6 and "points outside the ISO" in refused.stderr, refused.stderr
+
+
+async def test_cli_on_an_iso_whose_directory_records_are_cut_says_so_in_one_line(lab, tmp_path):
+    data = bytearray(make_live_iso("LIVE", KERNEL, RAMDISK, CMDLINE))
+    root = int.from_bytes(data[16 * 2048 + 156 + 2:16 * 2048 + 156 + 6], "little")  # ECMA-119 9.1.3
+    dot = data[root * 2048]  # the root's "." record; ".." follows it
+    data[root * 2048 + dot] = 0xFF  # the ".." record claims more bytes than it has: cut records
+    put_upload(lab.dir, "alice", "cut.iso", bytes(data))
+    site = Site(lab.config)
+    await site.refresh()
+    await site.approve(await site.plan("alice/cut.iso", "dom0-a"))  # its header is a valid ISO 9660 one
+    await site.close()
+    for args in (("kernels", "alice/cut.iso"), ("stage-kernel", "alice/cut.iso", "1")):
+        done = await cli(*args, lab_dir=lab.dir)
+        assert done.returncode == 6 and "Traceback" not in done.stderr, done.stderr
+        (line,) = done.stderr.strip().splitlines()
+        assert line.startswith("isoadmin: alice/cut.iso (dom0-a:cd_alice_cut") and \
+            "): cannot be read as ISO 9660: " in line, line
+
+
+def test_a_listing_reads_no_more_than_its_budget():
+    data = make_live_iso("LIVE", KERNEL, RAMDISK, CMDLINE)
+    iso = pycdlib.PyCdlib()
+    with pytest.raises(ReadBudgetSpent, match=r"^alice/live.iso: more than 40000 bytes of its directory records"):
+        iso.open_fp(kernels._Budget(io.BytesIO(data), "alice/live.iso", budget=40_000))
+    assert len(kernels.entries_in(io.BytesIO(data), "alice/live.iso")) == 1  # within the real budget

@@ -22,14 +22,17 @@ import time
 import unicodedata
 from types import SimpleNamespace
 
+import pycdlib
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from backend import kernels
 from backend.config import parse_config
-from backend.errors import ConfigError, UsageError
+from backend.errors import ConfigError, Unreadable, UsageError
 from backend.isoinfo import HEADER_BYTES, SECTOR, inspect_header
-from backend.lab import Lab, make_iso
+from backend.kernels import Skipped
+from backend.lab import Lab, make_iso, make_kernel_iso, make_live_iso
 from backend.models import Upload, UploadState
 from backend.site import Site
 from backend.text import FORMULA_PREFIXES, HIDDEN_RANGES, csv_cell, is_printable, printable
@@ -309,6 +312,83 @@ def test_a_csv_cell_is_never_a_formula_and_printable_text_round_trips(values):
             assert cell == ("'" + text if text.startswith(FORMULA_PREFIXES) else text)
         else:
             assert cell.lstrip("'") == printable(text)
+
+# ---------------------------------------------------------------------- ISO trees and boot configs
+
+def _kernel_iso_regions(data: bytes) -> list[tuple[int, int]]:
+    """The byte ranges of a pycdlib-made kernel ISO worth fuzzing (ECMA-119): the PVD's root directory record,
+    both path tables, every directory's records (with their Rock Ridge / SUSP entries), every Rock Ridge
+    continuation area and the rest of the metadata before the first file's data, and the boot configs."""
+    pvd = 16 * SECTOR
+    size, l_lba, m_lba = (struct.unpack_from("<L", data, pvd + 132)[0], struct.unpack_from("<L", data, pvd + 140)[0],
+                          struct.unpack_from(">L", data, pvd + 148)[0])
+    regions = [(pvd + 156, pvd + 190), (l_lba * SECTOR, l_lba * SECTOR + size), (m_lba * SECTOR, m_lba * SECTOR + size)]
+    iso = pycdlib.PyCdlib()
+    iso.open_fp(io.BytesIO(data))
+    first_data = len(data)
+    for top, _dirs, files in iso.walk(rr_path="/"):
+        rec = iso.get_record(rr_path=top)
+        regions.append((rec.extent_location() * SECTOR, rec.extent_location() * SECTOR + rec.get_data_length()))
+        for name in files:
+            path = top.rstrip("/") + "/" + name
+            if iso.get_record(rr_path=path).rock_ridge.is_symlink():
+                continue
+            ((offset, length),) = iso.get_file_byte_extents(rr_path=path)
+            first_data = min(first_data, offset)
+            if name.endswith(".cfg"):
+                regions.append((offset, offset + length))
+    iso.close()
+    regions.append((17 * SECTOR, first_data))  # descriptors, path tables, directories, continuation areas
+    return [(a, b) for a, b in regions if b > a]
+
+
+KERNEL_ISOS = []
+for _data in (make_kernel_iso("FUZZ", b"K" * 3000, b"R" * 2000, "quiet splash"),  # isolinux and GRUB configs
+              make_live_iso("FUZZ", b"K" * 3000, b"R" * 2000, "boot=live",  # Rock Ridge links
+                            links={"/live/loop-a": "loop-b", "/live/loop-b": "loop-a", "/live/up": "../../x",
+                                   "/boot/live": "/live"},
+                            entries=[("loop", "/live/loop-a", ""), ("up", "/live/up", ""),
+                                     ("folder", "/boot/live/vmlinuz", "/boot/live/initrd.img")])):
+    KERNEL_ISOS.append((_data, _kernel_iso_regions(_data)))
+
+
+@st.composite
+def fuzzed_kernel_isos(draw) -> bytes:
+    base, regions = draw(st.sampled_from(KERNEL_ISOS))
+    data = bytearray(base)
+    for _ in range(draw(st.integers(1, 16))):
+        start, end = draw(st.sampled_from(regions))
+        data[draw(st.integers(start, end - 1))] = draw(st.integers(0, 255))
+    if draw(st.booleans()):  # a field's worth of chosen bytes: a length, an extent, a name, a config line ...
+        start, end = draw(st.sampled_from(regions))
+        offset = draw(st.integers(start, end - 1))
+        chunk = draw(st.one_of(st.binary(min_size=1, max_size=40),
+                               st.sampled_from([b"\xff\xff\xff\x7f", b"\x7f\xff\xff\xff", b"\0" * 8, b"SL\xff\x01",
+                                                b"CE\x1c\x01", b"../../../../", b"LABEL x\n KERNEL /live/up\n"])))
+        data[offset:offset + len(chunk)] = chunk
+    cut = draw(st.one_of(st.none(), st.integers(17 * SECTOR, len(data))))
+    return bytes(data[:cut] if cut is not None else data)
+
+
+@examples(200)
+@given(fuzzed_kernel_isos())
+def test_fuzzed_kernel_isos_give_entries_or_one_unreadable_error(data):
+    # kernels.entries_in is what a listing runs on the dom0's bytes: kernels._open (pycdlib) + find_entries
+    started = time.monotonic()
+    try:
+        entries = kernels.entries_in(io.BytesIO(data), "alice/fuzz.iso")
+    except Unreadable as exc:
+        assert exc.exit_code == 6 and exc.message.startswith("alice/fuzz.iso: "), exc.message
+        assert len(plain(exc.message).plain.splitlines()) == 1
+    else:
+        assert all(isinstance(s, Skipped) and s.reason for s in entries.skipped)
+        for e in entries:
+            offset, length = entries.extents[e.kernel]
+            assert length == e.kernel_size and 0 <= offset and offset + length <= len(data)
+            if e.ramdisk:
+                offset, length = entries.extents[e.ramdisk]
+                assert length == e.ramdisk_size and 0 <= offset and offset + length <= len(data)
+    assert time.monotonic() - started < 10  # bounded: every read counts against kernels.READ_BUDGET
 
 
 # ---------------------------------------------------------------------- rejection reasons

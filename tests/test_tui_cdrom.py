@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from backend.lab import make_live_iso
 from backend.site import Site
 from screens.cdrom import PickDomain
 from screens.modals import Details, ErrorModal
@@ -115,3 +116,47 @@ async def test_uploads_pick_and_stage_an_uploaded_kernel_and_its_ramdisk(lab, tm
     await site.close()
     (staged,) = [p for p in folder.iterdir() if not p.name.startswith(".")]
     assert (staged / "kernel").read_bytes() == kernel and (staged / "ramdisk").read_bytes() == ramdisk
+
+
+async def test_kernels_key_on_hostile_isos_warns_or_shows_one_error_and_the_console_keeps_running(lab):
+    from screens.kernels import PickKernel
+    from screens.volumes import VolumesScreen
+
+    from .test_kernels import HOSTILE_ENTRIES, KERNEL, LINKS, RAMDISK, put_symlinked_iso, put_upload
+
+    put_symlinked_iso(lab.dir, links=LINKS, entries=HOSTILE_ENTRIES)
+    data = bytearray(make_live_iso("LIVE", KERNEL, RAMDISK, "quiet"))
+    root = int.from_bytes(data[16 * 2048 + 156 + 2:16 * 2048 + 156 + 6], "little")
+    data[root * 2048 + data[root * 2048]] = 0xFF  # the root's ".." record cut short
+    put_upload(lab.dir, "alice", "cut.iso", bytes(data))
+    site = Site(lab.config)
+    await site.refresh()
+    for name in ("debian-live.iso", "cut.iso"):
+        await site.approve(await site.plan(f"alice/{name}", "dom0-a"))
+    app = IsoadminApp(site, lab=lab)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.refreshes > 0)
+        await pilot.press("3", "slash", *"debian", "enter")
+        table = app.screen.query_one("#volumes", VirtualTable)
+        await wait_for(pilot, lambda: table.row_count == 1)
+        await pilot.press("K")
+        await wait_for(pilot, lambda: isinstance(app.screen, PickKernel))
+        assert [e.kernel for e in app.screen.entries] == ["/live/vmlinuz", "/boot/live/vmlinuz"]
+        (warning,) = [m for m in app.messages if m[1] == "warning"]
+        assert "3 skipped" in warning[3] and "symbolic link loop" in warning[3] and "outside the ISO" in warning[3]
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, VolumesScreen))
+        await pilot.press("slash", *["backspace"] * 6, *"cut", "enter")
+        await wait_for(pilot, lambda: table.row_count == 1 and "cut" in str(table.get_row_at(0)[4]))
+        await pilot.press("K")
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal))
+        assert app.screen.title_text == "Unreadable file"
+        assert app.screen.message.startswith("alice/cut.iso (dom0-a:") and "cannot be read as ISO 9660" in \
+            app.screen.message
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, VolumesScreen))
+        assert app.is_running and not [w for w in app.workers if w.state.name == "ERROR"]
+        seen = app.refreshes
+        app.action_refresh_now()
+        await wait_for(pilot, lambda: app.refreshes > seen)  # the console still works
+    await site.close()

@@ -577,6 +577,8 @@ async def cmd_kernels(site: Site, args: argparse.Namespace) -> int:
         render_table(["#", "LABEL", "KERNEL", "RAMDISK", "COMMAND LINE", "FROM"], [
             [str(e.number), e.label, f"{e.kernel} ({_size(e.kernel_size)})",
              f"{e.ramdisk} ({_size(e.ramdisk_size)})" if e.ramdisk else "—", e.cmdline, e.source] for e in entries])
+    for skipped in entries.skipped:  # on stderr, with --json too: its array stays the entries
+        say(f"{args.upload}: entry skipped: {skipped}")
     return 0
 
 
