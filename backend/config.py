@@ -107,8 +107,9 @@ class ImageHostConfig:
         sys_block: the image host's ``/sys/block`` (``locate = "new-device"`` lists it before and after
             the attach; the embedded lab points it at a folder of its own).
         dev_dir: where the image host's block device nodes are (``/dev``).
-        download_hosts: host names or addresses (``fnmatch`` patterns, e.g. ``*.example.org``) this image
-            host may download from, for ``download-url`` and every redirect; empty (the default): none.
+        download_hosts: host names or addresses (``fnmatch`` patterns, e.g. ``*.example.org``; networks such
+            as ``10.0.0.0/8``) this image host may download from, for ``download-url`` and every redirect; empty
+            (the default): none. See :func:`backend.download.host_allowed`.
         cache_dir: the downloads cache on this image host (default ``/var/cache/isoadmin``).
     """
 
@@ -466,8 +467,10 @@ class ImageHostTable(HostTable):
                                "lists it before and after the attach)")
     dev_dir: AbsPath = Field("/dev", description="where the image host's block device nodes are")
     download_hosts: list[Annotated[str, AfterValidator(_nonblank)]] = Field(
-        [], description="hosts this image host may download from (`download-url` and every redirect): names, "
-        "addresses or `fnmatch` patterns such as `*.example.org`. Default: none (downloads are off)")
+        [], description="hosts this image host may download from (`download-url` and every redirect): names or "
+        "`fnmatch` patterns of names (`*.example.org`), which never match an address; addresses, networks "
+        "(`10.0.0.0/8`) or address patterns (`127.0.0.*`), which never match a name. Default: none (downloads "
+        "are off)")
     cache_dir: Annotated[str, AfterValidator(_cache_dir)] = Field(
         "/var/cache/isoadmin", description="the downloads cache on this image host (an absolute path, not a system "
         "folder); created 0700 when missing; an existing one must be the login's own folder that no one else may "

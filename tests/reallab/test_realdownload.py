@@ -4,6 +4,7 @@ through its user-mode network (qemu guestfwd; nothing else is reachable), then t
 from __future__ import annotations
 
 import asyncio
+import shlex
 import shutil
 
 import pytest
@@ -53,3 +54,33 @@ async def test_guest_downloads_then_imports(reallab, real_config, guest, web):
         await site.delete_volume(f"dom0:{job.final}")
     finally:
         await site.close()
+
+
+async def test_a_link_the_owner_plants_never_steers_the_guests_download(reallab, real_config, guest, web):
+    """In the guest, an owner's shell swaps the final name for links to /root while the download runs; a
+    canary outside the owner's folder is unchanged, and the download landed as a file or said it could not."""
+    from ..test_owner_boundary import SWAP_SH
+
+    await guest.run("mkdir -p /tmp/cds/eve /root/canary && printf 'keys\\n' > /root/canary/authorized_keys",
+                    check=True)
+    before = (await guest.run("sha256sum /root/canary/authorized_keys; ls -la /root/canary", check=True)).stdout
+    site = await ready_site(real_config)
+    swapper = await guest.create_process(
+        "echo $$; exec sh -c " + shlex.quote(SWAP_SH) + " swap /tmp/cds/eve '' /root/canary/authorized_keys "
+        "/root/canary race.iso .race.iso.isoadmin-part")
+    pid = (await swapper.stdout.readline()).strip()
+    try:
+        url = f"http://{reallab.facts['WEB_GUEST_ADDR']}/iso/ipxe.iso"
+        try:
+            result = await download.download_url(site, url, "eve", "race.iso")
+            landed = (await guest.run("[ -f /tmp/cds/eve/race.iso ] && [ ! -L /tmp/cds/eve/race.iso ] && "
+                                      "sha256sum /tmp/cds/eve/race.iso", check=False)).stdout
+            assert not landed or landed.split()[0] == result.sha256
+        except (download.UrlRefused, download.DownloadFailed) as exc:
+            assert "exists already" in exc.message, exc.message
+    finally:
+        await guest.run(f"kill {pid}", check=False)
+        swapper.close()
+        await site.close()
+    await guest.run("rm -f /tmp/cds/eve/race.iso /tmp/cds/eve/.race.iso.isoadmin-part /tmp/cds/eve/.swap", check=False)
+    assert (await guest.run("sha256sum /root/canary/authorized_keys; ls -la /root/canary", check=True)).stdout == before
