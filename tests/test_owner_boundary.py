@@ -19,7 +19,7 @@ import pytest
 from backend import catalog, download, kernels
 from backend.commands import script
 from backend.download import DownloadFailed, UrlRefused
-from backend.errors import QuotaExceeded
+from backend.errors import NotApprovable, NotFound, QuotaExceeded
 from backend.lab import Lab
 from backend.labweb import AUTH
 from backend.site import Site
@@ -368,6 +368,13 @@ async def test_small_refusals(lab):
         assert ".hidden" not in site.owners
         row = next(u for u in site.snapshot.uploads if u.name.endswith("x.iso") and ".hidden" in u.path)
         assert row.state.value == "refused" and not row.owner
+        (lab.uploads_root / ".hidden" / "vmlinuz-1").write_bytes(b"k" * 100)
+        await site.refresh()
+        for key in (".hidden/x.iso", ".hidden/vmlinuz-1"):  # nothing of it is approved, staged or counted
+            with pytest.raises((NotFound, NotApprovable)):
+                await site.plan(key)
+            with pytest.raises((NotFound, NotApprovable)):
+                await kernels.stage(site, key, "1")
     finally:
         await site.close()
     r = await cli("download-url", lab.web.url("/iso/ipxe.iso"), "--owner", "bob", "--sha256", "xyz",
