@@ -832,8 +832,10 @@ class Site:
 def _refusal(u: Upload, e: imagehost.Entry) -> str:
     if e.depth == 1 and e.kind == "directory":
         return "a folder whose name starts with a dot is not an owner's folder"
-    if e.depth == 1 or not u.owner:
-        return "not inside an owner folder (a folder whose name starts with a dot is no owner's)"
+    if e.depth == 1:
+        return "not inside an owner folder"
+    if not u.owner:
+        return "inside a folder whose name starts with a dot: not an owner's folder"
     if u.kind == "symlink":
         return f"symlink to {e.target}: never followed or opened"
     if u.kind != "file":

@@ -278,10 +278,10 @@ def test_a_download_on_one_console_shows_on_another_with_bytes_rate_and_eta(serv
 
 @pytest.mark.parametrize("journaled", [True, False], ids=["pid-journaled", "killed-before-the-pid-was-journaled"])
 def test_a_killed_consoles_download_is_stopped_by_another(served, journaled):
-    part = served.layout.uploads_root / "alice" / ".killed.iso.isoadmin-part"
     a = console(served, "a", "download-url", served.web_url("/slow/memtest86+x64.iso"), "--owner", "alice",
                 "--name", "killed.iso", wait=False)
     job = wait_for_running_download(served, "b")
+    part = served.layout.uploads_root / ".isoadmin" / f"{job['id']}.part"  # root's, until it is complete
     a.kill()
     a.wait(timeout=30)
     pid = job["copy_pid"]
@@ -309,7 +309,7 @@ def test_a_killed_consoles_download_is_stopped_by_another(served, journaled):
     assert list((served.layout.cache_dir / "tmp").iterdir()) == []
     ended = [j for j in download_jobs(served, "c") if j["id"] == job["id"]][0]
     assert ended["state"] == "failed" and "console stopped during the download" in ended["error"]
-    assert ended["rollback"] == "download stopped, part file removed"
+    assert ended["rollback"] == "download stopped, temporary files removed"
     assert console(served, "b", "check").returncode == 0
     audit = json.loads(console(served, "c", "audit", "--json").stdout)
     assert [e["outcome"] for e in audit if e["action"] == "recover"] == ["failed"]

@@ -79,7 +79,7 @@ async def test_a_link_the_owner_plants_never_steers_the_guests_download(reallab,
         except (download.UrlRefused, download.DownloadFailed) as exc:
             assert "exists already" in exc.message, exc.message
     finally:
-        await guest.run(f"kill {pid}", check=False)
+        await guest.run(f"kill -KILL -{pid}", check=False)  # the shell and whatever it runs
         swapper.close()
         await site.close()
     await guest.run("rm -f /tmp/cds/eve/race.iso /tmp/cds/eve/.race.iso.isoadmin-part /tmp/cds/eve/.swap", check=False)
