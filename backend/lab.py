@@ -357,8 +357,7 @@ class Lab:
         going down would)."""
         if self.writer:
             self.writer.cancel()
-        self.web.stop()
-        self.ftp.stop()
+        servers = asyncio.gather(asyncio.to_thread(self.web.stop), asyncio.to_thread(self.ftp.stop))
         for acceptor in self.servers.values():
             acceptor.close()
         for conn in list(self.connections):
@@ -371,6 +370,7 @@ class Lab:
         for acceptor in self.servers.values():
             await acceptor.wait_closed()
         self.servers.clear()
+        await servers
 
     async def __aenter__(self) -> "Lab":
         await self.start()

@@ -152,7 +152,9 @@ class LabWeb:
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, name="lab-web", daemon=True)
+        # a short poll: stop() waits for the loop to notice (the lab stops in a few tens of milliseconds)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02},
+                                       name="lab-web", daemon=True)
         self.thread.start()
 
     def stop(self) -> None:
@@ -216,7 +218,7 @@ class LabFtp:
 
         def serve() -> None:  # the loop and its close in one thread: closing it from another breaks its poll
             while not stopping.is_set():
-                server.serve_forever(timeout=0.2, blocking=False, handle_exit=False)
+                server.serve_forever(timeout=0.02, blocking=False, handle_exit=False)
             server.close_all()
 
         self._stopping = stopping

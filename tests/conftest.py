@@ -56,6 +56,62 @@ async def site(lab):
     await site.close()
 
 
+async def isoadmin(*args: str, config: Path | None = None, lab_dir: Path | None = None,
+                   stdin: str = "") -> subprocess.CompletedProcess:
+    """Run ``isoadmin ARGS`` in this process and this event loop (:func:`tui.cli.amain`): the CLI's own code,
+    its stdout and stderr captured and its stdin a pipe holding ``stdin`` (no terminal). ``config`` passes
+    ``--config``, ``lab_dir`` ``--lab`` (a lab started in this loop for the command, as the CLI does).
+    A lab this loop serves answers it, so no process is started: what only a process shows (a crash's exit
+    70, signals, workstations racing) is tested with :func:`cli`.
+
+    Returns:
+        the outcome as a finished process would give it (``args``, ``returncode``, ``stdout``, ``stderr``).
+    """
+    import contextlib
+    import io
+
+    from tui.cli import amain
+
+    where = ["--config", str(config)] if config is not None else ["--lab", str(lab_dir)] if lab_dir else []
+    argv = [*where, *args]
+    out, err = io.StringIO(), io.StringIO()
+    saved = sys.stdin
+    sys.stdin = io.StringIO(stdin)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = await amain(argv)
+    finally:
+        sys.stdin = saved
+    return subprocess.CompletedProcess(["isoadmin", *argv], code, out.getvalue(), err.getvalue())
+
+
+def run_isoadmin(*args: str, config: Path | None = None, lab_dir: Path | None = None,
+                 stdin: str = "") -> subprocess.CompletedProcess:
+    """:func:`isoadmin` from a test that runs no event loop of its own (an event loop for the one command)."""
+    import asyncio
+
+    return asyncio.run(isoadmin(*args, config=config, lab_dir=lab_dir, stdin=stdin))
+
+
+def expire_leases(ledger_dir: Path, *job_ids: str, seconds: float = 3600.0) -> list[str]:
+    """Make leases on the ledger look ``seconds`` old (their file's mtime moved back), as if their consoles
+    had stopped renewing them that long ago: the ledger host's own expiry check then finds them expired, with no
+    wait. With no ``job_ids``, every lease.
+
+    Returns:
+        the job ids whose lease was moved back.
+    """
+    import time
+
+    moved = []
+    when = time.time() - seconds
+    for lease in sorted((Path(ledger_dir) / "leases").glob("*")):
+        if lease.is_file() and (not job_ids or lease.name in job_ids):
+            os.utime(lease, (when, when))
+            moved.append(lease.name)
+    return moved
+
+
 def run_cli(*args: str, lab_dir: Path, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run ``python -m tui --lab LAB_DIR ARGS`` as a separate process (the real CLI)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="200")

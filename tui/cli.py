@@ -684,9 +684,12 @@ def setup_logging(args: argparse.Namespace) -> None:
     :data:`LOG_NAME` in the state dir, which its help names."""
     log = logging.getLogger("isoadmin")
     log.setLevel(logging.INFO)
+    for old in [h for h in log.handlers if getattr(h, "isoadmin_verbose", False)]:
+        log.removeHandler(old)  # one -v handler, whatever ran before in this process
     if args.verbose:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("isoadmin: %(message)s"))
+        handler.isoadmin_verbose = True
         log.addHandler(handler)
 
 
@@ -707,23 +710,42 @@ def log_to_file(state_dir: Path) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``isoadmin``; returns the exit status.
+    """Entry point of ``isoadmin``; returns the exit status (:func:`amain` in an event loop of its own;
+    ``^C`` is 130).
 
     Expected failures (:class:`~backend.errors.IsoadminError`) print one line and exit with their code;
     anything else writes a crash report (:func:`backend.crash.write_crash_report`), prints one line with
     its path and exits 70.
     """
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(_normalise_lab(argv))
-    setup_logging(args)
     try:
-        return asyncio.run(run_command(args) if args.command else run_tui(args))
-    except IsoadminError as exc:
-        say(f"isoadmin: {exc.message}")
-        return exc.exit_code
+        return asyncio.run(amain(argv))
     except KeyboardInterrupt:
         say("isoadmin: interrupted")
         return 130
+
+
+async def amain(argv: list[str]) -> int:
+    """``isoadmin ARGV`` in the running event loop: what :func:`main` runs, and what the tests call in-process
+    (with ``sys.stdout``, ``sys.stderr`` and ``sys.stdin`` redirected) against a lab this loop serves.
+
+    Args:
+        argv: the arguments after the program name.
+    Returns:
+        the exit status: 0, an :class:`~backend.errors.IsoadminError`'s ``exit_code`` (one line said on
+        stderr), 2 for a usage error argparse reports, or 70 for a bug (a crash report is written).
+    """
+    try:
+        args = build_parser().parse_args(_normalise_lab(argv))
+    except SystemExit as exc:  # argparse: --help, --version (0), a usage error (2)
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
+    setup_logging(args)
+    _crash_dir[0] = None
+    try:
+        return await (run_command(args) if args.command else run_tui(args))
+    except IsoadminError as exc:
+        say(f"isoadmin: {exc.message}")
+        return exc.exit_code
     except Exception as exc:  # the last resort: a bug, not a failure we expected
         try:
             where = f"crash report: {write_crash_report(exc, _crash_dir[0], ['isoadmin', *argv])}"
