@@ -13,15 +13,22 @@ STAMP   := $(VENV)/.installed
 # (curl, GNU Wget; BusyBox's wget comes with busybox-static).
 APT_PACKAGES := python3-venv python3-dev libvirt-dev pkg-config gcc ipxe grub-rescue-pc memtest86+ \
 	openssh-server openssh-client openssh-sftp-server lvm2 libvirt-daemon libvirt-daemon-driver-qemu \
-	libvirt-clients qemu-system-x86 busybox-static cpio binutils procps util-linux dash curl wget
+	libvirt-clients qemu-system-x86 busybox-static cpio binutils procps util-linux dash curl wget shellcheck
 
-.PHONY: run test bench system venv clean
+.PHONY: run test test-fast bench system venv clean
 
 run: venv
 	$(VENV)/bin/isoadmin --lab
 
+# Two workers (this machine has two cores): the real stack on one, the rest spread over both, a module per group.
+PYTEST := $(PY) -m pytest -ra -n 2 --dist loadgroup
+
 test: venv
-	$(PY) -m pytest -ra
+	$(PYTEST)
+
+# The inner loop: no real stack, no isoadmin started as a process of its own.
+test-fast: venv
+	$(PYTEST) -m "not reallab and not process" tests/unit tests/lab tests/cli tests/tui
 
 # Benchmarks (not part of `make test`): one line per figure; the figures also go to build/bench.json.
 bench: venv

@@ -1,4 +1,13 @@
-"""Shared fixtures: a real embedded lab (in-process SSH servers running /bin/sh) per test."""
+"""Shared fixtures and the suite's own setup.
+
+* A real embedded lab (in-process SSH servers running /bin/sh) per test (``lab``), and helpers to run the CLI
+  in-process (:func:`isoadmin`) or as a process (:func:`cli`).
+* Each run gets a temporary folder of its own (``--basetemp``, removed after a green run), so two runs on one
+  machine never share or clean up each other's folders.
+* With ``pytest-xdist`` (``-n 2 --dist loadgroup``, as ``make test`` runs it) the tests of one module stay on
+  one worker (module-scoped labs are shared), and the real-stack tests (``tests/reallab``) run first, all on
+  one worker.
+"""
 
 from __future__ import annotations
 
@@ -35,6 +44,32 @@ def sha256_file(path: Path, limit: int | None = None) -> str:
             h.update(chunk)
             left -= len(chunk)
     return h.hexdigest()
+
+
+def pytest_configure(config):
+    """A fresh ``--basetemp`` for this run (not for an xdist worker: it gets its part of the controller's)."""
+    if config.option.basetemp is None and not hasattr(config, "workerinput"):
+        import tempfile
+
+        config.option.basetemp = config._isoadmin_basetemp = tempfile.mkdtemp(prefix="isoadmin-tests-")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Remove this run's temporary folder when every test passed (a failed run keeps it to look at)."""
+    base = getattr(session.config, "_isoadmin_basetemp", None)
+    if base and exitstatus == 0:
+        import shutil
+
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Real-stack tests first (they take longest, on one worker); every module one xdist group."""
+    for item in items:
+        if not any(m.name == "xdist_group" for m in item.iter_markers()):
+            group = "reallab" if "reallab" in item.keywords else item.module.__name__
+            item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: "reallab" not in item.keywords)
 
 
 @pytest.fixture

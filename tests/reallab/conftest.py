@@ -6,6 +6,7 @@ Outside CI a machine that cannot run it (not root, packages missing) skips these
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -39,6 +40,10 @@ def reallab(tmp_path_factory):
             pytest.fail(f"real stack unavailable in CI: {', '.join(why)}")
         pytest.skip(f"real stack unavailable: {', '.join(why)}")
     directory = Path(os.environ.get("REALLAB_DIR", "/tmp/isoadmin-reallab"))  # one per machine: fixed ports
+    # one test run at a time uses the machine's real stack (its ports, its VG, libvirtd): another run waits here,
+    # as `flock /tmp/isoadmin-reallab.lock` does by hand
+    lock = open(directory.with_name(directory.name + ".lock"), "a")
+    fcntl.flock(lock, fcntl.LOCK_EX)
     if os.environ.get("REALLAB_KEEP") != "1":  # start clean: a run that was killed may have left one up
         subprocess.run(["bash", str(SCRIPT), "down", str(directory)], capture_output=True, timeout=120)
     up = subprocess.run(["bash", str(SCRIPT), "up", str(directory)], capture_output=True, text=True, timeout=900)
@@ -49,9 +54,12 @@ def reallab(tmp_path_factory):
     lab = type("RealLab", (), {})()
     lab.dir, lab.facts, lab.config_path = directory, facts, directory / "site.toml"
     lab.env = dict(os.environ, LVM_SYSTEM_DIR=facts["LVM_SYSTEM_DIR"], LVM_SUPPRESS_FD_WARNINGS="1")
-    yield lab
-    if os.environ.get("REALLAB_KEEP") != "1":  # REALLAB_KEEP=1 leaves it running for the next run
-        subprocess.run(["bash", str(SCRIPT), "down", str(directory)], capture_output=True, timeout=120)
+    try:
+        yield lab
+    finally:
+        if os.environ.get("REALLAB_KEEP") != "1":  # REALLAB_KEEP=1 leaves it running for the next run
+            subprocess.run(["bash", str(SCRIPT), "down", str(directory)], capture_output=True, timeout=120)
+        lock.close()
 
 
 @pytest.fixture

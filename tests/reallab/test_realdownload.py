@@ -59,7 +59,7 @@ async def test_guest_downloads_then_imports(reallab, real_config, guest, web):
 async def test_a_link_the_owner_plants_never_steers_the_guests_download(reallab, real_config, guest, web):
     """In the guest, an owner's shell swaps the final name for links to /root while the download runs; a
     canary outside the owner's folder is unchanged, and the download landed as a file or said it could not."""
-    from ..test_owner_boundary import SWAP_SH
+    from ..lab.test_owner_boundary import SWAP_SH
 
     await guest.run("mkdir -p /tmp/cds/eve /root/canary && printf 'keys\\n' > /root/canary/authorized_keys",
                     check=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .conftest import run_cli
+from ..conftest import run_cli
 
 
 def test_version_and_completion(tmp_path):
@@ -31,7 +31,7 @@ def test_readme_key_table_is_the_bindings():
 
     from screens.keys import reference_markdown
 
-    from .conftest import ROOT
+    from ..conftest import ROOT
 
     readme = (ROOT / "README.md").read_text()
     found = re.search(r"<!-- key table: generated[^\n]*-->\n(.*?)<!-- end of the key table -->", readme, re.S)

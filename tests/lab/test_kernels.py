@@ -22,7 +22,7 @@ from backend.kernels import ReadBudgetSpent, _grub, _syslinux
 from backend.lab import make_kernel_iso, make_live_iso
 from backend.site import Site
 
-from .conftest import cli, run_cli
+from ..conftest import cli, run_cli
 
 KERNEL = os.urandom(300_000)
 RAMDISK = os.urandom(120_000)

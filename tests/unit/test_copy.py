@@ -12,7 +12,7 @@ import pytest
 from backend.hosttools import _PROBE, parse_tools
 from backend.imagehost import copy_command
 
-from .conftest import sha256_file
+from ..conftest import sha256_file
 
 MiB = 1 << 20
 

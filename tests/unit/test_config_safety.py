@@ -22,7 +22,7 @@ from backend.config import parse_config
 from backend.errors import ConfigError
 from backend.site import Site
 
-from .conftest import ROOT, cli
+from ..conftest import ROOT, cli
 from .test_config import merged
 
 SYSTEM = ["/", "//", "/etc", "/var/..", "/usr/", "/tmp", "/./etc", "/var/lib", "/var/cache/", "/var/tmp",

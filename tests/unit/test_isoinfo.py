@@ -14,7 +14,7 @@ from backend.errors import HostError, NotApprovable, NotFound, Unreadable, owner
 from backend.isoinfo import HEADER_BYTES, inspect_header, linux_kernel, ramdisk_content
 from backend.lab import floppy_image, make_iso
 
-from .conftest import DEBIAN_ISOS
+from ..conftest import DEBIAN_ISOS
 
 EXPECTED_VOLUME_IDS = {
     "ipxe.iso": "ISOIMAGE",
@@ -83,7 +83,7 @@ def test_lying_descriptors_do_not_raise():
 def test_a_linux_kernel_and_ramdisks_are_recognised_by_their_first_bytes(tmp_path):
     import gzip
 
-    from .test_kernels import kernel_image, ramdisk_image
+    from ..lab.test_kernels import kernel_image, ramdisk_image
 
     kernel = inspect_header(kernel_image()[:HEADER_BYTES])
     assert (kernel.is_iso9660, kernel.kind, kernel.is_kernel) == (False, "linux-kernel", True)

@@ -12,7 +12,7 @@ import pytest
 from backend.config import parse_config, reference_markdown
 from backend.errors import ConfigError
 
-from .conftest import ROOT, cli
+from ..conftest import ROOT, cli
 from .test_units import minimal
 
 SITE = """
@@ -62,7 +62,7 @@ def merged(extra: str) -> str:
     """The site file with ``extra`` merged in (a table ``extra`` sets replaces the one in :data:`SITE`)."""
     import tomllib
 
-    from .conftest import to_toml
+    from ..conftest import to_toml
 
     doc, add = tomllib.loads(SITE), tomllib.loads(extra)
 

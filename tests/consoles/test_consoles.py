@@ -17,7 +17,7 @@ from backend.lab import make_iso
 from backend.state import PHASES
 from bench.labserver import LabProcess
 
-from .conftest import ROOT, sha256_file
+from ..conftest import ROOT, sha256_file
 
 LEASE = 2.0
 
@@ -106,7 +106,7 @@ def test_concurrent_rejects_from_two_consoles_are_all_kept_and_seen_by_a_third(s
 
 def test_repair_in_a_loop_on_another_console_never_touches_a_live_import(served):
     holder = subprocess.Popen(
-        [sys.executable, "-m", "tests.crash_child", str(served.console_config("a")), "alice/ipxe.iso", "copy",
+        [sys.executable, "-m", "tests.consoles.crash_child", str(served.console_config("a")), "alice/ipxe.iso", "copy",
          "0", str(LEASE), "6"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
         env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert holder.stdout.readline().strip() == "holding in copy"
@@ -130,7 +130,7 @@ def test_a_killed_console_is_recovered_by_another_once_its_lease_expires(served,
     key = "bob/rescue-boot.iso"
     upload = served.layout.uploads_root / key
     before = sha256_file(upload)
-    r = subprocess.run([sys.executable, "-m", "tests.crash_child", str(served.console_config("a")), key, phase,
+    r = subprocess.run([sys.executable, "-m", "tests.consoles.crash_child", str(served.console_config("a")), key, phase,
                         "0", str(LEASE)], capture_output=True, text=True, timeout=120, cwd=ROOT,
                        env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert r.returncode == -9 and f"killed in {phase}" in r.stdout, r.stderr[-2000:]
@@ -215,7 +215,7 @@ def test_another_console_sees_the_copy_and_the_verify_progress_of_a_running_impo
     """A console's Jobs view of another console's import comes from the lease on the ledger: bytes
     copied and bytes read back, each with its own rate."""
     holder = subprocess.Popen(
-        [sys.executable, "-m", "tests.crash_child", str(served.console_config("a")), "alice/ipxe.iso", "verify",
+        [sys.executable, "-m", "tests.consoles.crash_child", str(served.console_config("a")), "alice/ipxe.iso", "verify",
          "0", str(LEASE), "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
         env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert holder.stdout.readline().strip() == "holding in verify"
@@ -329,7 +329,7 @@ async def test_another_consoles_download_on_the_jobs_screen(served):
     from screens.jobs import JobView
     from tui.app import IsoadminApp
 
-    from .test_tui import wait_for
+    from ..tui.test_tui import wait_for
 
     a = console(served, "a", "download-url", served.web_url("/slow/memtest86+x64.iso"), "--owner", "bob",
                 "--name", "seen.iso", wait=False)

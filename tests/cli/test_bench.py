@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 
 def test_bench_smoke_prints_and_writes_every_figure(tmp_path):

@@ -16,7 +16,7 @@ from backend.lab import Lab
 from backend.models import UploadState
 from backend.site import Site
 
-from .conftest import DEBIAN_ISOS, run_cli, sha256_file
+from ..conftest import DEBIAN_ISOS, run_cli, sha256_file
 
 
 @pytest.fixture
@@ -256,7 +256,7 @@ async def test_download_from_the_console_shows_progress_on_the_jobs_screen(lab):
     from textual.widgets import Input
     from tui.app import IsoadminApp
 
-    from .test_tui import select, wait_for
+    from ..tui.test_tui import select, wait_for
 
     site = make_site(lab)
     app = IsoadminApp(site, lab=lab)

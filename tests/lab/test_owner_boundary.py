@@ -25,7 +25,7 @@ from backend.lab import Lab
 from backend.labweb import AUTH
 from backend.site import Site
 
-from .conftest import cli, sha256_file
+from ..conftest import cli, sha256_file
 from .test_hostile import tree
 
 #: iterations of each race: a symlink swapped in and out of an owner's folder while isoadmin works there
@@ -408,7 +408,7 @@ async def test_credentials_never_reach_the_console_screen(lab):
     from textual.widgets import Input
     from tui.app import IsoadminApp
 
-    from .test_tui import select, wait_for
+    from ..tui.test_tui import select, wait_for
 
     user, password = AUTH
     quoted = urllib.parse.quote(password, safe="")

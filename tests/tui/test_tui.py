@@ -13,7 +13,7 @@ from screens.vtable import VirtualTable
 from textual.widgets import DataTable, ProgressBar, Static
 from tui.app import IsoadminApp
 
-from .conftest import sha256_file
+from ..conftest import sha256_file
 
 SIZE = (140, 45)
 
@@ -179,7 +179,7 @@ async def test_health_repairs_and_audit_shows_it(tmp_path):
     from screens.health import HealthScreen
     from screens.modals import ConfirmRepair
 
-    from .test_crash import kill_console
+    from ..consoles.test_crash import kill_console
 
     lab_dir = tmp_path / "lab"
     lab = Lab(lab_dir)

@@ -13,7 +13,7 @@ import pytest
 
 from backend.lab import Lab
 
-from .conftest import run_cli, sha256_file
+from ..conftest import run_cli, sha256_file
 
 
 async def started(lab_dir) -> Lab:

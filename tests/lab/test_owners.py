@@ -9,7 +9,7 @@ import json
 from backend.imagehost import parse_listing
 from backend.site import Site
 
-from .conftest import run_cli
+from ..conftest import run_cli
 
 
 def test_listing_carries_groups_and_folder_groups():

@@ -15,7 +15,7 @@ from backend.lab import Lab
 from backend.site import Site
 from backend.state import PHASES
 
-from .conftest import ROOT, sha256_file
+from ..conftest import ROOT, sha256_file
 
 
 def copies_running(lab_dir) -> list[str]:
@@ -40,7 +40,7 @@ LEASE = 2.0
 
 def kill_console(lab_dir, key: str, phase: str, delay: float = 0.0, lease: float = LEASE) -> None:
     """Run a console (its own process) that approves ``key`` and is SIGKILLed when the job starts ``phase``."""
-    r = subprocess.run([sys.executable, "-m", "tests.crash_child", str(lab_dir), key, phase, str(delay), str(lease)],
+    r = subprocess.run([sys.executable, "-m", "tests.consoles.crash_child", str(lab_dir), key, phase, str(delay), str(lease)],
                        capture_output=True, text=True, timeout=120, cwd=ROOT,
                        env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert r.returncode == -9 and f"killed in {phase}" in r.stdout, (r.returncode, r.stdout, r.stderr[-2000:])

@@ -9,7 +9,7 @@ import re
 from backend.site import Site
 from tui.app import IsoadminApp
 
-from .conftest import run_cli
+from ..conftest import run_cli
 
 # What a host may receive from a read-only console: listings and header reads, nothing else.
 READ_ONLY = [

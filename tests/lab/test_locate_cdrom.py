@@ -15,7 +15,7 @@ from backend.hypervisor.libvirt import cdrom_drive, cdrom_xml, disk_xml, source_
 from backend.lab import Lab
 from backend.site import Site
 
-from .conftest import run_cli, sha256_file
+from ..conftest import run_cli, sha256_file
 
 
 @pytest.fixture
@@ -191,7 +191,7 @@ def test_cli_insert_and_eject_cd(tmp_path):
 
 
 def test_read_only_cli_insert_and_eject_send_nothing_mutating(tmp_path):
-    from .test_readonly import assert_only_reads
+    from ..cli.test_readonly import assert_only_reads
 
     lab_dir = tmp_path / "lab"
     assert run_cli("uploads", lab_dir=lab_dir).returncode == 0  # creates the lab

@@ -63,7 +63,7 @@ async def test_read_only_volumes_screen_cd_keys_say_read_only(lab):
 async def test_volumes_pick_and_stage_a_kernel(lab):
     from screens.kernels import PickKernel
 
-    from .test_kernels import KERNEL, put_live_iso
+    from ..lab.test_kernels import KERNEL, put_live_iso
 
     put_live_iso(lab.dir)
     site = Site(lab.config)
@@ -89,7 +89,7 @@ async def test_volumes_pick_and_stage_a_kernel(lab):
 async def test_uploads_pick_and_stage_an_uploaded_kernel_and_its_ramdisk(lab, tmp_path):
     from screens.kernels import PickKernel
 
-    from .test_kernels import kernel_image, put_upload, ramdisk_image
+    from ..lab.test_kernels import kernel_image, put_upload, ramdisk_image
 
     kernel, ramdisk = kernel_image(), ramdisk_image(tmp_path)
     put_upload(lab.dir, "dave", "vmlinuz-6.1.0-amd64", kernel)
@@ -122,7 +122,7 @@ async def test_kernels_key_on_hostile_isos_warns_or_shows_one_error_and_the_cons
     from screens.kernels import PickKernel
     from screens.volumes import VolumesScreen
 
-    from .test_kernels import HOSTILE_ENTRIES, KERNEL, LINKS, RAMDISK, put_symlinked_iso, put_upload
+    from ..lab.test_kernels import HOSTILE_ENTRIES, KERNEL, LINKS, RAMDISK, put_symlinked_iso, put_upload
 
     put_symlinked_iso(lab.dir, links=LINKS, entries=HOSTILE_ENTRIES)
     data = bytearray(make_live_iso("LIVE", KERNEL, RAMDISK, "quiet"))

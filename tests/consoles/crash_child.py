@@ -1,4 +1,4 @@
-"""A console that dies, or holds a job open: ``python -m tests.crash_child WHERE OWNER/FILE PHASE [DELAY [LEASE [HOLD]]]``.
+"""A console that dies, or holds a job open: ``python -m tests.consoles.crash_child WHERE OWNER/FILE PHASE [DELAY [LEASE [HOLD]]]``.
 
 WHERE is a lab folder (the console serves it itself) or a site file (a console of a lab served elsewhere,
 with its own state dir). Approves the upload and, when the job starts PHASE

@@ -12,7 +12,7 @@ from backend.config import parse_config, parse_size
 from backend.errors import ConfigError
 from backend.naming import MAX_NAME, is_valid_lvm_name, volume_body
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 HOSTILE = [
     "$(touch /tmp/isoadmin-canary)", "`id`", "a;b", "a|b", "a&b", "a>b", "it's", 'say "hi"', "two words",

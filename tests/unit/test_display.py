@@ -27,8 +27,8 @@ from textual.app import App
 from textual.widgets import DataTable, Input, Label, OptionList
 from tui.app import IsoadminApp
 
-from .conftest import cli
-from .test_tui import wait_for
+from ..conftest import cli
+from ..tui.test_tui import wait_for
 
 ESCAPES = {
     "clear.iso": "\x1b[2Jclear.iso",                 # ESC [2J: clear the screen

@@ -19,7 +19,7 @@ from backend.models import UploadState
 from backend.naming import is_valid_lvm_name
 from backend.site import Site
 
-from .conftest import ROOT, sha256_file
+from ..conftest import ROOT, sha256_file
 
 
 CANARY = "isoadmin-canary"

@@ -9,8 +9,8 @@ import time
 
 from backend.lab import Lab
 
-from .conftest import run_cli
-from .test_crash import LEASE, kill_console
+from ..conftest import run_cli
+from ..consoles.test_crash import LEASE, kill_console
 
 
 def findings(lab_dir, *extra):

@@ -14,7 +14,7 @@ from backend.lab import Lab
 from backend.models import UploadState
 from backend.site import Site
 
-from .conftest import run_cli, sha256_file
+from ..conftest import run_cli, sha256_file
 
 
 def volume_files(lab: Lab) -> dict[str, list[str]]:
@@ -73,7 +73,7 @@ def test_config_file_missing_is_a_clear_error(tmp_path):
     import subprocess
     import sys
 
-    from .conftest import ROOT
+    from ..conftest import ROOT
     r = subprocess.run([sys.executable, "-m", "tui", "--config", str(tmp_path / "none.toml"), "uploads"],
                        capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert r.returncode == 2 and "no site file" in r.stderr and "Traceback" not in r.stderr

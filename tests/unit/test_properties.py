@@ -40,7 +40,7 @@ from screens.plain import plain
 from screens.uploads import upload_cells
 from tui.cli import audit_table, jobs_table, render_table, uploads_table, volumes_table
 
-from .conftest import cli, sha256_file
+from ..conftest import cli, sha256_file
 from .test_display import audit_screen_rows
 from .test_units import minimal
 

@@ -1,4 +1,4 @@
-"""Regenerate the README's screenshots (docs/*.svg) from a fresh lab: ``python -m tests.make_screenshots``.
+"""Regenerate the README's screenshots (docs/*.svg) from a fresh lab: ``python -m tests.tui.make_screenshots``.
 
 Not a test; it drives the real console on a throwaway lab with Textual's Pilot.
 """
@@ -14,7 +14,7 @@ from backend.lab import Lab
 from backend.site import Site
 from tui.app import IsoadminApp
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+DOCS = Path(__file__).resolve().parent.parent.parent / "docs"
 
 
 async def shoot(size: tuple[int, int], suffix: str) -> None:

@@ -18,7 +18,7 @@ from backend.lab import make_iso
 from backend.site import Site
 from backend.state import JobRecord
 
-from .conftest import cli, edit_config
+from ..conftest import cli, edit_config
 
 
 def closed_port() -> int:
