@@ -168,12 +168,17 @@ async def test_ssh_drop_during_copy_stops_the_copy_and_rolls_back(reallab, real_
     await guest.run(f"rm -f {path}")  # the guest keeps its files in RAM
 
 
-async def test_detach_that_does_not_complete_leaves_the_volume_staging(reallab, real_config, guest):
+async def test_detach_that_does_not_complete_leaves_the_volume_staging(reallab, real_config, guest, tmp_path):
+    """The guest paused during the detach: the job fails "guest is busy" and the volume stays staging. The
+    site's books are on the dom0 here: with the ledger inside the paused guest, every journal write of the
+    rollback would first wait out the ledger's own timeout (what that leaves is the fencing tests' subject)."""
+    import dataclasses
+
     import libvirt
 
     local = DEBIAN_ISOS["ipxe.iso"]
     await upload(guest, local, "dave", "slow.iso")
-    site = await ready_site(real_config)
+    site = await ready_site(dataclasses.replace(real_config, ledger=f"dom0:{tmp_path}/ledger"))
     site.detach_timeout = 4.0
     domain = libvirt.open("qemu:///system").lookupByName(reallab.facts["DOMAIN"])
 
