@@ -18,8 +18,9 @@ from dataclasses import dataclass
 import asyncssh
 
 from . import hosttools
-from .commands import DUMP_SH, SHA256_SH, Command, script
+from .commands import Command, script
 from .errors import CommandFailed, HostError
+from .hostscripts import load
 from .ssh import Host
 
 #: ``find -printf`` type letters → :attr:`Upload.kind` words.
@@ -48,14 +49,9 @@ class Entry:
     target: str = ""
 
 
-LIST_SCRIPT = DUMP_SH + r"""
-date +%s.%N
-{ getent group 2>/dev/null || cat /etc/group; } | sed 's/^/group /'
-echo --
-find "$1" -mindepth 1 -maxdepth 2 -printf '%y %s %T@ %i %n %d %G %P\0%l\0' || exit
-[ -n "${2-}" ] || exit 0
-ledger_dump "$2" >&2
-"""
+#: The listing (backend/sh/imagehost-list.sh), with the ledger's dump (lib-ledger-dump.sh) for a ledger on
+#: this host.
+LIST_SCRIPT = load("lib-ledger-dump.sh", "imagehost-list.sh")
 
 
 def list_command(root: str, ledger: str = "") -> Command:
@@ -141,20 +137,8 @@ def parse_listing(data: bytes, cache: ListingCache | None = None) -> Listing:
     return Listing(now, groups, entries)
 
 
-# One ``dd`` per file (no other process): it writes the header to stdout, padded with NULs to 64 KiB
-# (``conv=sync``), and its "records out" count to stderr after a marker line, so the stdout stream can be
-# cut without any encoding: a record written means 64 KiB follow, none means nothing does. The marker holds
-# a random nonce, so no file name in a dd error message can forge one.
-_HEADERS = r"""
-export LC_ALL=C
-mark=$1; shift
-for p in "$@"; do
-  printf '%s\n' "$mark" >&2
-  if [ -f "$p" ] && [ ! -L "$p" ]; then
-    dd if="$p" bs=65536 count=1 iflag=nofollow,nonblock,fullblock conv=sync
-  fi
-done
-"""
+# backend/sh/imagehost-headers.sh: one ``dd`` per file; see the file for the output's framing.
+_HEADERS = load("imagehost-headers.sh")
 _RECORDS_OUT = re.compile(r"^(\d+)\+(\d+) records out$")
 
 
@@ -226,27 +210,7 @@ async def read_headers(host: Host, paths: list[str], limit: int = 65536,
     return out
 
 
-_LOCATE = r"""
-serial=$1 tries=$2
-shift 2
-i=0
-while [ "$i" -lt "$tries" ]; do
-  for d in /sys/block/*; do
-    if [ -r "$d/serial" ] && [ "$(cat "$d/serial" 2>/dev/null)" = "$serial" ]; then
-      echo "/dev/${d##*/}"; exit 0
-    fi
-  done
-  for dir in "$@"; do
-    for f in "$dir"/*"$serial"; do
-      [ -e "$f" ] && { readlink -f -- "$f"; exit 0; }
-    done
-  done
-  i=$((i + 1))
-  sleep 0.1
-done
-echo "no disk with serial $serial" >&2
-exit 3
-"""
+_LOCATE = load("imagehost-locate.sh")
 
 
 async def locate(host: Host, serial: str, id_dirs: tuple[str, ...], timeout: float = 15.0) -> str:
@@ -269,10 +233,7 @@ async def locate(host: Host, serial: str, id_dirs: tuple[str, ...], timeout: flo
     return result.stdout.decode("utf-8", "surrogateescape").strip()
 
 
-_IN_USE = r"""
-find /proc/[0-9]*/fd -maxdepth 1 -type l -lname "$1" -print -quit 2>/dev/null | cut -d/ -f3
-exit 0
-"""
+_IN_USE = load("imagehost-in-use.sh")
 
 
 async def in_use(host: Host, path: str) -> int | None:
@@ -289,90 +250,15 @@ async def in_use(host: Host, path: str) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-# One pass: the upload is read once from its disk, written onto the target, hashed, and the landed bytes are
-# read back behind the writer and proven equal to the upload, so copy and verify together cost about one
-# write.
-#
-# * The writer writes the upload in segments of SEG MiB, one ``dd`` and one ``write`` each (O_DIRECT where
-#   the target allows it: the bytes go to the disk, not into the page cache), and after each segment prints
-#   its number on a pipe.
-# * The read-back reads each segment the writer finished (segment k while k+1 is being written), with
-#   O_DIRECT again (from the disk, not from the page cache; without O_DIRECT: the segment is fsynced,
-#   its cached pages dropped with GNU ``dd iflag=nocache``, then read), into a second sha256 (the last
-#   segment cut to the upload's size), which the job compares with the upload's. (``cmp`` against the
-#   upload instead of the second sha256 was measured no faster: it reads in small pieces.)
-# * A second reader of the upload (it reads the page cache the writer just filled, on the other core) feeds
-#   the sha256 that is recorded. (A ``tee`` between one reader and both would move the bytes in 8 KiB
-#   pieces.)
-# The stat before/after catches an upload changed or swapped during the copy. Status lines: ``read N``
-# (upload hash reader), ``write N`` (writer), ``readback N``; digests: ``upload HEX`` and ``landed HEX``;
-# progress on stderr: ``N bytes written`` and ``verified N``.
-_COPY = r"""
-src=$1 dst=$2 sha=$3 seg=$4 ddkind=$5
-export LC_ALL=C
-sha256() { if [ "$sha" = openssl ]; then openssl dgst -sha256 -r; else sha256sum; fi; }
-printf 'pid %s\n' "$$"
-before=$(stat -c '%F %s %i %h %Y' -- "$src")
-printf 'before %s\n' "$before"
-size=${before% * * *}; size=${size##* }
-case $size in ''|*[!0-9]*) echo "write 1"; exit 1 ;; esac
-S=$((seg * 1048576))
-segments=$(( (size + S - 1) / S ))
-direct=
-if [ "$ddkind" = gnu ] && dd if=/dev/null of="$dst" oflag=direct conv=notrunc status=none 2>/dev/null; then
-  direct=1
-fi
-rflag=
-[ -z "$direct" ] || rflag=iflag=direct
-{ { dd if="$src" iflag=nofollow,nonblock bs=4M status=none; echo "read $?" >&3; } | sha256 | sed 's/^/upload /'; } 3>&1 &
-{ {
-  k=0 rc=0
-  while [ "$k" -lt "$segments" ]; do
-    if [ -n "$direct" ]; then
-      dd if="$src" of="$dst" iflag=nofollow,nonblock,fullblock oflag=direct conv=notrunc bs="${seg}M" \
-        skip="$k" seek="$k" count=1 status=none || { rc=$?; break; }
-    else
-      dd if="$src" of="$dst" iflag=nofollow,nonblock,fullblock conv=notrunc,fsync bs="${seg}M" \
-        skip="$k" seek="$k" count=1 status=none || { rc=$?; break; }
-    fi
-    len=$S
-    [ $((k * S + len)) -le "$size" ] || len=$((size - k * S))
-    printf '%s %s\n' "$k" "$len"
-    printf '%s bytes written\n' $((k * S + len)) >&2
-    k=$((k + 1))
-  done
-  [ "$rc" != 0 ] || dd if=/dev/null of="$dst" conv=notrunc,fsync status=none || rc=$?
-  echo "write $rc" >&3
-} | {
-  rc=0
-  while read -r k len; do
-    [ -n "$direct" ] || dd if="$dst" iflag=nocache bs="${seg}M" skip="$k" count=0 status=none 2>/dev/null
-    if [ "$len" = "$S" ]; then
-      dd if="$dst" $rflag bs="${seg}M" skip="$k" count=1 status=none || rc=$?
-    else
-      dd if="$dst" $rflag bs="${seg}M" skip="$k" count=1 status=none | head -c "$len" || rc=1
-    fi
-    printf 'verified %s\n' $((k * S + len)) >&2
-  done
-  echo "readback $rc" >&3
-} | sha256 | sed 's/^/landed /'
-} 3>&1
-wait
-printf 'after %s\n' "$(stat -c '%F %s %i %h %Y' -- "$src")"
-"""
+# backend/sh/imagehost-copy.sh: the one-pass copy (write, hash, read back behind the writer).
+_COPY = load("imagehost-copy.sh")
 
 #: MiB the copy writes with one ``dd`` ``write`` (and reads back with one ``read``): one big O_DIRECT request
 #: lets the kernel keep many of the disk's requests in flight; the read-back trails the writer by one segment.
 SEGMENT_MIB = 64
 
-# The verify must read what the disk holds, not what the page cache remembers: ``iflag=nocache count=0``
-# drops the device's cached pages first (GNU dd, posix_fadvise DONTNEED; they are clean after the copy's
-# fsync), then a plain read with the kernel's readahead takes exactly the upload's bytes (``count_bytes``).
-VERIFY_SCRIPT = SHA256_SH + r"""
-dst=$1 size=$2
-dd if="$dst" iflag=nocache count=0 status=none 2>/dev/null
-dd if="$dst" bs=4M count="$size" iflag=count_bytes status=none | sha256
-"""
+# backend/sh/imagehost-verify.sh: the cached pages dropped first, then the first SIZE bytes hashed.
+VERIFY_SCRIPT = load("lib-sha256.sh", "imagehost-verify.sh")
 
 _PROGRESS = re.compile(rb"(\d+) bytes")
 _VERIFIED = re.compile(rb"verified (\d+)$")
@@ -524,22 +410,8 @@ async def read_device_header(host: Host, device: str, limit: int = 65536) -> byt
     return result.stdout[:limit]
 
 
-_DEVICE_HEADER = r"""
-dd if="$1" bs="$2" count=1 iflag=fullblock status=none
-"""
-
-_KILL = r"""
-pid=$1
-[ -r "/proc/$pid/cmdline" ] || exit 0
-case "$(tr '\0' ' ' < "/proc/$pid/cmdline")" in
-  *isoadmin-copy*)
-    # "kill -TERM -- -PID" is refused by dash ("Illegal number"); "kill -TERM -PID" works in dash, BusyBox, bash
-    kill -TERM "-$pid"
-    # wait (5 s at most) until the whole group is gone: no writer starts after the caller removes the volume
-    i=0; while kill -0 "-$pid" 2>/dev/null && [ "$i" -lt 100 ]; do sleep 0.05; i=$((i + 1)); done ;;
-  *) echo "process $pid is not an isoadmin copy; left alone" >&2 ;;
-esac
-"""
+_DEVICE_HEADER = load("imagehost-device-header.sh")
+_KILL = load("imagehost-kill.sh")
 
 
 async def kill_group(host: Host, pid: int) -> None:

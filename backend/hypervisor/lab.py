@@ -19,53 +19,17 @@ import asyncio
 
 from ..commands import cmd, script
 from ..errors import ConfigError, HostError
+from ..hostscripts import load
 from .base import HypervisorDriver
 
-_DETACH = r"""
-link=$1
-rm -f -- "$link"
-[ ! -e "$link" ] && [ ! -L "$link" ]
-"""
-
-_ATTACH_NEW = r"""
-dev=$1 sys=$2 devdir=$3
-size=$(stat -L -c %s -- "$dev") || exit 1
-for c in b c d e f g h i j k l m n o p q r s t u v w x y z; do
-  name=xvd$c
-  mkdir -- "$sys/$name" 2>/dev/null || continue
-  ln -s -- "$dev" "$devdir/$name" || { rmdir -- "$sys/$name"; exit 1; }
-  echo $((size / 512)) > "$sys/$name/.size" && mv -- "$sys/$name/.size" "$sys/$name/size"
-  exit 0
-done
-echo "no free xvd name" >&2
-exit 1
-"""
-
-_DETACH_NEW = r"""
-dev=$1 sys=$2 devdir=$3
-for l in "$devdir"/xvd*; do
-  if [ -L "$l" ] && [ "$(readlink -- "$l")" = "$dev" ]; then
-    rm -f -- "$l"; rm -rf -- "$sys/${l##*/}"
-  fi
-done
-for l in "$devdir"/xvd*; do
-  [ -L "$l" ] && [ "$(readlink -- "$l")" = "$dev" ] && exit 1
-done
-exit 0
-"""
-
-_INSERT = r"""
-vm=$1 dev=$2
-[ -d "$vm" ] || { echo "no such domain" >&2; exit 1; }
-ln -sfn -- "$dev" "$vm/.cdrom" && mv -T -- "$vm/.cdrom" "$vm/cdrom"
-"""
-
-_EJECT = r"""
-vm=$1
-[ -d "$vm" ] || { echo "no such domain" >&2; exit 1; }
-readlink -- "$vm/cdrom" || true
-rm -f -- "$vm/cdrom"
-"""
+# The lab hypervisor's scripts (backend/sh/hv-lab-*.sh).
+_DETACH = load("hv-lab-detach.sh")
+_ATTACH_NEW = load("hv-lab-attach-new.sh")
+_DETACH_NEW = load("hv-lab-detach-new.sh")
+_INSERT = load("hv-lab-insert-cd.sh")
+_EJECT = load("hv-lab-eject-cd.sh")
+_OWNER = load("hv-lab-owner.sh")
+_CDROM = load("hv-lab-cdrom.sh")
 
 
 class LabHypervisor(HypervisorDriver):
@@ -200,15 +164,13 @@ class LabHypervisor(HypervisorDriver):
         Raises:
             HostError: no such domain.
         """
-        result = await self.host.run(script('[ -d "$1" ] || exit 3; head -n 1 -- "$1/owner" 2>/dev/null; exit 0',
-                                            "isoadmin-lab-owner", self._vm(domain)), check=False)
+        result = await self.host.run(script(_OWNER, "isoadmin-lab-owner", self._vm(domain)), check=False)
         if result.exit_status == 3:
             raise HostError(self.host.name, f"no domain {domain!r} on {self.dom0.name}")
         return result.stdout.decode("utf-8", "replace").strip()
 
     async def cdrom(self, domain: str) -> str:
-        result = await self.host.run(script('[ -d "$1" ] || exit 3; readlink -- "$1/cdrom"; exit 0',
-                                            "isoadmin-lab-cdrom", self._vm(domain)), check=False)
+        result = await self.host.run(script(_CDROM, "isoadmin-lab-cdrom", self._vm(domain)), check=False)
         if result.exit_status == 3:
             raise HostError(self.host.name, f"no domain {domain!r} on {self.dom0.name}")
         return result.stdout.decode("utf-8", "surrogateescape").strip()

@@ -1,0 +1,13 @@
+# files-list.sh (isoadmin-volumes): the `files` storage's report: its file system's size, its volumes and their
+# metadata.
+#
+# Input: $1 the storage folder.
+# Output: `df SIZE AVAILABLE` (bytes), `img SIZE NAME.img` per volume, `meta ./NAME.meta:LINE` per metadata
+#   line. Exit 3 when the folder cannot be entered.
+
+dir=$1
+cd -- "$dir" || exit 3
+df -B1 --output=size,avail . | tail -n 1 | sed 's/^/df /'
+find . -maxdepth 1 -type f -name '*.img' -printf 'img %s %f\n'
+find . -maxdepth 1 -type f -name '*.meta' -exec grep -H '' {} + | sed 's/^/meta /'
+exit 0
