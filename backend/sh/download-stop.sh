@@ -17,8 +17,10 @@ is_download() {  # $1 runs this job's download: isoadmin-download with the job's
 if [ -z "$pid" ]; then  # not journaled (its console died first): look for it
   for d in /proc/[0-9]*; do
     p=${d#/proc/}
+    # shellcheck disable=SC2015 # the fallback is meant to run when either test fails
     [ "$p" != "$$" ] && is_download "$p" || continue
     st=$(cat "$d/stat" 2>/dev/null) || continue
+    # shellcheck disable=SC2086 # split on purpose: the fields after the command name are numbers and a state letter
     set -- ${st##*) }  # state, parent, process group, ...
     [ "${3:-}" = "$p" ] && { pid=$p; break; }
   done

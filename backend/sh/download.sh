@@ -26,7 +26,7 @@ cap=${10} stall=${11} sha=${12} object=${13} tool=${14:-curl} job=${15} secret=$
 sha256() { if [ "$sha" = openssl ]; then openssl dgst -sha256 -r; else sha256sum; fi; }
 printf 'pid %s\n' "$$"
 dir=$root/$owner final=$root/$owner/$name work=$root/.isoadmin
-part=$work/$job.part tmp= cred=/dev/null
+part=$work/$job.part tmp='' cred=/dev/null
 fail() {
   printf 'error %s\n' "$1"
   rm -f -- "$part"
@@ -38,6 +38,7 @@ private() {  # $1 is a folder of this user's that no one else may enter, and no 
   [ -d "$1" ] && [ ! -L "$1" ] && [ "$(stat -c '%u %a' -- "$1")" = "$(id -u) 700" ]
 }
 case $job in ''|*[!0-9a-f]*) printf 'error bad job id\n'; exit 1 ;; esac
+# shellcheck disable=SC2015 # the fallback is meant to run when either test fails
 [ -d "$dir" ] && [ ! -L "$dir" ] || { printf 'error no folder %s\n' "$dir"; exit 1; }
 if [ -e "$final" ] || [ -L "$final" ]; then printf 'error %s exists already\n' "$name"; exit 1; fi
 ids=$(stat -c '%u:%g' -- "$dir") || { printf 'error cannot read the owner of %s\n' "$dir"; exit 1; }
@@ -120,6 +121,7 @@ else
 fi
 printf '%s\n' "$owner" >> "$cache/objects/$object.owners"
 dd if="$cache/objects/$object" of="$part" bs=4M conv=fsync status=none || fail "cannot write $part"
+# shellcheck disable=SC2015 # fail when either the chown or the chmod fails
 chown -- "$ids" "$part" && chmod 644 "$part" || fail "cannot give $part to the owner of $dir"
 [ -z "$key" ] || printf '%s\n' "$object" > "$cache/keys/$key"
 mv -n -T -- "$part" "$final" 2>/dev/null

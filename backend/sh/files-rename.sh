@@ -10,5 +10,6 @@ dir=$1 old=$2 new=$3 meta=$4
 [ -f "$dir/$old.img" ] || { echo "volume $old does not exist" >&2; exit 2; }
 [ ! -e "$dir/$new.img" ] || { echo "volume $new exists" >&2; exit 17; }
 put_meta "$dir/$new.meta" "$meta" || exit 1
+# shellcheck disable=SC2015 # undo the metadata when the rename fails or left the old name (mv -n refused)
 mv -T -n -- "$dir/$old.img" "$dir/$new.img" && [ ! -e "$dir/$old.img" ] || { rm -f -- "$dir/$new.meta"; exit 1; }
 rm -f -- "$dir/$old.meta"

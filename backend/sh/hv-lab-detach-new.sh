@@ -6,7 +6,7 @@
 dev=$1 sys=$2 devdir=$3
 for l in "$devdir"/xvd*; do
   if [ -L "$l" ] && [ "$(readlink -- "$l")" = "$dev" ]; then
-    rm -f -- "$l"; rm -rf -- "$sys/${l##*/}"
+    rm -f -- "$l"; rm -rf -- "${sys:?}/${l##*/}"
   fi
 done
 for l in "$devdir"/xvd*; do

@@ -11,6 +11,7 @@ cd -- "$root" || exit 0
 for d in */*/; do
   d=${d%/}
   case ${d##*/} in .*) continue ;; esac
+  # shellcheck disable=SC2015 # the fallback is meant to run when either test fails
   [ -f "$d/isoadmin.json" ] && [ -f "$d/SHA256SUMS" ] && [ -f "$d/kernel" ] || continue
   printf 'set\0%s\0%s\0%s\0' "$d" "$(stat -c %s -- "$d/kernel")" "$(stat -c %s -- "$d/ramdisk" 2>/dev/null || echo 0)"
   cat -- "$d/SHA256SUMS"; printf '\0'; cat -- "$d/cmdline" 2>/dev/null; printf '\0'

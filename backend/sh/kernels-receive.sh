@@ -21,6 +21,7 @@ trap 'rm -rf -- "$tmp"' EXIT
 printf '%s\n' "$meta" > "$tmp/isoadmin.json" || exit 1
 head -c "$klen" > "$tmp/kernel" || exit 1
 head -c "$rlen" > "$tmp/ramdisk" || exit 1
+# shellcheck disable=SC2015 # the fallback is meant to run when either test fails
 [ "$(stat -c %s -- "$tmp/kernel")" = "$klen" ] && [ "$(stat -c %s -- "$tmp/ramdisk")" = "$rlen" ] || {
   echo "the transfer was cut short" >&2; exit 1; }
 ks=$(sha256 < "$tmp/kernel" | cut -c1-64)
@@ -28,4 +29,4 @@ rs=$(sha256 < "$tmp/ramdisk" | cut -c1-64)
 read -r want || { echo "the transfer was not confirmed" >&2; exit 1; }
 [ "$want" = "$ks $rs" ] || { echo "landed kernel $ks ramdisk $rs differ from the upload's" >&2; exit 1; }
 printf '%s  kernel\n%s  ramdisk\n' "$ks" "$rs" > "$tmp/SHA256SUMS"
-finish
+finish "$tmp" "$dir" "$name" "$ks" "$cmdline"

@@ -6,6 +6,7 @@
 
 root=$1 rel=$2
 d=$root/$rel
+# shellcheck disable=SC2015 # the fallback is meant to run when either test fails
 [ -d "$d" ] && [ ! -L "$d" ] || { echo "no kernel set $rel" >&2; exit 3; }
 case $rel in */.staging-*) ;; *) [ -f "$d/isoadmin.json" ] || { echo "$rel is not a kernel set" >&2; exit 4; } ;; esac
 gone=${d%/*}/.deleting-${d##*/}-$$

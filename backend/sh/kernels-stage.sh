@@ -25,4 +25,4 @@ if [ "$rlen" -gt 0 ]; then
   [ "$(stat -c %s -- "$tmp/ramdisk")" = "$rlen" ] || { echo "short ramdisk copy" >&2; exit 1; }
   printf '%s  ramdisk\n' "$(sha256 < "$tmp/ramdisk" | cut -c1-64)" >> "$tmp/SHA256SUMS"
 fi
-finish
+finish "$tmp" "$dir" "$name" "$ks" "$cmdline"

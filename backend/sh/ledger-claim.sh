@@ -9,7 +9,7 @@ set -u
 L=$1 job=$2 lease=$3
 f=$L/leases/$job
 if [ -f "$f" ]; then
-  read -r h ttl rest < "$f" || ttl=0
+  read -r _ ttl rest < "$f" || ttl=0
   case $ttl in ''|*[!0-9]*) ttl=0 ;; esac
   age=$(( $(date +%s) - $(date -r "$f" +%s) ))
   if [ "$age" -le "$ttl" ]; then echo live; exit 0; fi

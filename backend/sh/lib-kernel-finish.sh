@@ -1,16 +1,17 @@
 # lib-kernel-finish.sh: the shell function finish, the end of a kernel staging shared by kernels-stage.sh and
 # kernels-receive.sh (prepended to both).
 #
-# finish, with the caller's tmp, dir, name, ks (the kernel's sha256) and cmdline set: writes cmdline (one line)
-# beside the files in the temporary folder tmp, then renames tmp into place as dir/name-SHA8 (ks's first 8
-# digits). A set already there with the same SHA256SUMS and command line is the same set (left as it is); a
-# different one under that name gets the next free name-SHA8.N. It clears the caller's EXIT trap (which removes
-# tmp) once tmp is renamed, and exits.
+# finish TMP DIR NAME KERNEL-SHA256 CMDLINE: writes CMDLINE (one line) beside the files in the temporary folder
+# TMP, then renames TMP into place as DIR/NAME-SHA8 (the kernel's sha256's first 8 digits). A set already there
+# with the same SHA256SUMS and command line is the same set (left as it is); a different one under that name
+# gets the next free NAME-SHA8.N. It clears the caller's EXIT trap (which removes TMP) once TMP is renamed, and
+# exits. (It sets the globals tmp, dir, name, ks and cmdline to its arguments: sh has no local variables.)
 #
 # Input: none (a function library). Output, when called: `staged FOLDER` or `exists FOLDER`; exit 1 when a
 # write or the rename fails.
 
 finish() {
+  tmp=$1 dir=$2 name=$3 ks=$4 cmdline=$5
   printf '%s\n' "$cmdline" > "$tmp/cmdline" || exit 1
   sync
   base=$dir/$name-$(printf '%s' "$ks" | cut -c1-8)

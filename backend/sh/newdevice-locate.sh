@@ -21,7 +21,7 @@ scan() {
     [ -n "$print" ] && printf '%s %s\n' "$name" "$bytes"
   done
 }
-print= i=0
+print='' i=0
 while [ "$i" -lt "$tries" ]; do
   scan "$@"
   [ "$hits" -gt 0 ] && break
