@@ -12,7 +12,7 @@ import asyncio
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import asyncssh
@@ -55,10 +55,12 @@ LIST_SCRIPT = load("lib-ledger-dump.sh", "imagehost-list.sh")
 
 
 def list_command(root: str, ledger: str = "") -> Command:
-    """The single inventory command of an image host: its clock, its groups (``getent group``), and a
-    NUL-terminated ``find -printf`` listing of the uploads root (type, size, mtime, inode, links, depth,
-    numeric group id, path). Group ids are named from the ``getent`` lines here, not by ``find``'s ``%g``,
-    which looks the name up again for every entry (twice the time of the whole listing).
+    """The single inventory command of an image host: its clock, its groups (``getent group``), and a listing
+    of the uploads root (type, size, mtime, inode, links, depth, numeric group id, path, a link's target):
+    NUL-terminated ``find -printf`` records where the host's find has ``-printf`` (GNU findutils), else
+    ``find`` and ``stat -c`` (BusyBox), framed so that no file name can forge a record (see
+    ``backend/sh/imagehost-list.sh``); the host chooses. Group ids are named from the ``getent`` lines here, not
+    by ``find``'s ``%g``, which looks the name up again for every entry (twice the time of the whole listing).
 
     Args:
         root: the uploads root. ledger: the site's ledger folder when it lives on this host: its dump
@@ -115,26 +117,107 @@ def parse_listing(data: bytes, cache: ListingCache | None = None) -> Listing:
     known = cache.entries if cache.entries is not None and cache.gids == gid_names else {}
     seen: dict[bytes, Entry] = {}
     entries = []
-    fields = body.split(b"\0")
-    for record, target in zip(fields[0::2], fields[1::2]):  # each entry: its record, then a link's target
-        record += b"\0" + target
+    records = _portable_records(body) if "listing portable" in lines[1:] else _gnu_records(body)
+    for record, fields, a, b, target in records:
         entry = known.get(record)
         if entry is None:
-            parts = record[:-len(target) - 1].split(b" ", 7)
-            if len(parts) != 8:
-                continue
             try:
-                entry = Entry(
-                    KINDS.get(parts[0].decode(), "other"), int(parts[1]), float(parts[2]), int(parts[3]),
-                    int(parts[4]), int(parts[5]), parts[7].decode("utf-8", "surrogateescape"),
-                    gid_names.get(parts[6]) or parts[6].decode("utf-8", "replace"),
-                    target.decode("utf-8", "surrogateescape"))
+                kind, size, mtime, inode, nlink, depth, gid, rel = fields(a, b)
+                entry = Entry(kind, int(size), float(mtime), int(inode), int(nlink), depth,
+                              rel.decode("utf-8", "surrogateescape"),
+                              gid_names.get(gid) or gid.decode("utf-8", "replace"),
+                              target.decode("utf-8", "surrogateescape"))
             except ValueError:
                 continue
         seen[record] = entry
         entries.append(entry)
     cache.gids, cache.entries = gid_names, seen
     return Listing(now, groups, entries)
+
+
+#: The file type bits of ``st_mode`` (``stat -c %f``, in hex) → :data:`KINDS` letters (POSIX ``<sys/stat.h>``).
+_MODE_TYPES = {0o100000: "f", 0o040000: "d", 0o120000: "l", 0o010000: "p", 0o140000: "s", 0o060000: "b",
+               0o020000: "c"}
+
+#: A record's fields: (kind, size, mtime, inode, links, depth, gid, path from the root).
+_Fields = tuple[str, bytes, bytes, bytes, bytes, int, bytes, bytes]
+#: A record of either listing: (its raw bytes, the cache's key; a function that gives its fields from the next
+#: two items, or raises ValueError when it is malformed; those two items; the link target).
+_Record = tuple[bytes, Callable[[bytes, bytes], _Fields], bytes, bytes, bytes]
+
+
+def _gnu_fields(record: bytes, _: bytes) -> _Fields:
+    """Fields of one ``find -printf '%y %s %T@ %i %n %d %G %P'`` record."""
+    parts = record.split(b" ", 7)
+    if len(parts) != 8:
+        raise ValueError(record)
+    return KINDS.get(parts[0].decode(), "other"), parts[1], parts[2], parts[3], parts[4], int(parts[5]), parts[6], \
+        parts[7]
+
+
+def _gnu_records(body: bytes) -> Iterator[_Record]:
+    """The records of a ``find -printf`` listing."""
+    fields = body.split(b"\0")
+    for record, target in zip(fields[0::2], fields[1::2]):  # each entry: its record, then a link's target
+        yield record + b"\0" + target, _gnu_fields, record, b"", target
+
+
+def _portable_fields(stat: bytes, path: bytes) -> _Fields:
+    """Fields of one entry of the portable listing: ``stat -c '%f %s %Y %y %i %h %g'`` output (``%y`` is
+    ``DATE TIME.NANOSECONDS ZONE``: the mtime's fraction comes from it, its seconds from ``%Y``) and the path
+    from the root (``./OWNER/FILE``)."""
+    parts = stat.split(b" ")
+    if len(parts) != 9 or not path.startswith(b"./") or len(path) < 3:
+        raise ValueError(stat)
+    mode, size, seconds, _, clock, _, inode, nlink, gid = parts
+    kind = KINDS.get(_MODE_TYPES.get(int(mode, 16) & 0o170000, ""), "other")
+    _, _, fraction = clock.partition(b".")
+    mtime = seconds + b"." + fraction if fraction.isdigit() and seconds.isdigit() else seconds
+    rel = path[2:]
+    return kind, size, mtime, inode, nlink, rel.count(b"/") + 1, gid, rel
+
+
+def _portable_line_fields(line: bytes, _: bytes) -> _Fields:
+    """Fields of one pass-1 line of the portable listing: nine ``stat`` fields and the path."""
+    parts = line.split(b" ", 9)
+    if len(parts) != 10:
+        raise ValueError(line)
+    return _portable_fields(b" ".join(parts[:9]), parts[9])
+
+
+def _portable_records(body: bytes) -> Iterator[_Record]:
+    """The records of the portable listing (``listing portable``: ``find`` and ``stat -c``; see
+    ``backend/sh/imagehost-list.sh``).
+
+    Pass 1 has one line per entry whose path holds no newline (``STAT PATH``), then a NUL; pass 2 has
+    NUL-terminated records: ``S`` + ``STAT``, newline, ``PATH`` for each entry whose path holds one (so a name
+    holding a newline and text shaped like a line is only ever read as that one name), and ``L`` + ``PATH``
+    then ``TARGET`` and a newline for each symlink (its target matched to its entry by path).
+    """
+    lines, _, rest = body.partition(b"\0")
+    parts = rest.split(b"\0")
+    targets: dict[bytes, bytes] = {}
+    named: list[bytes] = []
+    i = 0
+    while i < len(parts):
+        part = parts[i]
+        if part.startswith(b"L") and i + 1 < len(parts):
+            target = parts[i + 1]
+            targets[part[1:]] = target[:-1] if target.endswith(b"\n") else target
+            i += 2
+            continue
+        if part.startswith(b"S "):
+            named.append(part[2:])
+        i += 1
+    for line in lines.split(b"\n"):
+        if not line:
+            continue
+        target = targets.get(line.split(b" ", 9)[-1], b"") if targets else b""
+        yield b"1" + line + b"\0" + target, _portable_line_fields, line, b"", target
+    for record in named:
+        stat, _, path = record.partition(b"\n")
+        target = targets.get(path, b"")
+        yield b"2" + record + b"\0" + target, _portable_fields, stat, path, target
 
 
 # backend/sh/imagehost-headers.sh: one ``dd`` per file; see the file for the output's framing.
