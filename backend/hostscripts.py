@@ -38,8 +38,9 @@ def source(name: str) -> str:
 
 
 def program(name: str) -> str:
-    """Shipped script ``name`` as the hosts get it: without the comment lines at its top (its header) and the
-    blank lines after them; ending with a newline."""
+    """Shipped script ``name`` as the hosts get it: a newline, then the file without the comment lines at its
+    top (its header) and the blank lines after them, ending with a newline. (The leading newline keeps the
+    text sent byte for byte what it was when the scripts were Python strings, ``r\"\"\"`` and a newline.)"""
     lines = source(name).splitlines(keepends=True)
     i = 0
     while i < len(lines) and lines[i].startswith("#"):
@@ -47,7 +48,7 @@ def program(name: str) -> str:
     while i < len(lines) and not lines[i].strip():
         i += 1
     text = "".join(lines[i:])
-    return text if text.endswith("\n") else text + "\n"
+    return "\n" + (text if text.endswith("\n") else text + "\n")
 
 
 def load(*names: str) -> str:

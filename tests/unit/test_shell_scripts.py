@@ -126,11 +126,12 @@ def test_a_script_starts_with_its_header(name):
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_the_hosts_get_the_program_without_its_header(name):
-    """The program is the file without the comment lines at its top (and the blank lines after them)."""
+    """The program is a newline and the file without the comment lines at its top (and the blank lines after
+    them): byte for byte the text the scripts had as Python strings (``r\"\"\"`` and a newline)."""
     source, program = hostscripts.source(name), hostscripts.program(name)
-    assert source.endswith("\n") and source.endswith(program)
-    assert program.strip() and not program.startswith(("#", "\n"))
-    head = source[:len(source) - len(program)]
+    assert source.endswith("\n") and program.startswith("\n") and source.endswith(program[1:])
+    assert program.strip() and not program[1:].startswith(("#", "\n"))
+    head = source[:len(source) - len(program) + 1]
     assert head and all(line.startswith("#") or not line.strip() for line in head.splitlines())
 
 
