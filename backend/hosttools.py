@@ -1,8 +1,15 @@
-"""What an image host has: its sha256 program, its ``dd``, its downloaders. Detected once per host.
+"""What a host has: its sha256 program, its ``dd``, its downloaders, and whether its tools are GNU or
+BusyBox. Detected once per host.
 
 Nothing is installed on the hosts, so the scripts use what each one has. One command asks
 (``command -v``, ``dd --version``, ``curl --version``); the answer is kept for the life of the
 :class:`~backend.ssh.Host` object (a console restarted asks again).
+
+Whether a host needs the *portable* forms of the scripts that read owners' files (``backend/sh/*-portable.sh``:
+the ISO headers, an uploaded kernel's send, the in-use check) costs no command of its own: the uploads listing
+tells (:func:`set_portable`, from its ``listing portable`` line: the host's ``find`` has no ``-printf`` or its
+``dd`` no ``iflag=nofollow``, as BusyBox's), and the lab hypervisor learns it from a ``find -printf`` the dom0
+refuses. Hosts never seen to need them get the GNU forms, byte for byte those of GNU hosts.
 """
 
 from __future__ import annotations
@@ -82,3 +89,20 @@ async def tools(host: Host) -> Tools:
             raise HostError(host.name, "neither openssl nor sha256sum is installed")
         _known[host] = found
     return found
+
+
+_portable: "weakref.WeakSet[Host]" = weakref.WeakSet()
+
+
+def set_portable(host: Host, portable: bool) -> None:
+    """Record whether ``host`` needs the scripts' portable forms (its listing came in the portable form: its
+    ``find`` has no ``-printf`` or its ``dd`` no ``iflag=nofollow``; BusyBox), for the life of the Host object."""
+    if portable:
+        _portable.add(host)
+    else:
+        _portable.discard(host)
+
+
+def is_portable(host: Host) -> bool:
+    """True when ``host`` was seen to need the scripts' portable forms (:func:`set_portable`)."""
+    return host in _portable

@@ -76,12 +76,15 @@ class Listing:
 
     Attributes:
         now: the image host's clock (epoch seconds). groups: group name → member user names.
-        entries: the uploads root's entries.
+        entries: the uploads root's entries. portable: the listing came in its portable form (the host's
+        ``find`` has no ``-printf`` or its ``dd`` no ``iflag=nofollow``: BusyBox), so the host gets the
+        portable forms of the other scripts (:func:`~backend.hosttools.set_portable`).
     """
 
     now: float
     groups: dict[str, set[str]]
     entries: list[Entry]
+    portable: bool = False
 
 
 @dataclass
@@ -117,7 +120,8 @@ def parse_listing(data: bytes, cache: ListingCache | None = None) -> Listing:
     known = cache.entries if cache.entries is not None and cache.gids == gid_names else {}
     seen: dict[bytes, Entry] = {}
     entries = []
-    records = _portable_records(body) if "listing portable" in lines[1:] else _gnu_records(body)
+    portable = "listing portable" in lines[1:]
+    records = _portable_records(body) if portable else _gnu_records(body)
     for record, fields, a, b, target in records:
         entry = known.get(record)
         if entry is None:
@@ -132,7 +136,7 @@ def parse_listing(data: bytes, cache: ListingCache | None = None) -> Listing:
         seen[record] = entry
         entries.append(entry)
     cache.gids, cache.entries = gid_names, seen
-    return Listing(now, groups, entries)
+    return Listing(now, groups, entries, portable)
 
 
 #: The file type bits of ``st_mode`` (``stat -c %f``, in hex) → :data:`KINDS` letters (POSIX ``<sys/stat.h>``).
@@ -220,8 +224,10 @@ def _portable_records(body: bytes) -> Iterator[_Record]:
         yield b"2" + record + b"\0" + target, _portable_fields, stat, path, target
 
 
-# backend/sh/imagehost-headers.sh: one ``dd`` per file; see the file for the output's framing.
+# backend/sh/imagehost-headers.sh: one ``dd`` per file; see the file for the output's framing. The portable form
+# (hosts whose listing is the portable one) opens each file as lib-open-upload.sh says.
 _HEADERS = load("imagehost-headers.sh")
+_HEADERS_PORTABLE = load("lib-open-upload.sh", "imagehost-headers-portable.sh")
 _RECORDS_OUT = re.compile(r"^(\d+)\+(\d+) records out$")
 
 
@@ -253,8 +259,9 @@ async def read_headers(host: Host, paths: list[str], limit: int = 65536,
     """Read the first 64 KiB of each regular file in ``paths``: one command, or, for many or long paths,
     one per :data:`HEADER_BATCH` paths or :data:`HEADER_COMMAND_BYTES` of command line, two at a time.
 
-    Files are opened without following symlinks and without blocking on fifos; an entry that is not a
-    regular file (or cannot be read) gives ``b""``. A file shorter than 64 KiB comes back padded with NULs:
+    Files are opened without following symlinks and without blocking on fifos (GNU ``dd iflag=nofollow``;
+    on a host whose listing is the portable one, as ``backend/sh/lib-open-upload.sh`` says); an entry that is
+    not a regular file (or cannot be read) gives ``b""``. A file shorter than 64 KiB comes back padded with NULs:
     callers cut it to the listed size.
 
     Args:
@@ -272,7 +279,8 @@ async def read_headers(host: Host, paths: list[str], limit: int = 65536,
     async def one(batch: list[str]) -> None:
         mark = f"isoadmin-header-{secrets.token_hex(8)}"
         async with running:
-            result = await host.run(script(_HEADERS, "isoadmin-headers", mark, *batch), check=False)
+            text = _HEADERS_PORTABLE if hosttools.is_portable(host) else _HEADERS
+            result = await host.run(script(text, "isoadmin-headers", mark, *batch), check=False)
         blocks = result.stderr.split(mark + "\n")[1:]
         offset, got = 0, {}
         for i, path in enumerate(batch):
@@ -317,24 +325,29 @@ async def locate(host: Host, serial: str, id_dirs: tuple[str, ...], timeout: flo
 
 
 _IN_USE = load("imagehost-in-use.sh")
+_IN_USE_PORTABLE = load("imagehost-in-use-portable.sh")
 
 
 async def in_use(host: Host, path: str) -> int | None:
     """PID of a process that holds ``path`` open on the image host (an SFTP upload still writing it),
-    or None. One ``find`` over ``/proc/*/fd``; it sees every process when the console logs in as root,
-    else the login user's own.
+    or None. One ``find`` over ``/proc/*/fd``: by the links' target where ``find`` has ``-lname`` (GNU), else
+    by the open file's device and inode (BusyBox: ``stat -L`` of each). It sees every process when the console
+    logs in as root, else the login user's own.
 
     Raises:
         HostError: the host is unreachable.
     """
-    pattern = re.sub(r"([*?\[\\])", r"\\\1", path)  # find -lname takes a glob: match the path literally
-    result = await host.run(script(_IN_USE, "isoadmin-inuse", pattern), check=False)
+    if hosttools.is_portable(host):
+        result = await host.run(script(_IN_USE_PORTABLE, "isoadmin-inuse", path), check=False)
+    else:
+        pattern = re.sub(r"([*?\[\\])", r"\\\1", path)  # find -lname takes a glob: match the path literally
+        result = await host.run(script(_IN_USE, "isoadmin-inuse", pattern), check=False)
     text = result.stdout.decode("ascii", "replace").strip()
     return int(text) if text.isdigit() else None
 
 
 # backend/sh/imagehost-copy.sh: the one-pass copy (write, hash, read back behind the writer).
-_COPY = load("imagehost-copy.sh")
+_COPY = load("lib-open-upload.sh", "imagehost-copy.sh")
 
 #: MiB the copy writes with one ``dd`` ``write`` (and reads back with one ``read``): one big O_DIRECT request
 #: lets the kernel keep many of the disk's requests in flight; the read-back trails the writer by one segment.
@@ -360,7 +373,8 @@ class CopyResult:
         copied: bytes written. verified: bytes read back. before/after: ``stat`` of the upload before and
         after (type size inode links mtime): they differ when the upload changed during the copy.
         statuses: exit status of the hashing read (``read``), of the copy onto the disk (``write``) and of
-        the read-back (``readback``).
+        the read-back (``readback``); ``open`` alone when, on a host whose ``dd`` cannot open without following
+        a link, the upload was not (or no longer) the regular file ``before`` shows.
     """
 
     sha256: str
@@ -455,7 +469,7 @@ async def copy(host: Host, src: str, dst: str, on_progress: ProgressCallback,
     for line in bytes(out).splitlines():
         word, _, rest = line.partition(b" ")
         text = rest.decode("utf-8", "replace")
-        if word in (b"read", b"write", b"readback"):
+        if word in (b"read", b"write", b"readback", b"open"):
             statuses[word.decode()] = int(rest) if rest.strip().isdigit() else -1
         elif word == b"before":
             before = text

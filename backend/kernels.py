@@ -49,7 +49,7 @@ entry, paired by :func:`pair`:
 
 Its command line is empty unless ``stage-kernel --cmdline`` gives one (a VM's definition may also carry
 one). Staging streams both files from the image host to the dom0 over the console's two SSH connections
-(the image host's ``dd`` → the console → the dom0's ``head -c``; dom0s and image hosts share no storage),
+(the image host's ``dd`` → the console → the dom0's ``dd``; dom0s and image hosts share no storage),
 hashing them on the way; the dom0 hashes what landed and renames the set into place only when both digests
 equal those of the bytes read from the upload, and the upload's size, mtime and inode were the same before
 and after the read as in the listing the admin saw. Any dom0 can be the target (``--dom0``; default the
@@ -79,7 +79,7 @@ from dataclasses import asdict, dataclass, field
 import asyncssh
 import pycdlib
 
-from . import imagehost, quota
+from . import hosttools, imagehost, quota
 from .commands import script
 from .errors import HostError, IsoadminError, NotApprovable, NotFound, Unreadable, UsageError, owner_bytes
 from .hostscripts import load
@@ -814,6 +814,7 @@ _FINISH_SH = load("lib-kernel-finish.sh")
 _STAGE = load("lib-sha256.sh", "lib-kernel-finish.sh", "kernels-stage.sh")
 _RECEIVE = load("lib-sha256.sh", "lib-kernel-finish.sh", "kernels-receive.sh")
 _SEND = load("kernels-send.sh")
+_SEND_PORTABLE = load("lib-open-upload.sh", "kernels-send-portable.sh")
 _LIST = load("kernels-list.sh")
 _REMOVE = load("kernels-remove.sh")
 
@@ -862,7 +863,8 @@ async def list_sets(site, dom0s: list[str] | None = None) -> tuple[list[KernelSe
                                       cmdline.rstrip("\n"), info if isinstance(info, dict) else {}))
                 i += 7
             elif word == b"leftover" and i + 2 <= len(fields):
-                leftovers.append((dom0, f"{root}/{fields[i + 1].decode('utf-8', 'surrogateescape')}"))
+                rel = fields[i + 1].removeprefix(b"./").decode("utf-8", "surrogateescape")
+                leftovers.append((dom0, f"{root}/{rel}"))
                 i += 2
             else:
                 i += 1
@@ -1069,7 +1071,8 @@ async def _send(host, u: Upload, receiver) -> str:
         NotApprovable: the upload is not ``u.size`` bytes, or its size, mtime or inode changed since the listing
             or while it was read. HostError: the image host failed.
     """
-    sender = await host.start(script(_SEND, "isoadmin-send", u.path))
+    send = _SEND_PORTABLE if hosttools.is_portable(host) else _SEND  # see backend/hosttools.py
+    sender = await host.start(script(send, "isoadmin-send", u.path))
     digest, sent = hashlib.sha256(), 0
     try:
         while chunk := await sender.stdout.read(1 << 20):

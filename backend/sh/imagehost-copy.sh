@@ -14,13 +14,14 @@
 #   was measured no faster: it reads in small pieces.)
 # * A second reader of the upload (it reads the page cache the writer just filled, on the other core) feeds the
 #   sha256 that is recorded. (A `tee` between one reader and both would move the bytes in 8 KiB pieces.)
-# The upload is opened without following a link (O_NOFOLLOW) and without blocking. The stat before/after
-# catches an upload changed or swapped during the copy.
+# The upload is opened without following a link: O_NOFOLLOW and O_NONBLOCK where dd has them, else once, as
+# lib-open-upload.sh says (prepended by backend/imagehost.py), and only when it is the file whose inode `before`
+# shows. The stat before/after catches an upload changed or swapped during the copy.
 #
 # Inputs: $1 the upload, $2 the disk, $3 `openssl` or `sha256sum`, $4 the segment size in MiB, $5 the host's
 #   dd (`gnu`: O_DIRECT and iflag=nocache are used; else plain writes, each fsynced).
 # Output: `pid PID`, `before TYPE SIZE INODE LINKS MTIME`, status lines `read N` (the hashing reader), `write N`
-#   (the writer), `readback N`; digests `upload HEX` and `landed HEX`; `after TYPE SIZE INODE LINKS MTIME`.
+#   (the writer), `readback N` (or `open 1` alone: the upload is not, or no longer, that regular file); digests `upload HEX` and `landed HEX`; `after TYPE SIZE INODE LINKS MTIME`.
 #   Progress on stderr: `N bytes written` and `verified N`.
 
 src=$1 dst=$2 sha=$3 seg=$4 ddkind=$5
@@ -31,6 +32,8 @@ before=$(stat -c '%F %s %i %h %Y' -- "$src")
 printf 'before %s\n' "$before"
 size=${before% * * *}; size=${size##* }
 case $size in ''|*[!0-9]*) echo "write 1"; exit 1 ;; esac
+ino=${before% * *}; ino=${ino##* }
+open_upload "$src" "$ino" || { echo "open 1"; exit 1; }
 S=$((seg * 1048576))
 segments=$(( (size + S - 1) / S ))
 direct=
@@ -39,15 +42,16 @@ if [ "$ddkind" = gnu ] && dd if=/dev/null of="$dst" oflag=direct conv=notrunc st
 fi
 rflag=
 [ -z "$direct" ] || rflag=iflag=direct
-{ { dd if="$src" iflag=nofollow,nonblock bs=4M status=none; echo "read $?" >&3; } | sha256 | sed 's/^/upload /'; } 3>&1 &
+# shellcheck disable=SC2154 # nofollow and upload: set by lib-open-upload.sh
+{ { dd if="$upload" ${nofollow:+"iflag=$nofollow"} bs=4M status=none; echo "read $?" >&3; } | sha256 | sed 's/^/upload /'; } 3>&1 &
 { {
   k=0 rc=0
   while [ "$k" -lt "$segments" ]; do
     if [ -n "$direct" ]; then
-      dd if="$src" of="$dst" iflag=nofollow,nonblock,fullblock oflag=direct conv=notrunc bs="${seg}M" \
+      dd if="$upload" of="$dst" iflag="${nofollow:+$nofollow,}fullblock" oflag=direct conv=notrunc bs="${seg}M" \
         skip="$k" seek="$k" count=1 status=none || { rc=$?; break; }
     else
-      dd if="$src" of="$dst" iflag=nofollow,nonblock,fullblock conv=notrunc,fsync bs="${seg}M" \
+      dd if="$upload" of="$dst" iflag="${nofollow:+$nofollow,}fullblock" conv=notrunc,fsync bs="${seg}M" \
         skip="$k" seek="$k" count=1 status=none || { rc=$?; break; }
     fi
     len=$S

@@ -2,15 +2,17 @@
 # listing of the uploads root, and (when the ledger lives on this host) the ledger's dump. Runs after
 # lib-ledger-dump.sh (prepended by backend/imagehost.py).
 #
-# Links are never followed. Two forms of the listing, the host choosing the first it can run (parsed by
-# backend/imagehost.py, parse_listing):
+# Links are never followed. Two forms of the listing, the host choosing (parsed by backend/imagehost.py,
+# parse_listing):
 #
-# * GNU find (`find -printf`, one process): one record per entry of the root and of each folder in it (depth 1
-#   and 2), NUL-terminated fields `TYPE SIZE MTIME INODE LINKS DEPTH GID PATH` then the link target (empty
-#   unless a symlink). Exit status: find's.
-# * Any other find (BusyBox has no -printf), after a line `listing portable`: find and stat(1) only, two
-#   traversals from the root (paths start with ./), stat's and find's messages discarded (they would name owners'
-#   files; an entry that vanishes meanwhile is left out):
+# * where find has -printf and dd has iflag=nofollow (GNU findutils and coreutils): `find -printf`, one process:
+#   one record per entry of the root and of each folder in it (depth 1 and 2), NUL-terminated fields
+#   `TYPE SIZE MTIME INODE LINKS DEPTH GID PATH` then the link target (empty unless a symlink). Exit status:
+#   find's.
+# * else (BusyBox), after a line `listing portable` (the console then sends this host the other scripts'
+#   portable forms, *-portable.sh): find and stat(1) only, two traversals from the root (paths start with ./),
+#   stat's and find's messages discarded (they would name owners' files; an entry that vanishes meanwhile is
+#   left out):
 #     1. the entries whose path holds no newline, one line each: `MODE-HEX SIZE MTIME-S DATE TIME.NS ZONE INODE
 #        LINKS GID PATH` (stat -c '%f %s %Y %y %i %h %g %n'); then one NUL;
 #     2. NUL-terminated records: `S` and the same fields without the path, a newline, the path, for each entry
@@ -40,7 +42,10 @@ now=$(date +%s.%N)
 case $now in *[!0-9.]*|'') now=$(date +%s) ;; esac
 printf '%s\n' "$now"
 { getent group 2>/dev/null || cat /etc/group; } | sed 's/^/group /'
-if find / -maxdepth 0 -printf '' 2>/dev/null; then
+gnu=
+find / -maxdepth 0 -printf '' 2>/dev/null &&
+  dd if=/dev/null of=/dev/null iflag=nofollow,nonblock count=0 status=none 2>/dev/null && gnu=1
+if [ -n "$gnu" ]; then
   echo --
   find "$1" -mindepth 1 -maxdepth 2 -printf '%y %s %T@ %i %n %d %G %P\0%l\0' || exit
 else

@@ -3,7 +3,7 @@
 #
 # Inputs: $1 the kernel folder (kernel_dir), $2 minutes after which a .staging-* folder is a leftover.
 # Output, NUL-separated fields: `set` OWNER/NAME KERNEL-SIZE RAMDISK-SIZE SHA256SUMS CMDLINE ISOADMIN.JSON for
-#   each set; `leftover` OWNER/.staging-NAME for each leftover. Exit 0.
+#   each set; `leftover` ./OWNER/.staging-NAME for each leftover. Exit 0.
 
 root=$1
 [ -d "$root" ] || exit 0
@@ -17,5 +17,5 @@ for d in */*/; do
   cat -- "$d/SHA256SUMS"; printf '\0'; cat -- "$d/cmdline" 2>/dev/null; printf '\0'
   cat -- "$d/isoadmin.json"; printf '\0'
 done
-find . -mindepth 2 -maxdepth 2 -type d -name '.staging-*' -mmin +"$2" -printf 'leftover\0%P\0' 2>/dev/null
+find . -mindepth 2 -maxdepth 2 -type d -name '.staging-*' -mmin +"$2" -exec printf 'leftover\0%s\0' {} + 2>/dev/null
 exit 0

@@ -19,8 +19,10 @@ tmp=$dir/.staging-$name-$$
 mkdir -- "$tmp" || exit 1
 trap 'rm -rf -- "$tmp"' EXIT
 printf '%s\n' "$meta" > "$tmp/isoadmin.json" || exit 1
-head -c "$klen" > "$tmp/kernel" || exit 1
-head -c "$rlen" > "$tmp/ramdisk" || exit 1
+# exactly klen then rlen bytes of stdin, the confirming line left to read: dd with count_bytes asks for no more
+# than it still needs (BusyBox head -c reads its input ahead through stdio and would swallow the ramdisk's bytes)
+dd of="$tmp/kernel" bs=1M count="$klen" iflag=count_bytes,fullblock status=none || exit 1
+dd of="$tmp/ramdisk" bs=1M count="$rlen" iflag=count_bytes,fullblock status=none || exit 1
 # shellcheck disable=SC2015 # the fallback is meant to run when either test fails
 [ "$(stat -c %s -- "$tmp/kernel")" = "$klen" ] && [ "$(stat -c %s -- "$tmp/ramdisk")" = "$rlen" ] || {
   echo "the transfer was cut short" >&2; exit 1; }

@@ -1,5 +1,6 @@
 # kernels-send.sh (isoadmin-send): send one upload (an uploaded kernel or ramdisk) on stdout, never through a
-# symlink (O_NOFOLLOW), with its size, mtime and inode before and after on stderr.
+# symlink (O_NOFOLLOW: GNU dd), with its size, mtime and inode before and after on stderr. Hosts whose listing
+# is the portable one get kernels-send-portable.sh instead.
 #
 # Input: $1 the upload's path.
 # Output: its bytes; stderr `before SIZE MTIME INODE` and `after SIZE MTIME INODE`. Exit 3 when it is not a

@@ -23,7 +23,7 @@ ledger_dump() {
   [ -r audit.head ] && sed 's/^/head /' audit.head
   for d in jobs rejections; do
     [ -d "$d" ] || continue
-    find "$d" -maxdepth 1 -type f -name '*.json' -printf 'file %p\n'
+    find "$d" -maxdepth 1 -type f -name '*.json' -exec printf 'file %s\n' {} +
     find "$d" -maxdepth 1 -type f -name '*.json' -mtime -2 -exec sh -c \
       'for f; do printf "data %s %s\n" "$f" "$(head -n 1 -- "$f")"; done' sh {} +
   done

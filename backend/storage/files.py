@@ -74,7 +74,7 @@ class FilesStorage(StorageDriver):
                 fs_size, fs_avail = (int(x) for x in rest.split())
             elif kind == "img":
                 size, _, fname = rest.partition(" ")
-                sizes[fname[:-4]] = int(size)
+                sizes[fname.removeprefix("./")[:-4]] = int(size)
             elif kind == "meta" and rest.startswith("./"):
                 fname, _, text = rest[2:].partition(":")
                 metas[fname[:-5]] = self._decoded(text)
