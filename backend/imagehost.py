@@ -1,9 +1,10 @@
 """The image-host side: list uploads, read headers, locate a hot-plugged disk, copy, verify.
 
-Everything runs as constant POSIX ``sh`` scripts with GNU findutils/coreutils (``find -printf``, ``dd``,
-``sha256sum``, ``stat``), which a Debian image host has; nothing is installed there. Where the
-host has ``openssl``, sha256 is computed with it (the same digest, several times faster on CPUs with SHA
-extensions); otherwise with ``sha256sum``.
+Everything runs as constant POSIX ``sh`` scripts (``backend/sh/imagehost-*.sh``) with GNU findutils/coreutils
+(``find -printf``, ``dd iflag=nofollow``, ``sha256sum``, ``stat``), which a Debian image host has, or, on a
+host whose listing says it lacks them (BusyBox), their portable forms (``*-portable.sh``, see
+:mod:`backend.hosttools`); nothing is installed there. Where the host has ``openssl``, sha256 is computed with
+it (the same digest, several times faster on CPUs with SHA extensions); otherwise with ``sha256sum``.
 """
 
 from __future__ import annotations
@@ -121,20 +122,39 @@ def parse_listing(data: bytes, cache: ListingCache | None = None) -> Listing:
     seen: dict[bytes, Entry] = {}
     entries = []
     portable = "listing portable" in lines[1:]
-    records = _portable_records(body) if portable else _gnu_records(body)
-    for record, fields, a, b, target in records:
-        entry = known.get(record)
-        if entry is None:
-            try:
-                kind, size, mtime, inode, nlink, depth, gid, rel = fields(a, b)
-                entry = Entry(kind, int(size), float(mtime), int(inode), int(nlink), depth,
-                              rel.decode("utf-8", "surrogateescape"),
-                              gid_names.get(gid) or gid.decode("utf-8", "replace"),
-                              target.decode("utf-8", "surrogateescape"))
-            except ValueError:
-                continue
-        seen[record] = entry
-        entries.append(entry)
+    if portable:
+        for record, fields, a, b, target in _portable_records(body):
+            entry = known.get(record)
+            if entry is None:
+                try:
+                    kind, size, mtime, inode, nlink, depth, gid, rel = fields(a, b)
+                    entry = Entry(kind, int(size), float(mtime), int(inode), int(nlink), depth,
+                                  rel.decode("utf-8", "surrogateescape"),
+                                  gid_names.get(gid) or gid.decode("utf-8", "replace"),
+                                  target.decode("utf-8", "surrogateescape"))
+                except ValueError:
+                    continue
+            seen[record] = entry
+            entries.append(entry)
+    else:
+        fields = body.split(b"\0")
+        for record, target in zip(fields[0::2], fields[1::2]):  # each entry: its record, then a link's target
+            record += b"\0" + target
+            entry = known.get(record)
+            if entry is None:
+                parts = record[:-len(target) - 1].split(b" ", 7)
+                if len(parts) != 8:
+                    continue
+                try:
+                    entry = Entry(
+                        KINDS.get(parts[0].decode(), "other"), int(parts[1]), float(parts[2]), int(parts[3]),
+                        int(parts[4]), int(parts[5]), parts[7].decode("utf-8", "surrogateescape"),
+                        gid_names.get(parts[6]) or parts[6].decode("utf-8", "replace"),
+                        target.decode("utf-8", "surrogateescape"))
+                except ValueError:
+                    continue
+            seen[record] = entry
+            entries.append(entry)
     cache.gids, cache.entries = gid_names, seen
     return Listing(now, groups, entries, portable)
 
@@ -145,25 +165,9 @@ _MODE_TYPES = {0o100000: "f", 0o040000: "d", 0o120000: "l", 0o010000: "p", 0o140
 
 #: A record's fields: (kind, size, mtime, inode, links, depth, gid, path from the root).
 _Fields = tuple[str, bytes, bytes, bytes, bytes, int, bytes, bytes]
-#: A record of either listing: (its raw bytes, the cache's key; a function that gives its fields from the next
-#: two items, or raises ValueError when it is malformed; those two items; the link target).
+#: A record of the portable listing: (its raw bytes, the cache's key; a function that gives its fields from the
+#: next two items, or raises ValueError when it is malformed; those two items; the link target).
 _Record = tuple[bytes, Callable[[bytes, bytes], _Fields], bytes, bytes, bytes]
-
-
-def _gnu_fields(record: bytes, _: bytes) -> _Fields:
-    """Fields of one ``find -printf '%y %s %T@ %i %n %d %G %P'`` record."""
-    parts = record.split(b" ", 7)
-    if len(parts) != 8:
-        raise ValueError(record)
-    return KINDS.get(parts[0].decode(), "other"), parts[1], parts[2], parts[3], parts[4], int(parts[5]), parts[6], \
-        parts[7]
-
-
-def _gnu_records(body: bytes) -> Iterator[_Record]:
-    """The records of a ``find -printf`` listing."""
-    fields = body.split(b"\0")
-    for record, target in zip(fields[0::2], fields[1::2]):  # each entry: its record, then a link's target
-        yield record + b"\0" + target, _gnu_fields, record, b"", target
 
 
 def _portable_fields(stat: bytes, path: bytes) -> _Fields:

@@ -341,3 +341,15 @@ async def test_kernel_staging_on_busybox_hosts(lab, site):
         await kernels.delete_set(site, from_iso.ref)
     await kernels.delete_set(site, from_pair.ref)
     assert not pair_set.exists() and iso_set.exists()
+
+
+def test_a_malformed_portable_listing_is_skipped_not_raised():
+    """Records cut short or garbled (a connection dropped mid-listing) are left out; the rest is read."""
+    good = b"81a4 3 1700000000 2023-11-14 22:13:20.5 +0000 12 1 0 ./alice/a.iso"
+    body = b"\n".join([good, b"81a4 3 x", b"zz 3 1 d t.1 z 1 1 0 ./b", b"81a4 3 1 d t.1 z 1 1 0 no-dot-slash"])
+    data = (b"1700000001\ngroup root:x:0:\nlisting portable\n--\n" + body + b"\0"
+            + b"S 81a4 1 1 d t.2 z 13 1 0\n./alice/x\ny\0" + b"S broken\0" + b"L./alice/a.iso\0")
+    listing = imagehost.parse_listing(data)
+    assert listing.portable and listing.now == 1700000001
+    assert [(e.rel, e.kind, e.mtime, e.group, e.depth) for e in listing.entries] == [
+        ("alice/a.iso", "file", 1700000000.5, "root", 2), ("alice/x\ny", "file", 1.2, "root", 2)]
