@@ -247,7 +247,7 @@ class Lab:
         unknown = self.busybox - set(self.hosts)
         if unknown:
             raise ValueError(f"busybox: no such lab host {sorted(unknown)}")
-        self.paths: dict[str, str] = {}  # host → the PATH its commands run with (hosts with ``programs``)
+        self.paths: dict[str, str] = {}  # host → the PATH its commands run with (``programs``, BusyBox hosts)
         self.servers: dict[str, asyncssh.SSHAcceptor] = {}
         self.ports: dict[str, int] = {}
         self.children: set[asyncio.subprocess.Process] = set()

@@ -21,9 +21,9 @@ each kill point leaves behind):
     reordered or deleted entry is found by :func:`verify_chain`. Appends are serialised by a ``mkdir``
     lock (``audit.lock``).
 
-Everything on the host is done by constant POSIX ``sh`` scripts using only what coreutils or BusyBox give
-(``mkdir`` as a lock, ``dd conv=fsync`` then ``mv`` for atomic writes, ``>>`` for appends); nothing is
-installed. The folder is created 0700 and its files 0600 (``umask 077``).
+Everything on the host is done by constant POSIX ``sh`` scripts (``backend/sh/ledger-*.sh``) using only what
+coreutils or BusyBox give (``mkdir`` as a lock, ``dd conv=fsync`` then ``mv`` for atomic writes, ``>>`` for
+appends); nothing is installed. The folder is created 0700 and its files 0600 (``umask 077``).
 """
 
 from __future__ import annotations
