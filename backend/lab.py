@@ -247,6 +247,7 @@ class Lab:
         unknown = self.busybox - set(self.hosts)
         if unknown:
             raise ValueError(f"busybox: no such lab host {sorted(unknown)}")
+        self._busybox = ""  # this machine's BusyBox, found at start when a host is a BusyBox system
         self.paths: dict[str, str] = {}  # host → the PATH its commands run with (``programs``, BusyBox hosts)
         self.servers: dict[str, asyncssh.SSHAcceptor] = {}
         self.ports: dict[str, int] = {}
@@ -313,7 +314,8 @@ class Lab:
         Returns:
             the lab's :class:`SiteConfig`.
         Raises:
-            OSError: DIR cannot be created or written.
+            OSError: DIR cannot be created or written (FileNotFoundError: a host is to be a BusyBox system and
+                this machine has no BusyBox).
         """
         keys = self.dir / "keys"
         keys.mkdir(parents=True, exist_ok=True)
@@ -326,6 +328,8 @@ class Lab:
                 if not vm.is_dir():
                     vm.mkdir(parents=True)
                     (vm / "owner").write_text(owner + "\n")
+        if self.busybox:
+            self._busybox = busybox_path()
         for host in sorted(set(self.programs) | self.busybox):
             changes = self.programs.get(host, {})
             folder = self._busybox_dir(host, changes) if host in self.busybox else self._program_dir(host, changes)
@@ -388,7 +392,7 @@ class Lab:
         ``busybox --list`` names, a link to this machine's program for each name of :data:`BUSYBOX_FALLBACK`
         that BusyBox lacks, then ``changes`` (``None`` removes a name, a path points it there). Made anew at each
         start."""
-        busybox = busybox_path()
+        busybox = self._busybox
         folder = self.dir / f"path-{host}"
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
@@ -466,7 +470,7 @@ class Lab:
             process.stderr.write(b"this lab host runs commands only\n")
             process.exit(1)
             return
-        shell = (busybox_path(), "sh") if host in self.busybox else ("/bin/sh",)
+        shell = (self._busybox, "sh") if host in self.busybox else ("/bin/sh",)
         proc = await asyncio.create_subprocess_exec(
             *shell, "-c", process.command, stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
