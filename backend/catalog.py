@@ -17,17 +17,13 @@ from dataclasses import asdict, dataclass
 from . import imagehost
 from .commands import script
 from .errors import IsoadminError, NotFound, VerifyFailed
+from .hostscripts import load
 from .ledger import upload_key
 from .models import UploadState, Volume
 
 DAY = 86400.0
 
-_REMOVE = r"""
-path=$1 expected=$2
-now=$(stat -c '%i %s %Y' -- "$path" 2>/dev/null) || { echo "gone" >&2; exit 3; }
-[ "$now" = "$expected" ] || { echo "changed since it was listed" >&2; exit 4; }
-rm -f -- "$path"
-"""
+_REMOVE = load("catalog-gc-remove.sh")
 
 
 @dataclass

@@ -13,6 +13,7 @@ import shlex
 from dataclasses import dataclass
 
 from .errors import IsoadminError
+from .hostscripts import load
 
 
 class UnsafeArgument(IsoadminError):
@@ -81,39 +82,10 @@ def script(text: str, label: str, *args: str, mutating: bool = False) -> Command
     return Command(("sh", "-c", text, label, *(str(a) for a in args)), mutating, label)
 
 
-#: Shell function ``sha256``: hash stdin, print ``HEX`` then a blank and a name (one line). Prepended to the
-#: scripts that hash; ``openssl dgst -sha256 -r`` prints the same digest as ``sha256sum``.
-SHA256_SH = r"""
-sha256() { if command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 -r; else sha256sum; fi; }
-"""
+#: Shell function ``sha256``: hash stdin, print ``HEX`` then a blank and a name (``backend/sh/lib-sha256.sh``).
+SHA256_SH = load("lib-sha256.sh")
 
-# The dump: what every refresh reads (the image host's listing runs it after its own output). Each record
-# is one line whatever its file ends with (a record written by hand may lack its newline).
-# Records modified within two days are printed whole; older ones only by name (a console reads those
-# it has not seen yet once, with _FETCH).
-DUMP_SH = r"""
-ledger_dump() {
-  L=$1
-  printf 'now %s\n' "$(date +%s)"
-  [ -d "$L" ] || { echo absent; return 0; }
-  cd -- "$L" || { echo unreadable; return 0; }
-  [ -r audit.head ] && sed 's/^/head /' audit.head
-  for d in jobs rejections; do
-    [ -d "$d" ] || continue
-    find "$d" -maxdepth 1 -type f -name '*.json' -printf 'file %p\n'
-    find "$d" -maxdepth 1 -type f -name '*.json' -mtime -2 -exec sh -c \
-      'for f; do printf "data %s %s\n" "$f" "$(head -n 1 -- "$f")"; done' sh {} +
-  done
-  for f in leases/*; do
-    [ -f "$f" ] || continue
-    printf 'lease %s %s %s\n' "${f#leases/}" "$(date -r "$f" +%s)" "$(head -n 1 -- "$f")"
-  done
-  for d in locks/*; do
-    [ -d "$d" ] || continue
-    if [ -f "$d/holder" ]; then printf 'lock %s %s\n' "${d#locks/}" "$(head -n 1 -- "$d/holder")"
-    else printf 'lock %s - %s\n' "${d#locks/}" "$(date -r "$d" +%s)"; fi
-  done
-  return 0
-}
-"""
+#: Shell function ``ledger_dump LEDGER``: the read of the whole ledger every refresh makes
+#: (``backend/sh/lib-ledger-dump.sh``; the image host's listing runs it after its own output).
+DUMP_SH = load("lib-ledger-dump.sh")
 

@@ -46,6 +46,7 @@ import asyncssh
 from . import hosttools
 from .commands import Command, script
 from .errors import IsoadminError
+from .hostscripts import load
 from .ssh import Host
 from .state import JobRecord
 
@@ -276,36 +277,7 @@ class Probe:
     redirects: int = 0
 
 
-#: Read the server's headers without following a redirect. Inputs: URL (no credentials), timeout (s), tool
-#: (:attr:`~backend.hosttools.Tools.downloader`), ``1`` when stdin carries the tool's credentials file
-#: (:meth:`Secret.tool_config`; kept in a 0600 temporary file while the tool runs). GNU Wget and BusyBox print
-#: the headers indented on stderr; BusyBox wget cannot be kept from following a redirect (its first response is
-#: the one read), nor given a timeout safely (``-T`` crashes BusyBox 1.35 on a stalled server), so ``timeout``
-#: bounds it where the host has one.
-_HEAD = r"""
-export LC_ALL=C
-url=$1 t=$2 tool=$3 secret=${4:-}
-cred=/dev/null
-if [ -n "$secret" ]; then
-  cred=$(umask 077 && mktemp) || { echo "cannot keep the credentials" >&2; exit 2; }
-  trap 'rm -f -- "$cred"' EXIT
-  cat > "$cred" || exit 2
-fi
-to=; command -v timeout >/dev/null 2>&1 && to="timeout $t"
-case $tool in
-  curl) curl -sS -I -g -K "$cred" --proto =http,https,ftp,sftp --max-redirs 0 --connect-timeout "$t" -m "$t" \
-          --url "$url"; exit ;;
-  gnu-wget) set --; [ -z "$secret" ] || set -- --config="$cred"  # an empty --config file is an error to wget
-    out=$($to wget "$@" -S --spider --max-redirect=0 -t 1 -T "$t" -- "$url" 2>&1 >/dev/null) ;;
-  busybox-wget) out=$($to wget -S --spider -- "$url" 2>&1 >/dev/null) ;;
-  busybox) out=$($to busybox wget -S --spider -- "$url" 2>&1 >/dev/null) ;;
-  *) echo "no downloader" >&2; exit 2 ;;
-esac
-rc=$?
-printf '%s\n' "$out" | sed -n 's/^  //p'
-printf '%s\n' "$out" | grep -v '^  ' | tail -n 1 >&2
-exit $rc
-"""
+_HEAD = load("download-head.sh")
 
 
 async def probe(host: Host, url: str, allowed_hosts: tuple[str, ...], timeout: float,
@@ -384,164 +356,11 @@ def _responses(text: str) -> list[tuple[int | None, dict[str, str]]]:
 #: owner's): where a download is written before it is moved into the owner's folder.
 WORK_DIR = ".isoadmin"
 
-#: The long command (see the module docstring). Inputs: mode (``fetch`` or ``cache``), URL (no credentials),
-#: uploads root, owner, name, cache dir, key, expected sha256 ("" for none), announced size ("" for unknown),
-#: cap (bytes), stall seconds, sha tool, cached object ("" unless mode is cache), downloader
-#: (:attr:`~backend.hosttools.Tools.downloader`), job id, ``1`` when stdin carries the downloader's
-#: credentials file (:meth:`Secret.tool_config`), the URL as stored (credentials as ``***``).
-#:
-#: Nothing is written through a path an owner controls: the bytes go to the cache (root's, 0700) and to
-#: ``ROOT/.isoadmin/JOB.part`` (root's, 0700), the file is given to the owner's folder's uid and gid there, and
-#: one ``mv -n -T`` (``rename``, which replaces a link rather than following it, and never a directory) moves
-#: it into the owner's folder, refused when anything is there already. Whatever the downloader, the script
-#: itself cuts a download off when its file has not grown for the stall time or has grown over the cap, checks
-#: the length against the announced one and refuses an empty body; curl and GNU Wget are also told not to
-#: follow redirects, and BusyBox wget (which always follows them) has its headers shown (``-S``): more than
-#: one response fails the download. ``--sha256`` is checked in both modes before anything reaches the owner.
-DOWNLOAD_SCRIPT = r"""
-export LC_ALL=C
-umask 077
-mode=$1 url=$2 root=$3 owner=$4 name=$5 cache=$6 key=$7 expect=$8 announced=$9
-cap=${10} stall=${11} sha=${12} object=${13} tool=${14:-curl} job=${15} secret=${16:-} shown=${17:-$2}
-sha256() { if [ "$sha" = openssl ]; then openssl dgst -sha256 -r; else sha256sum; fi; }
-printf 'pid %s\n' "$$"
-dir=$root/$owner final=$root/$owner/$name work=$root/.isoadmin
-part=$work/$job.part tmp= cred=/dev/null
-fail() {
-  printf 'error %s\n' "$1"
-  rm -f -- "$part"
-  [ -z "$tmp" ] || rm -f -- "$tmp" "$tmp.err"
-  [ "$cred" = /dev/null ] || rm -f -- "$cred"
-  exit 1
-}
-private() {  # $1 is a folder of this user's that no one else may enter, and no link
-  [ -d "$1" ] && [ ! -L "$1" ] && [ "$(stat -c '%u %a' -- "$1")" = "$(id -u) 700" ]
-}
-case $job in ''|*[!0-9a-f]*) printf 'error bad job id\n'; exit 1 ;; esac
-[ -d "$dir" ] && [ ! -L "$dir" ] || { printf 'error no folder %s\n' "$dir"; exit 1; }
-if [ -e "$final" ] || [ -L "$final" ]; then printf 'error %s exists already\n' "$name"; exit 1; fi
-ids=$(stat -c '%u:%g' -- "$dir") || { printf 'error cannot read the owner of %s\n' "$dir"; exit 1; }
-[ -e "$work" ] || [ -L "$work" ] || mkdir -m 700 -- "$work" 2>/dev/null
-private "$work" || { printf 'error %s is not a folder only %s may enter (mode 0700)\n' "$work" "$(id -un)"; exit 1; }
-[ "$(stat -c %d -- "$work")" = "$(stat -c %d -- "$dir")" ] || {
-  printf 'error %s is on another file system than %s\n' "$dir" "$work"; exit 1; }
-if [ ! -e "$cache" ] && [ ! -L "$cache" ]; then
-  (umask 022 && mkdir -p -- "${cache%/*}") && mkdir -m 700 -- "$cache" 2>/dev/null
-fi
-private "$cache" || {
-  printf 'error the cache %s is not a folder only %s may enter (mode 0700); isoadmin never changes a folder it did not create\n' \
-    "$cache" "$(id -un)"; exit 1; }
-mkdir -p -- "$cache/tmp" "$cache/objects" "$cache/keys" || { echo "error cannot create the cache"; exit 1; }
-: > "$part" || fail "cannot write $part"
-if [ "$mode" = fetch ]; then
-  tmp=$cache/tmp/$job
-  : > "$tmp"
-  if [ -n "$secret" ]; then
-    cred=$cache/tmp/$job.cred
-    cat > "$cred" || fail "cannot keep the credentials"
-  fi
-  case $tool in
-    curl) curl -sS -g -K "$cred" --proto =http,https,ftp,sftp --max-redirs 0 --connect-timeout "$stall" \
-            --speed-limit 1 --speed-time "$stall" -f -o "$tmp" --url "$url" 2>"$tmp.err" & ;;
-    gnu-wget) set --; [ -z "$secret" ] || set -- --config="$cred"  # an empty --config file is an error to wget
-      wget "$@" -q -t 1 --max-redirect=0 --connect-timeout="$stall" --read-timeout=$((stall + 10)) \
-        -O "$tmp" -- "$url" 2>"$tmp.err" & ;;
-    busybox-wget) wget -q -S -O "$tmp" -- "$url" 2>"$tmp.err" & ;;
-    busybox) busybox wget -q -S -O "$tmp" -- "$url" 2>"$tmp.err" & ;;
-    *) fail "no downloader (curl, wget or busybox wget)" ;;
-  esac
-  cpid=$!
-  last=-1 still=0
-  while kill -0 "$cpid" 2>/dev/null; do
-    n=$(stat -c %s -- "$tmp" 2>/dev/null || echo 0)
-    printf '%s bytes\n' "$n" >&2
-    if [ "$n" -gt "$cap" ]; then kill "$cpid"; wait "$cpid"; fail "the server sent more than $cap bytes"; fi
-    if [ "$n" = "$last" ]; then still=$((still + 1)); else still=0 last=$n; fi
-    if [ "$still" -ge $((stall * 2)) ]; then kill "$cpid"; wait "$cpid"; fail "the server stalled (nothing for $stall s)"; fi
-    sleep 0.5
-  done
-  wait "$cpid"; rc=$?
-  [ "$cred" = /dev/null ] || { rm -f -- "$cred"; cred=/dev/null; }
-  err=$(grep -v '^  ' "$tmp.err" | head -c 300)
-  answers=$(grep -c '^  HTTP/' "$tmp.err")
-  rm -f "$tmp.err"
-  n=$(stat -c %s -- "$tmp" 2>/dev/null || echo 0)
-  [ "$answers" -le 1 ] || fail "the server redirected the download (BusyBox wget followed it; nothing kept)"
-  if [ "$rc" != 0 ] && [ -n "$announced" ] && [ "$n" -lt "$announced" ] && [ "$n" -gt 0 ]; then
-    fail "the server sent less than it announced ($n of $announced bytes)"
-  fi
-  case $tool.$rc in
-    *.0) ;;
-    curl.28) fail "the server stalled (nothing for $stall s)" ;;
-    curl.18) fail "the server sent less than it announced ($err)" ;;
-    *) fail "$tool exit $rc: $err" ;;
-  esac
-  n=$(stat -c %s -- "$tmp")
-  [ "$n" -gt 0 ] || fail "the server sent no bytes"
-  [ "$n" -le "$cap" ] || fail "the server sent more than $cap bytes"
-  if [ -n "$announced" ] && [ "$n" != "$announced" ]; then
-    fail "the server announced $announced bytes and sent $n"
-  fi
-  digest=$(sha256 < "$tmp"); digest=${digest%% *}
-  if [ -n "$expect" ] && [ "$digest" != "$expect" ]; then fail "sha256 mismatch: got $digest"; fi
-  mv -f -- "$tmp" "$cache/objects/$digest" || fail "cannot store in the cache"
-  tmp=
-  printf 'url %s\nsize %s\ncreated %s\n' "$shown" "$n" "$(date +%s)" > "$cache/objects/$digest.meta"
-  printf '%s\n' "$digest" > "$cache/keys/$key"
-  object=$digest
-  echo "fetched $n"
-else
-  case $object in ''|*[!0-9a-f]*) fail "bad cache object" ;; esac
-  [ -f "$cache/objects/$object" ] || fail "the cache lost $object"
-  if [ -n "$expect" ] && [ "$object" != "$expect" ]; then fail "sha256 mismatch: got $object"; fi
-  echo >> "$cache/objects/$object.hits"
-  echo "cached $object"
-  printf 'size %s\n' "$(stat -c %s -- "$cache/objects/$object")"
-fi
-printf '%s\n' "$owner" >> "$cache/objects/$object.owners"
-dd if="$cache/objects/$object" of="$part" bs=4M conv=fsync status=none || fail "cannot write $part"
-chown -- "$ids" "$part" && chmod 644 "$part" || fail "cannot give $part to the owner of $dir"
-[ -z "$key" ] || printf '%s\n' "$object" > "$cache/keys/$key"
-mv -n -T -- "$part" "$final" 2>/dev/null
-if [ -e "$part" ]; then
-  if [ -e "$final" ] || [ -L "$final" ]; then fail "$name exists already"; fi
-  fail "cannot move the file into $dir"
-fi
-printf 'sha256 %s\n' "$object"
-"""
-
-_LOOKUP = r"""
-cache=$1 key=$2
-if [ -n "$key" ] && [ -f "$cache/keys/$key" ]; then
-  o=$(head -n 1 "$cache/keys/$key")
-  case $o in *[!0-9a-f]*|'') ;; *) [ -f "$cache/objects/$o" ] && { echo "hit $o $(stat -c %s -- "$cache/objects/$o")"; exit 0; } ;; esac
-fi
-echo miss
-"""
-
-_LIST = r"""
-cache=$1
-now=$(date +%s)
-printf 'now %s\n' "$now"
-for f in "$cache"/objects/*.meta; do
-  [ -f "$f" ] || continue
-  o=${f%.meta}
-  [ -f "$o" ] || continue
-  hits=0; [ -f "$o.hits" ] && hits=$(wc -l < "$o.hits")
-  printf 'entry %s %s %s %s %s\n' "${o##*/}" "$(stat -c %s -- "$o")" "$(date -r "$f" +%s)" "$hits" \
-    "$(sed -n 's/^url //p' "$f" | head -n 1)"
-  [ ! -f "$o.owners" ] || sort -u -- "$o.owners" | sed 's/^/owner /'
-done
-"""
-
-_REMOVE = r"""
-cache=$1; shift
-for o in "$@"; do
-  case $o in *[!0-9a-f]*|'') continue ;; esac
-  rm -f -- "$cache/objects/$o" "$cache/objects/$o.meta" "$cache/objects/$o.hits" "$cache/objects/$o.owners"
-  grep -lx -- "$o" "$cache"/keys/* 2>/dev/null | while read -r k; do rm -f -- "$k"; done
-done
-"""
+#: The long command (backend/sh/download.sh; see the module docstring): its header lists its 17 inputs.
+DOWNLOAD_SCRIPT = load("download.sh")
+_LOOKUP = load("download-cache-lookup.sh")
+_LIST = load("download-cache-list.sh")
+_REMOVE = load("download-cache-remove.sh")
 
 
 @dataclass
@@ -1015,36 +834,7 @@ async def recover_download(site, job: JobRecord) -> JobRecord:
     return job
 
 
-_STOP = r"""
-pid=$1 job=$2 part=$3 final=$4 legacy=$5 cache=$6
-case $pid in ''|0|*[!0-9]*) pid= ;; esac
-case $job in ''|*[!0-9a-f]*) echo "bad job id" >&2; exit 2 ;; esac
-is_download() {  # $1 runs this job's download: isoadmin-download with the job's id as an argument
-  [ -r "/proc/$1/cmdline" ] || return 1
-  args=$(tr '\0' '\n' < "/proc/$1/cmdline" 2>/dev/null) || return 1
-  printf '%s\n' "$args" | grep -qx isoadmin-download && printf '%s\n' "$args" | grep -qx -- "$job"
-}
-if [ -z "$pid" ]; then  # not journaled (its console died first): look for it
-  for d in /proc/[0-9]*; do
-    p=${d#/proc/}
-    [ "$p" != "$$" ] && is_download "$p" || continue
-    st=$(cat "$d/stat" 2>/dev/null) || continue
-    set -- ${st##*) }  # state, parent, process group, ...
-    [ "${3:-}" = "$p" ] && { pid=$p; break; }
-  done
-fi
-if [ -n "$pid" ] && is_download "$pid"; then
-  kill -TERM "-$pid" 2>/dev/null
-  i=0; while kill -0 "-$pid" 2>/dev/null && [ "$i" -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
-  kill -KILL "-$pid" 2>/dev/null
-  echo "stopped $pid"
-fi
-rm -f -- "$cache/tmp/$job" "$cache/tmp/$job.err" "$cache/tmp/$job.cred"
-if [ -e "$part" ]; then rm -f -- "$part"; echo removed
-elif [ -f "$legacy" ] && [ ! -L "$legacy" ]; then rm -f -- "$legacy"; echo removed
-elif [ -e "$final" ]; then echo final
-else echo removed; fi
-"""
+_STOP = load("download-stop.sh")
 
 
 async def cache_list(site) -> list[CacheEntry]:

@@ -1,8 +1,15 @@
-"""What an image host has: its sha256 program, its ``dd``, its downloaders. Detected once per host.
+"""What a host has: its sha256 program, its ``dd``, its downloaders, and whether its tools are GNU or
+BusyBox. Detected once per host.
 
 Nothing is installed on the hosts, so the scripts use what each one has. One command asks
 (``command -v``, ``dd --version``, ``curl --version``); the answer is kept for the life of the
 :class:`~backend.ssh.Host` object (a console restarted asks again).
+
+Whether a host needs the *portable* forms of the scripts that read owners' files (``backend/sh/*-portable.sh``:
+the ISO headers, an uploaded kernel's send, the in-use check) costs no command of its own: the uploads listing
+tells (:func:`set_portable`, from its ``listing portable`` line: the host's ``find`` has no ``-printf`` or its
+``dd`` no ``iflag=nofollow``, as BusyBox's), and the lab hypervisor learns it from a ``find -printf`` the dom0
+refuses. Hosts never seen to need them get the GNU forms, byte for byte those of GNU hosts.
 """
 
 from __future__ import annotations
@@ -12,28 +19,10 @@ from dataclasses import dataclass, field
 
 from .commands import script
 from .errors import HostError
+from .hostscripts import load
 from .ssh import Host
 
-_PROBE = r"""
-export LC_ALL=C
-if command -v openssl >/dev/null 2>&1 && echo | openssl dgst -sha256 -r >/dev/null 2>&1; then echo sha openssl
-elif command -v sha256sum >/dev/null 2>&1; then echo sha sha256sum
-else echo sha none; fi
-v=$(dd --version 2>/dev/null | head -n 1)
-case $v in
-  *coreutils*) echo dd gnu ;;
-  *) if dd --help 2>&1 | grep -qi busybox || { [ -L "$(command -v dd)" ] && readlink "$(command -v dd)" | grep -q busybox; }
-     then echo dd busybox; else echo dd other; fi ;;
-esac
-if command -v curl >/dev/null 2>&1; then
-  printf 'curl %s\n' "$(curl --version 2>/dev/null | sed -n 's/^Protocols: //p' | head -n 1)"
-fi
-if command -v wget >/dev/null 2>&1; then
-  if wget --version 2>/dev/null | grep -q 'GNU Wget'; then echo wget gnu; else echo wget busybox; fi
-elif command -v busybox >/dev/null 2>&1 && busybox wget --help >/dev/null 2>&1; then echo wget busybox-applet
-fi
-exit 0
-"""
+_PROBE = load("hosttools-probe.sh")
 
 
 @dataclass(frozen=True)
@@ -100,3 +89,20 @@ async def tools(host: Host) -> Tools:
             raise HostError(host.name, "neither openssl nor sha256sum is installed")
         _known[host] = found
     return found
+
+
+_portable: "weakref.WeakSet[Host]" = weakref.WeakSet()
+
+
+def set_portable(host: Host, portable: bool) -> None:
+    """Record whether ``host`` needs the scripts' portable forms (its listing came in the portable form: its
+    ``find`` has no ``-printf`` or its ``dd`` no ``iflag=nofollow``; BusyBox), for the life of the Host object."""
+    if portable:
+        _portable.add(host)
+    else:
+        _portable.discard(host)
+
+
+def is_portable(host: Host) -> bool:
+    """True when ``host`` was seen to need the scripts' portable forms (:func:`set_portable`)."""
+    return host in _portable

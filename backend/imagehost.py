@@ -1,9 +1,10 @@
 """The image-host side: list uploads, read headers, locate a hot-plugged disk, copy, verify.
 
-Everything runs as constant POSIX ``sh`` scripts with GNU findutils/coreutils (``find -printf``, ``dd``,
-``sha256sum``, ``stat``), which a Debian image host has; nothing is installed there. Where the
-host has ``openssl``, sha256 is computed with it (the same digest, several times faster on CPUs with SHA
-extensions); otherwise with ``sha256sum``.
+Everything runs as constant POSIX ``sh`` scripts (``backend/sh/imagehost-*.sh``) with GNU findutils/coreutils
+(``find -printf``, ``dd iflag=nofollow``, ``sha256sum``, ``stat``), which a Debian image host has, or, on a
+host whose listing says it lacks them (BusyBox), their portable forms (``*-portable.sh``, see
+:mod:`backend.hosttools`); nothing is installed there. Where the host has ``openssl``, sha256 is computed with
+it (the same digest, several times faster on CPUs with SHA extensions); otherwise with ``sha256sum``.
 """
 
 from __future__ import annotations
@@ -12,14 +13,15 @@ import asyncio
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import asyncssh
 
 from . import hosttools
-from .commands import DUMP_SH, SHA256_SH, Command, script
+from .commands import Command, script
 from .errors import CommandFailed, HostError
+from .hostscripts import load
 from .ssh import Host
 
 #: ``find -printf`` type letters → :attr:`Upload.kind` words.
@@ -48,21 +50,18 @@ class Entry:
     target: str = ""
 
 
-LIST_SCRIPT = DUMP_SH + r"""
-date +%s.%N
-{ getent group 2>/dev/null || cat /etc/group; } | sed 's/^/group /'
-echo --
-find "$1" -mindepth 1 -maxdepth 2 -printf '%y %s %T@ %i %n %d %G %P\0%l\0' || exit
-[ -n "${2-}" ] || exit 0
-ledger_dump "$2" >&2
-"""
+#: The listing (backend/sh/imagehost-list.sh), with the ledger's dump (lib-ledger-dump.sh) for a ledger on
+#: this host.
+LIST_SCRIPT = load("lib-ledger-dump.sh", "imagehost-list.sh")
 
 
 def list_command(root: str, ledger: str = "") -> Command:
-    """The single inventory command of an image host: its clock, its groups (``getent group``), and a
-    NUL-terminated ``find -printf`` listing of the uploads root (type, size, mtime, inode, links, depth,
-    numeric group id, path). Group ids are named from the ``getent`` lines here, not by ``find``'s ``%g``,
-    which looks the name up again for every entry (twice the time of the whole listing).
+    """The single inventory command of an image host: its clock, its groups (``getent group``), and a listing
+    of the uploads root (type, size, mtime, inode, links, depth, numeric group id, path, a link's target):
+    NUL-terminated ``find -printf`` records where the host's find has ``-printf`` (GNU findutils), else
+    ``find`` and ``stat -c`` (BusyBox), framed so that no file name can forge a record (see
+    ``backend/sh/imagehost-list.sh``); the host chooses. Group ids are named from the ``getent`` lines here, not
+    by ``find``'s ``%g``, which looks the name up again for every entry (twice the time of the whole listing).
 
     Args:
         root: the uploads root. ledger: the site's ledger folder when it lives on this host: its dump
@@ -78,12 +77,15 @@ class Listing:
 
     Attributes:
         now: the image host's clock (epoch seconds). groups: group name → member user names.
-        entries: the uploads root's entries.
+        entries: the uploads root's entries. portable: the listing came in its portable form (the host's
+        ``find`` has no ``-printf`` or its ``dd`` no ``iflag=nofollow``: BusyBox), so the host gets the
+        portable forms of the other scripts (:func:`~backend.hosttools.set_portable`).
     """
 
     now: float
     groups: dict[str, set[str]]
     entries: list[Entry]
+    portable: bool = False
 
 
 @dataclass
@@ -119,42 +121,117 @@ def parse_listing(data: bytes, cache: ListingCache | None = None) -> Listing:
     known = cache.entries if cache.entries is not None and cache.gids == gid_names else {}
     seen: dict[bytes, Entry] = {}
     entries = []
-    fields = body.split(b"\0")
-    for record, target in zip(fields[0::2], fields[1::2]):  # each entry: its record, then a link's target
-        record += b"\0" + target
-        entry = known.get(record)
-        if entry is None:
-            parts = record[:-len(target) - 1].split(b" ", 7)
-            if len(parts) != 8:
-                continue
-            try:
-                entry = Entry(
-                    KINDS.get(parts[0].decode(), "other"), int(parts[1]), float(parts[2]), int(parts[3]),
-                    int(parts[4]), int(parts[5]), parts[7].decode("utf-8", "surrogateescape"),
-                    gid_names.get(parts[6]) or parts[6].decode("utf-8", "replace"),
-                    target.decode("utf-8", "surrogateescape"))
-            except ValueError:
-                continue
-        seen[record] = entry
-        entries.append(entry)
+    portable = "listing portable" in lines[1:]
+    if portable:
+        for record, fields, a, b, target in _portable_records(body):
+            entry = known.get(record)
+            if entry is None:
+                try:
+                    kind, size, mtime, inode, nlink, depth, gid, rel = fields(a, b)
+                    entry = Entry(kind, int(size), float(mtime), int(inode), int(nlink), depth,
+                                  rel.decode("utf-8", "surrogateescape"),
+                                  gid_names.get(gid) or gid.decode("utf-8", "replace"),
+                                  target.decode("utf-8", "surrogateescape"))
+                except ValueError:
+                    continue
+            seen[record] = entry
+            entries.append(entry)
+    else:
+        fields = body.split(b"\0")
+        for record, target in zip(fields[0::2], fields[1::2]):  # each entry: its record, then a link's target
+            record += b"\0" + target
+            entry = known.get(record)
+            if entry is None:
+                parts = record[:-len(target) - 1].split(b" ", 7)
+                if len(parts) != 8:
+                    continue
+                try:
+                    entry = Entry(
+                        KINDS.get(parts[0].decode(), "other"), int(parts[1]), float(parts[2]), int(parts[3]),
+                        int(parts[4]), int(parts[5]), parts[7].decode("utf-8", "surrogateescape"),
+                        gid_names.get(parts[6]) or parts[6].decode("utf-8", "replace"),
+                        target.decode("utf-8", "surrogateescape"))
+                except ValueError:
+                    continue
+            seen[record] = entry
+            entries.append(entry)
     cache.gids, cache.entries = gid_names, seen
-    return Listing(now, groups, entries)
+    return Listing(now, groups, entries, portable)
 
 
-# One ``dd`` per file (no other process): it writes the header to stdout, padded with NULs to 64 KiB
-# (``conv=sync``), and its "records out" count to stderr after a marker line, so the stdout stream can be
-# cut without any encoding: a record written means 64 KiB follow, none means nothing does. The marker holds
-# a random nonce, so no file name in a dd error message can forge one.
-_HEADERS = r"""
-export LC_ALL=C
-mark=$1; shift
-for p in "$@"; do
-  printf '%s\n' "$mark" >&2
-  if [ -f "$p" ] && [ ! -L "$p" ]; then
-    dd if="$p" bs=65536 count=1 iflag=nofollow,nonblock,fullblock conv=sync
-  fi
-done
-"""
+#: The file type bits of ``st_mode`` (``stat -c %f``, in hex) → :data:`KINDS` letters (POSIX ``<sys/stat.h>``).
+_MODE_TYPES = {0o100000: "f", 0o040000: "d", 0o120000: "l", 0o010000: "p", 0o140000: "s", 0o060000: "b",
+               0o020000: "c"}
+
+#: A record's fields: (kind, size, mtime, inode, links, depth, gid, path from the root).
+_Fields = tuple[str, bytes, bytes, bytes, bytes, int, bytes, bytes]
+#: A record of the portable listing: (its raw bytes, the cache's key; a function that gives its fields from the
+#: next two items, or raises ValueError when it is malformed; those two items; the link target).
+_Record = tuple[bytes, Callable[[bytes, bytes], _Fields], bytes, bytes, bytes]
+
+
+def _portable_fields(stat: bytes, path: bytes) -> _Fields:
+    """Fields of one entry of the portable listing: ``stat -c '%f %s %Y %y %i %h %g'`` output (``%y`` is
+    ``DATE TIME.NANOSECONDS ZONE``: the mtime's fraction comes from it, its seconds from ``%Y``) and the path
+    from the root (``./OWNER/FILE``)."""
+    parts = stat.split(b" ")
+    if len(parts) != 9 or not path.startswith(b"./") or len(path) < 3:
+        raise ValueError(stat)
+    mode, size, seconds, _, clock, _, inode, nlink, gid = parts
+    kind = KINDS.get(_MODE_TYPES.get(int(mode, 16) & 0o170000, ""), "other")
+    _, _, fraction = clock.partition(b".")
+    mtime = seconds + b"." + fraction if fraction.isdigit() and seconds.isdigit() else seconds
+    rel = path[2:]
+    return kind, size, mtime, inode, nlink, rel.count(b"/") + 1, gid, rel
+
+
+def _portable_line_fields(line: bytes, _: bytes) -> _Fields:
+    """Fields of one pass-1 line of the portable listing: nine ``stat`` fields and the path."""
+    parts = line.split(b" ", 9)
+    if len(parts) != 10:
+        raise ValueError(line)
+    return _portable_fields(b" ".join(parts[:9]), parts[9])
+
+
+def _portable_records(body: bytes) -> Iterator[_Record]:
+    """The records of the portable listing (``listing portable``: ``find`` and ``stat -c``; see
+    ``backend/sh/imagehost-list.sh``).
+
+    Pass 1 has one line per entry whose path holds no newline (``STAT PATH``), then a NUL; pass 2 has
+    NUL-terminated records: ``S`` + ``STAT``, newline, ``PATH`` for each entry whose path holds one (so a name
+    holding a newline and text shaped like a line is only ever read as that one name), and ``L`` + ``PATH``
+    then ``TARGET`` and a newline for each symlink (its target matched to its entry by path).
+    """
+    lines, _, rest = body.partition(b"\0")
+    parts = rest.split(b"\0")
+    targets: dict[bytes, bytes] = {}
+    named: list[bytes] = []
+    i = 0
+    while i < len(parts):
+        part = parts[i]
+        if part.startswith(b"L") and i + 1 < len(parts):
+            target = parts[i + 1]
+            targets[part[1:]] = target[:-1] if target.endswith(b"\n") else target
+            i += 2
+            continue
+        if part.startswith(b"S "):
+            named.append(part[2:])
+        i += 1
+    for line in lines.split(b"\n"):
+        if not line:
+            continue
+        target = targets.get(line.split(b" ", 9)[-1], b"") if targets else b""
+        yield b"1" + line + b"\0" + target, _portable_line_fields, line, b"", target
+    for record in named:
+        stat, _, path = record.partition(b"\n")
+        target = targets.get(path, b"")
+        yield b"2" + record + b"\0" + target, _portable_fields, stat, path, target
+
+
+# backend/sh/imagehost-headers.sh: one ``dd`` per file; see the file for the output's framing. The portable form
+# (hosts whose listing is the portable one) opens each file as lib-open-upload.sh says.
+_HEADERS = load("imagehost-headers.sh")
+_HEADERS_PORTABLE = load("lib-open-upload.sh", "imagehost-headers-portable.sh")
 _RECORDS_OUT = re.compile(r"^(\d+)\+(\d+) records out$")
 
 
@@ -186,8 +263,9 @@ async def read_headers(host: Host, paths: list[str], limit: int = 65536,
     """Read the first 64 KiB of each regular file in ``paths``: one command, or, for many or long paths,
     one per :data:`HEADER_BATCH` paths or :data:`HEADER_COMMAND_BYTES` of command line, two at a time.
 
-    Files are opened without following symlinks and without blocking on fifos; an entry that is not a
-    regular file (or cannot be read) gives ``b""``. A file shorter than 64 KiB comes back padded with NULs:
+    Files are opened without following symlinks and without blocking on fifos (GNU ``dd iflag=nofollow``;
+    on a host whose listing is the portable one, as ``backend/sh/lib-open-upload.sh`` says); an entry that is
+    not a regular file (or cannot be read) gives ``b""``. A file shorter than 64 KiB comes back padded with NULs:
     callers cut it to the listed size.
 
     Args:
@@ -205,7 +283,8 @@ async def read_headers(host: Host, paths: list[str], limit: int = 65536,
     async def one(batch: list[str]) -> None:
         mark = f"isoadmin-header-{secrets.token_hex(8)}"
         async with running:
-            result = await host.run(script(_HEADERS, "isoadmin-headers", mark, *batch), check=False)
+            text = _HEADERS_PORTABLE if hosttools.is_portable(host) else _HEADERS
+            result = await host.run(script(text, "isoadmin-headers", mark, *batch), check=False)
         blocks = result.stderr.split(mark + "\n")[1:]
         offset, got = 0, {}
         for i, path in enumerate(batch):
@@ -226,27 +305,7 @@ async def read_headers(host: Host, paths: list[str], limit: int = 65536,
     return out
 
 
-_LOCATE = r"""
-serial=$1 tries=$2
-shift 2
-i=0
-while [ "$i" -lt "$tries" ]; do
-  for d in /sys/block/*; do
-    if [ -r "$d/serial" ] && [ "$(cat "$d/serial" 2>/dev/null)" = "$serial" ]; then
-      echo "/dev/${d##*/}"; exit 0
-    fi
-  done
-  for dir in "$@"; do
-    for f in "$dir"/*"$serial"; do
-      [ -e "$f" ] && { readlink -f -- "$f"; exit 0; }
-    done
-  done
-  i=$((i + 1))
-  sleep 0.1
-done
-echo "no disk with serial $serial" >&2
-exit 3
-"""
+_LOCATE = load("imagehost-locate.sh")
 
 
 async def locate(host: Host, serial: str, id_dirs: tuple[str, ...], timeout: float = 15.0) -> str:
@@ -269,110 +328,37 @@ async def locate(host: Host, serial: str, id_dirs: tuple[str, ...], timeout: flo
     return result.stdout.decode("utf-8", "surrogateescape").strip()
 
 
-_IN_USE = r"""
-find /proc/[0-9]*/fd -maxdepth 1 -type l -lname "$1" -print -quit 2>/dev/null | cut -d/ -f3
-exit 0
-"""
+_IN_USE = load("imagehost-in-use.sh")
+_IN_USE_PORTABLE = load("imagehost-in-use-portable.sh")
 
 
 async def in_use(host: Host, path: str) -> int | None:
     """PID of a process that holds ``path`` open on the image host (an SFTP upload still writing it),
-    or None. One ``find`` over ``/proc/*/fd``; it sees every process when the console logs in as root,
-    else the login user's own.
+    or None. One ``find`` over ``/proc/*/fd``: by the links' target where ``find`` has ``-lname`` (GNU), else
+    by the open file's device and inode (BusyBox: ``stat -L`` of each). It sees every process when the console
+    logs in as root, else the login user's own.
 
     Raises:
         HostError: the host is unreachable.
     """
-    pattern = re.sub(r"([*?\[\\])", r"\\\1", path)  # find -lname takes a glob: match the path literally
-    result = await host.run(script(_IN_USE, "isoadmin-inuse", pattern), check=False)
+    if hosttools.is_portable(host):
+        result = await host.run(script(_IN_USE_PORTABLE, "isoadmin-inuse", path), check=False)
+    else:
+        pattern = re.sub(r"([*?\[\\])", r"\\\1", path)  # find -lname takes a glob: match the path literally
+        result = await host.run(script(_IN_USE, "isoadmin-inuse", pattern), check=False)
     text = result.stdout.decode("ascii", "replace").strip()
     return int(text) if text.isdigit() else None
 
 
-# One pass: the upload is read once from its disk, written onto the target, hashed, and the landed bytes are
-# read back behind the writer and proven equal to the upload, so copy and verify together cost about one
-# write.
-#
-# * The writer writes the upload in segments of SEG MiB, one ``dd`` and one ``write`` each (O_DIRECT where
-#   the target allows it: the bytes go to the disk, not into the page cache), and after each segment prints
-#   its number on a pipe.
-# * The read-back reads each segment the writer finished (segment k while k+1 is being written), with
-#   O_DIRECT again (from the disk, not from the page cache; without O_DIRECT: the segment is fsynced,
-#   its cached pages dropped with GNU ``dd iflag=nocache``, then read), into a second sha256 (the last
-#   segment cut to the upload's size), which the job compares with the upload's. (``cmp`` against the
-#   upload instead of the second sha256 was measured no faster: it reads in small pieces.)
-# * A second reader of the upload (it reads the page cache the writer just filled, on the other core) feeds
-#   the sha256 that is recorded. (A ``tee`` between one reader and both would move the bytes in 8 KiB
-#   pieces.)
-# The stat before/after catches an upload changed or swapped during the copy. Status lines: ``read N``
-# (upload hash reader), ``write N`` (writer), ``readback N``; digests: ``upload HEX`` and ``landed HEX``;
-# progress on stderr: ``N bytes written`` and ``verified N``.
-_COPY = r"""
-src=$1 dst=$2 sha=$3 seg=$4 ddkind=$5
-export LC_ALL=C
-sha256() { if [ "$sha" = openssl ]; then openssl dgst -sha256 -r; else sha256sum; fi; }
-printf 'pid %s\n' "$$"
-before=$(stat -c '%F %s %i %h %Y' -- "$src")
-printf 'before %s\n' "$before"
-size=${before% * * *}; size=${size##* }
-case $size in ''|*[!0-9]*) echo "write 1"; exit 1 ;; esac
-S=$((seg * 1048576))
-segments=$(( (size + S - 1) / S ))
-direct=
-if [ "$ddkind" = gnu ] && dd if=/dev/null of="$dst" oflag=direct conv=notrunc status=none 2>/dev/null; then
-  direct=1
-fi
-rflag=
-[ -z "$direct" ] || rflag=iflag=direct
-{ { dd if="$src" iflag=nofollow,nonblock bs=4M status=none; echo "read $?" >&3; } | sha256 | sed 's/^/upload /'; } 3>&1 &
-{ {
-  k=0 rc=0
-  while [ "$k" -lt "$segments" ]; do
-    if [ -n "$direct" ]; then
-      dd if="$src" of="$dst" iflag=nofollow,nonblock,fullblock oflag=direct conv=notrunc bs="${seg}M" \
-        skip="$k" seek="$k" count=1 status=none || { rc=$?; break; }
-    else
-      dd if="$src" of="$dst" iflag=nofollow,nonblock,fullblock conv=notrunc,fsync bs="${seg}M" \
-        skip="$k" seek="$k" count=1 status=none || { rc=$?; break; }
-    fi
-    len=$S
-    [ $((k * S + len)) -le "$size" ] || len=$((size - k * S))
-    printf '%s %s\n' "$k" "$len"
-    printf '%s bytes written\n' $((k * S + len)) >&2
-    k=$((k + 1))
-  done
-  [ "$rc" != 0 ] || dd if=/dev/null of="$dst" conv=notrunc,fsync status=none || rc=$?
-  echo "write $rc" >&3
-} | {
-  rc=0
-  while read -r k len; do
-    [ -n "$direct" ] || dd if="$dst" iflag=nocache bs="${seg}M" skip="$k" count=0 status=none 2>/dev/null
-    if [ "$len" = "$S" ]; then
-      dd if="$dst" $rflag bs="${seg}M" skip="$k" count=1 status=none || rc=$?
-    else
-      dd if="$dst" $rflag bs="${seg}M" skip="$k" count=1 status=none | head -c "$len" || rc=1
-    fi
-    printf 'verified %s\n' $((k * S + len)) >&2
-  done
-  echo "readback $rc" >&3
-} | sha256 | sed 's/^/landed /'
-} 3>&1
-wait
-printf 'after %s\n' "$(stat -c '%F %s %i %h %Y' -- "$src")"
-"""
+# backend/sh/imagehost-copy.sh: the one-pass copy (write, hash, read back behind the writer).
+_COPY = load("lib-open-upload.sh", "imagehost-copy.sh")
 
 #: MiB the copy writes with one ``dd`` ``write`` (and reads back with one ``read``): one big O_DIRECT request
 #: lets the kernel keep many of the disk's requests in flight; the read-back trails the writer by one segment.
 SEGMENT_MIB = 64
 
-# The verify must read what the disk holds, not what the page cache remembers: ``iflag=nocache count=0``
-# drops the device's cached pages first (GNU dd, posix_fadvise DONTNEED; they are clean after the copy's
-# fsync), then a plain read with the kernel's readahead takes exactly the upload's bytes (``count_bytes``).
-VERIFY_SCRIPT = SHA256_SH + r"""
-dst=$1 size=$2
-dd if="$dst" iflag=nocache count=0 status=none 2>/dev/null
-dd if="$dst" bs=4M count="$size" iflag=count_bytes status=none | sha256
-"""
+# backend/sh/imagehost-verify.sh: the cached pages dropped first, then the first SIZE bytes hashed.
+VERIFY_SCRIPT = load("lib-sha256.sh", "imagehost-verify.sh")
 
 _PROGRESS = re.compile(rb"(\d+) bytes")
 _VERIFIED = re.compile(rb"verified (\d+)$")
@@ -391,7 +377,8 @@ class CopyResult:
         copied: bytes written. verified: bytes read back. before/after: ``stat`` of the upload before and
         after (type size inode links mtime): they differ when the upload changed during the copy.
         statuses: exit status of the hashing read (``read``), of the copy onto the disk (``write``) and of
-        the read-back (``readback``).
+        the read-back (``readback``); ``open`` alone when, on a host whose ``dd`` cannot open without following
+        a link, the upload was not (or no longer) the regular file ``before`` shows.
     """
 
     sha256: str
@@ -486,7 +473,7 @@ async def copy(host: Host, src: str, dst: str, on_progress: ProgressCallback,
     for line in bytes(out).splitlines():
         word, _, rest = line.partition(b" ")
         text = rest.decode("utf-8", "replace")
-        if word in (b"read", b"write", b"readback"):
+        if word in (b"read", b"write", b"readback", b"open"):
             statuses[word.decode()] = int(rest) if rest.strip().isdigit() else -1
         elif word == b"before":
             before = text
@@ -524,22 +511,8 @@ async def read_device_header(host: Host, device: str, limit: int = 65536) -> byt
     return result.stdout[:limit]
 
 
-_DEVICE_HEADER = r"""
-dd if="$1" bs="$2" count=1 iflag=fullblock status=none
-"""
-
-_KILL = r"""
-pid=$1
-[ -r "/proc/$pid/cmdline" ] || exit 0
-case "$(tr '\0' ' ' < "/proc/$pid/cmdline")" in
-  *isoadmin-copy*)
-    # "kill -TERM -- -PID" is refused by dash ("Illegal number"); "kill -TERM -PID" works in dash, BusyBox, bash
-    kill -TERM "-$pid"
-    # wait (5 s at most) until the whole group is gone: no writer starts after the caller removes the volume
-    i=0; while kill -0 "-$pid" 2>/dev/null && [ "$i" -lt 100 ]; do sleep 0.05; i=$((i + 1)); done ;;
-  *) echo "process $pid is not an isoadmin copy; left alone" >&2 ;;
-esac
-"""
+_DEVICE_HEADER = load("imagehost-device-header.sh")
+_KILL = load("imagehost-kill.sh")
 
 
 async def kill_group(host: Host, pid: int) -> None:

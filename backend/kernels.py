@@ -49,7 +49,7 @@ entry, paired by :func:`pair`:
 
 Its command line is empty unless ``stage-kernel --cmdline`` gives one (a VM's definition may also carry
 one). Staging streams both files from the image host to the dom0 over the console's two SSH connections
-(the image host's ``dd`` → the console → the dom0's ``head -c``; dom0s and image hosts share no storage),
+(the image host's ``dd`` → the console → the dom0's ``dd``; dom0s and image hosts share no storage),
 hashing them on the way; the dom0 hashes what landed and renames the set into place only when both digests
 equal those of the bytes read from the upload, and the upload's size, mtime and inode were the same before
 and after the read as in the listing the admin saw. Any dom0 can be the target (``--dom0``; default the
@@ -79,9 +79,10 @@ from dataclasses import asdict, dataclass, field
 import asyncssh
 import pycdlib
 
-from . import imagehost, quota
-from .commands import SHA256_SH, script
+from . import hosttools, imagehost, quota
+from .commands import script
 from .errors import HostError, IsoadminError, NotApprovable, NotFound, Unreadable, UsageError, owner_bytes
+from .hostscripts import load
 from .models import Upload, UploadState, Volume
 from .text import printable
 
@@ -157,9 +158,7 @@ class KernelSet:
 
 # --------------------------------------------------------------------------- reading the ISO on the dom0
 
-_READ = r"""
-dd if="$1" bs=65536 skip="$2" count="$3" iflag=fullblock status=none
-"""
+_READ = load("kernels-read-iso.sh")
 
 
 class RemoteImage(io.RawIOBase):
@@ -809,107 +808,15 @@ async def kernels(site, key: str) -> tuple[Volume | Upload, Entries]:
     return vol, entries
 
 
-# The end of a staging, shared by both scripts: the command line beside the files, then the folder renamed
-# into place under NAME-SHA8 (kernel's sha256). A set already there with the same SHA256SUMS and command line
-# is the same set (left as it is); a different one under that name gets the next free NAME-SHA8.N.
-_FINISH_SH = r"""
-finish() {
-  printf '%s\n' "$cmdline" > "$tmp/cmdline" || exit 1
-  sync
-  base=$dir/$name-$(printf '%s' "$ks" | cut -c1-8)
-  final=$base n=2
-  while [ -e "$final" ]; do
-    if cmp -s -- "$final/SHA256SUMS" "$tmp/SHA256SUMS" && cmp -s -- "$final/cmdline" "$tmp/cmdline"; then
-      echo "exists $final"; exit 0
-    fi
-    final=$base.$n n=$((n + 1))
-  done
-  mv -T -- "$tmp" "$final" || exit 1
-  trap - EXIT
-  echo "staged $final"
-}
-"""
-
-_STAGE = SHA256_SH + _FINISH_SH + r"""
-set -u
-src=$1 dir=$2 name=$3 koff=$4 klen=$5 roff=$6 rlen=$7 cmdline=$8
-umask 022
-mkdir -p -- "$dir" || exit 1
-tmp=$dir/.staging-$name-$$
-mkdir -- "$tmp" || exit 1
-trap 'rm -rf -- "$tmp"' EXIT
-cat > "$tmp/isoadmin.json" || exit 1
-flags=skip_bytes,count_bytes,fullblock
-dd if="$src" of="$tmp/kernel" bs=1M iflag=$flags skip="$koff" count="$klen" status=none || exit 1
-[ "$(stat -c %s -- "$tmp/kernel")" = "$klen" ] || { echo "short kernel copy" >&2; exit 1; }
-ks=$(sha256 < "$tmp/kernel" | cut -c1-64)
-printf '%s  kernel\n' "$ks" > "$tmp/SHA256SUMS"
-if [ "$rlen" -gt 0 ]; then
-  dd if="$src" of="$tmp/ramdisk" bs=1M iflag=$flags skip="$roff" count="$rlen" status=none || exit 1
-  [ "$(stat -c %s -- "$tmp/ramdisk")" = "$rlen" ] || { echo "short ramdisk copy" >&2; exit 1; }
-  printf '%s  ramdisk\n' "$(sha256 < "$tmp/ramdisk" | cut -c1-64)" >> "$tmp/SHA256SUMS"
-fi
-finish
-"""
-
-# An upload pair: the kernel's then the ramdisk's bytes on stdin, then one line with the sha256 of each as the
-# console read them from the upload (sent only when the image host saw the uploads unchanged): the set is
-# renamed into place only when those equal the sha256 of what landed. EOF before that line (the console
-# stopped, or the upload changed) leaves nothing: the temporary folder is removed on exit.
-_RECEIVE = SHA256_SH + _FINISH_SH + r"""
-set -u
-dir=$1 name=$2 klen=$3 rlen=$4 cmdline=$5 meta=$6
-umask 022
-mkdir -p -- "$dir" || exit 1
-tmp=$dir/.staging-$name-$$
-mkdir -- "$tmp" || exit 1
-trap 'rm -rf -- "$tmp"' EXIT
-printf '%s\n' "$meta" > "$tmp/isoadmin.json" || exit 1
-head -c "$klen" > "$tmp/kernel" || exit 1
-head -c "$rlen" > "$tmp/ramdisk" || exit 1
-[ "$(stat -c %s -- "$tmp/kernel")" = "$klen" ] && [ "$(stat -c %s -- "$tmp/ramdisk")" = "$rlen" ] || {
-  echo "the transfer was cut short" >&2; exit 1; }
-ks=$(sha256 < "$tmp/kernel" | cut -c1-64)
-rs=$(sha256 < "$tmp/ramdisk" | cut -c1-64)
-read -r want || { echo "the transfer was not confirmed" >&2; exit 1; }
-[ "$want" = "$ks $rs" ] || { echo "landed kernel $ks ramdisk $rs differ from the upload's" >&2; exit 1; }
-printf '%s  kernel\n%s  ramdisk\n' "$ks" "$rs" > "$tmp/SHA256SUMS"
-finish
-"""
-
-# Send one upload on stdout (never through a symlink), with its size, mtime and inode before and after on stderr.
-_SEND = r"""
-p=$1
-[ -f "$p" ] && [ ! -L "$p" ] || { echo "not a regular file" >&2; exit 3; }
-printf 'before %s\n' "$(stat -c '%s %Y %i' -- "$p")" >&2
-dd if="$p" iflag=nofollow bs=1M status=none || exit 1
-printf 'after %s\n' "$(stat -c '%s %Y %i' -- "$p")" >&2
-"""
-
-_LIST = r"""
-root=$1
-[ -d "$root" ] || exit 0
-cd -- "$root" || exit 0
-for d in */*/; do
-  d=${d%/}
-  case ${d##*/} in .*) continue ;; esac
-  [ -f "$d/isoadmin.json" ] && [ -f "$d/SHA256SUMS" ] && [ -f "$d/kernel" ] || continue
-  printf 'set\0%s\0%s\0%s\0' "$d" "$(stat -c %s -- "$d/kernel")" "$(stat -c %s -- "$d/ramdisk" 2>/dev/null || echo 0)"
-  cat -- "$d/SHA256SUMS"; printf '\0'; cat -- "$d/cmdline" 2>/dev/null; printf '\0'
-  cat -- "$d/isoadmin.json"; printf '\0'
-done
-find . -mindepth 2 -maxdepth 2 -type d -name '.staging-*' -mmin +"$2" -printf 'leftover\0%P\0' 2>/dev/null
-exit 0
-"""
-
-_REMOVE = r"""
-root=$1 rel=$2
-d=$root/$rel
-[ -d "$d" ] && [ ! -L "$d" ] || { echo "no kernel set $rel" >&2; exit 3; }
-case $rel in */.staging-*) ;; *) [ -f "$d/isoadmin.json" ] || { echo "$rel is not a kernel set" >&2; exit 4; } ;; esac
-gone=${d%/*}/.deleting-${d##*/}-$$
-mv -T -- "$d" "$gone" && rm -rf -- "$gone"
-"""
+# Staging, listing and removing kernel sets (backend/sh/kernels-*.sh): kernels-stage.sh and kernels-receive.sh
+# share the end of a staging, lib-kernel-finish.sh.
+_FINISH_SH = load("lib-kernel-finish.sh")
+_STAGE = load("lib-sha256.sh", "lib-kernel-finish.sh", "kernels-stage.sh")
+_RECEIVE = load("lib-sha256.sh", "lib-kernel-finish.sh", "kernels-receive.sh")
+_SEND = load("kernels-send.sh")
+_SEND_PORTABLE = load("lib-open-upload.sh", "kernels-send-portable.sh")
+_LIST = load("kernels-list.sh")
+_REMOVE = load("kernels-remove.sh")
 
 
 #: What a kernel command line never holds: C0 controls (a newline would make the one-line ``cmdline`` file two)
@@ -956,7 +863,8 @@ async def list_sets(site, dom0s: list[str] | None = None) -> tuple[list[KernelSe
                                       cmdline.rstrip("\n"), info if isinstance(info, dict) else {}))
                 i += 7
             elif word == b"leftover" and i + 2 <= len(fields):
-                leftovers.append((dom0, f"{root}/{fields[i + 1].decode('utf-8', 'surrogateescape')}"))
+                rel = fields[i + 1].removeprefix(b"./").decode("utf-8", "surrogateescape")
+                leftovers.append((dom0, f"{root}/{rel}"))
                 i += 2
             else:
                 i += 1
@@ -1163,7 +1071,8 @@ async def _send(host, u: Upload, receiver) -> str:
         NotApprovable: the upload is not ``u.size`` bytes, or its size, mtime or inode changed since the listing
             or while it was read. HostError: the image host failed.
     """
-    sender = await host.start(script(_SEND, "isoadmin-send", u.path))
+    send = _SEND_PORTABLE if hosttools.is_portable(host) else _SEND  # see backend/hosttools.py
+    sender = await host.start(script(send, "isoadmin-send", u.path))
     digest, sent = hashlib.sha256(), 0
     try:
         while chunk := await sender.stdout.read(1 << 20):

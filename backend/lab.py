@@ -6,7 +6,8 @@
   (``imagehost``) and dom0s (by default ``dom0-a`` and ``dom0-b``) — each with its own generated host key; a
   generated client key and per-host ``known_hosts`` files pin them. Each runs the commands it receives with
   ``/bin/sh -c`` on this machine, as sshd runs them with the login shell; host paths are real paths
-  under DIR.
+  under DIR. ``Lab(busybox=...)`` makes hosts BusyBox systems instead: ``busybox sh -c``, BusyBox's applets
+  first on their ``PATH``.
 * storage driver ``files`` on each dom0 and hypervisor driver ``lab`` (hot-plug = a by-id link in
   the image host's ``dev/disk/by-id``): real backends behind the interfaces LVM and libvirt use.
 * uploads of three owners: the real boot ISOs Debian packages ship (ipxe, grub-rescue-pc,
@@ -26,8 +27,10 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import tomllib
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import asyncssh
@@ -46,6 +49,24 @@ DEBIAN_ISOS = {
 }
 WRITING_NAME = ("carol", "incoming.iso")
 DOM0_CAPACITY = {"dom0-a": "512 MiB", "dom0-b": "16 MiB"}
+
+#: What a BusyBox lab host (``Lab(busybox=...)``) takes from this machine beyond BusyBox's applets: program name →
+#: why the host needs it. Empty: the scripts need nothing BusyBox lacks (no ``getent``: the listing reads
+#: ``/etc/group``; no ``openssl``: BusyBox's ``sha256sum``; no ``curl``: BusyBox's ``wget``). A test that wants a
+#: BusyBox host with one more program says so with ``programs``.
+BUSYBOX_FALLBACK: dict[str, str] = {}
+
+
+def busybox_path() -> str:
+    """This machine's BusyBox binary (``busybox`` on ``PATH``, else ``/bin/busybox``).
+
+    Raises:
+        FileNotFoundError: BusyBox is not installed (the Makefile's ``busybox-static``).
+    """
+    found = shutil.which("busybox") or ("/bin/busybox" if os.access("/bin/busybox", os.X_OK) else None)
+    if not found:
+        raise FileNotFoundError("busybox is not installed (apt-get install busybox-static)")
+    return found
 
 
 def default_lab_dir() -> Path:
@@ -192,6 +213,12 @@ class Lab:
             program there instead (``{"wget": "/bin/busybox"}``: BusyBox's wget). Such a host runs its
             commands with ``PATH`` set to its own folder (``DIR/path-HOST``) of links to this machine's
             programs, changed as asked; the others use this machine's ``PATH``.
+        busybox: the hosts that are BusyBox systems (True: every host): each runs its commands with
+            ``busybox sh -c`` (ash), its ``PATH`` a folder (``DIR/path-HOST``) of links to this machine's
+            BusyBox for every applet ``busybox --list`` names, then the programs of
+            :data:`BUSYBOX_FALLBACK` from this machine, then its ``programs`` changes. (A BusyBox built with
+            ``FEATURE_SH_STANDALONE``, as Debian's is, runs its own applets before anything on ``PATH``: hiding
+            an applet with ``programs`` does not hide it from such a shell.)
 
     Each dom0 also has two owners' VMs in ``DIR/<dom0>/vms`` (``alice-vm`` and ``bob-vm``, owned by alice
     and bob), with an empty CD-ROM drive.
@@ -201,7 +228,8 @@ class Lab:
                  writer_interval: float = 1.0, settle_seconds: float = 5.0,
                  dom0s: dict[str, str] | None = None, seeded: bool = True, lease_seconds: float = 30.0,
                  locate: dict[str, str] | None = None,
-                 programs: dict[str, dict[str, str | None]] | None = None) -> None:
+                 programs: dict[str, dict[str, str | None]] | None = None,
+                 busybox: bool | Iterable[str] = ()) -> None:
         self.dir = Path(directory or default_lab_dir()).absolute()
         self.dom0s = dict(dom0s or DOM0_CAPACITY)
         self.hosts = ("imagehost", *self.dom0s)
@@ -212,7 +240,15 @@ class Lab:
         self.lease_seconds = lease_seconds
         self.locate = dict(locate or {})
         self.programs = {host: dict(p) for host, p in (programs or {}).items()}
-        self.paths: dict[str, str] = {}  # host → the PATH its commands run with (hosts with ``programs``)
+        #: the hosts that are BusyBox systems (see ``busybox``)
+        if isinstance(busybox, str):
+            busybox = (busybox,)
+        self.busybox = frozenset(self.hosts if busybox is True else (busybox or ()))
+        unknown = self.busybox - set(self.hosts)
+        if unknown:
+            raise ValueError(f"busybox: no such lab host {sorted(unknown)}")
+        self._busybox = ""  # this machine's BusyBox, found at start when a host is a BusyBox system
+        self.paths: dict[str, str] = {}  # host → the PATH its commands run with (``programs``, BusyBox hosts)
         self.servers: dict[str, asyncssh.SSHAcceptor] = {}
         self.ports: dict[str, int] = {}
         self.children: set[asyncio.subprocess.Process] = set()
@@ -278,7 +314,8 @@ class Lab:
         Returns:
             the lab's :class:`SiteConfig`.
         Raises:
-            OSError: DIR cannot be created or written.
+            OSError: DIR cannot be created or written (FileNotFoundError: a host is to be a BusyBox system and
+                this machine has no BusyBox).
         """
         keys = self.dir / "keys"
         keys.mkdir(parents=True, exist_ok=True)
@@ -291,8 +328,12 @@ class Lab:
                 if not vm.is_dir():
                     vm.mkdir(parents=True)
                     (vm / "owner").write_text(owner + "\n")
-        for host, changes in self.programs.items():
-            self.paths[host] = str(self._program_dir(host, changes))
+        if self.busybox:
+            self._busybox = busybox_path()
+        for host in sorted(set(self.programs) | self.busybox):
+            changes = self.programs.get(host, {})
+            folder = self._busybox_dir(host, changes) if host in self.busybox else self._program_dir(host, changes)
+            self.paths[host] = str(folder)
         client = self._key(keys / "client")
         self._write(keys / "authorized_keys", client.export_public_key().decode())
         for name in self.hosts:
@@ -344,6 +385,29 @@ class Lab:
                         or not os.access(e.path, os.X_OK)):
                     continue
                 link.symlink_to(e.path)
+        return folder
+
+    def _busybox_dir(self, host: str, changes: dict[str, str | None]) -> Path:
+        """``DIR/path-HOST`` for a BusyBox host: a link to this machine's BusyBox for every applet
+        ``busybox --list`` names, a link to this machine's program for each name of :data:`BUSYBOX_FALLBACK`
+        that BusyBox lacks, then ``changes`` (``None`` removes a name, a path points it there). Made anew at each
+        start."""
+        busybox = self._busybox
+        folder = self.dir / f"path-{host}"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        applets = subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True).stdout.split()
+        links = {name: busybox for name in applets if "/" not in name}
+        for name in BUSYBOX_FALLBACK:
+            if name not in links and (found := shutil.which(name)):
+                links[name] = found
+        for name, target in changes.items():
+            if target is None:
+                links.pop(name, None)
+            else:
+                links[name] = target
+        for name, target in links.items():
+            (folder / name).symlink_to(target)
         return folder
 
     @staticmethod
@@ -406,8 +470,9 @@ class Lab:
             process.stderr.write(b"this lab host runs commands only\n")
             process.exit(1)
             return
+        shell = (self._busybox, "sh") if host in self.busybox else ("/bin/sh",)
         proc = await asyncio.create_subprocess_exec(
-            "/bin/sh", "-c", process.command, stdin=asyncio.subprocess.PIPE,
+            *shell, "-c", process.command, stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             cwd=str(self.dir), start_new_session=True,
             env=dict(os.environ, PATH=self.paths[host]) if host in self.paths else None)

@@ -21,9 +21,9 @@ each kill point leaves behind):
     reordered or deleted entry is found by :func:`verify_chain`. Appends are serialised by a ``mkdir``
     lock (``audit.lock``).
 
-Everything on the host is done by constant POSIX ``sh`` scripts using only what coreutils or BusyBox give
-(``mkdir`` as a lock, ``dd conv=fsync`` then ``mv`` for atomic writes, ``>>`` for appends); nothing is
-installed. The folder is created 0700 and its files 0600 (``umask 077``).
+Everything on the host is done by constant POSIX ``sh`` scripts (``backend/sh/ledger-*.sh``) using only what
+coreutils or BusyBox give (``mkdir`` as a lock, ``dd conv=fsync`` then ``mv`` for atomic writes, ``>>`` for
+appends); nothing is installed. The folder is created 0700 and its files 0600 (``umask 077``).
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
-from .commands import DUMP_SH, SHA256_SH, Command, script
+from .commands import DUMP_SH, Command, script
 from .errors import HostError, IsoadminError
+from .hostscripts import load
 from .ssh import Host
 from .state import JobRecord
 
@@ -57,127 +58,19 @@ def upload_key(host: str, path: str) -> str:
     return hashlib.sha256(f"{host}\0{path}".encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
-# Atomic write: the text goes to a temp file with fsync (dd conv=fsync: coreutils and BusyBox), then is
-# renamed over the target, so a reader sees the old record or the new one, never a part.
-_WRITE_SH = r"""
-umask 077
-put() { printf '%s\n' "$2" | dd of="$1.tmp.$$" conv=fsync status=none && mv -f -- "$1.tmp.$$" "$1"; }
-"""
-
-_DUMP = DUMP_SH + r"""
-ledger_dump "$1"
-"""
-
-_FETCH = r"""
-cd -- "$1" || exit 3
-shift
-for f; do [ -f "$f" ] && printf 'data %s %s\n' "$f" "$(head -n 1 -- "$f")"; done
-exit 0
-"""
-
-# Take the upload's lock (mkdir), then write its holder, the job record and the lease. Exit 17 with the
-# holder on stdout when the lock is taken already.
-_ACQUIRE = _WRITE_SH + r"""
-set -u
-L=$1 key=$2 job=$3 holder=$4 record=$5 lease=$6
-mkdir -p -- "$L/jobs" "$L/locks" "$L/leases" "$L/rejections" || exit 3
-if ! mkdir -- "$L/locks/$key" 2>/dev/null; then
-  cat -- "$L/locks/$key/holder" 2>/dev/null
-  exit 17
-fi
-put "$L/locks/$key/holder" "$holder" && put "$L/jobs/$job.json" "$record" && put "$L/leases/$job" "$lease"
-"""
-
-_SAVE = _WRITE_SH + r"""
-set -u
-mkdir -p -- "$1/jobs" && put "$1/jobs/$2.json" "$3"
-"""
-
-# Renew a lease: only its holder may (first word). Exit 4 when the lease is gone or someone else's:
-# the job has been taken over (recovered) and must stop.
-_RENEW = _WRITE_SH + r"""
-set -u
-L=$1 job=$2 me=$3 lease=$4
-f=$L/leases/$job
-[ -f "$f" ] || exit 4
-read -r h rest < "$f" || exit 4
-[ "$h" = "$me" ] || exit 4
-put "$f" "$lease"
-"""
-
-# Claim a dead job's lease for its recovery: only when it has expired by the ledger host's clock (or is
-# missing). Prints "claimed" or "live".
-_CLAIM = _WRITE_SH + r"""
-set -u
-L=$1 job=$2 lease=$3
-f=$L/leases/$job
-if [ -f "$f" ]; then
-  read -r h ttl rest < "$f" || ttl=0
-  case $ttl in ''|*[!0-9]*) ttl=0 ;; esac
-  age=$(( $(date +%s) - $(date -r "$f" +%s) ))
-  if [ "$age" -le "$ttl" ]; then echo live; exit 0; fi
-fi
-mkdir -p -- "$L/leases" && put "$f" "$lease" && echo claimed
-"""
-
-# Release: write the final record, drop the lease, and drop the lock if this job holds it.
-_RELEASE = _WRITE_SH + r"""
-set -u
-L=$1 key=$2 job=$3 record=$4
-put "$L/jobs/$job.json" "$record" || exit 1
-rm -f -- "$L/leases/$job"
-if [ -f "$L/locks/$key/holder" ]; then
-  read -r h rest < "$L/locks/$key/holder"
-  [ "$h" = "$job" ] || exit 0
-fi
-rm -f -- "$L/locks/$key/holder"
-rmdir -- "$L/locks/$key" 2>/dev/null
-exit 0
-"""
-
-_REJECT = _WRITE_SH + r"""
-set -u
-mkdir -p -- "$1/rejections" && put "$1/rejections/$2.json" "$3"
-"""
-
-# Append one audit entry: under the audit lock, read the head (count, sha256 of the last line), write
-# {"prev": HEAD, ...entry} with O_APPEND and fsync, then the new head atomically. A lock left by a
-# killed append (older than 30 s by this host's clock) is broken.
-_AUDIT = SHA256_SH + _WRITE_SH + r"""
-set -u
-L=$1 entry=$2
-mkdir -p -- "$L" || exit 3
-cd -- "$L" || exit 3
-i=0
-until mkdir audit.lock 2>/dev/null; do
-  i=$((i + 1))
-  if [ "$i" -gt 200 ]; then
-    if [ $(( $(date +%s) - $(date -r audit.lock +%s 2>/dev/null || date +%s) )) -gt 30 ]; then
-      rmdir audit.lock 2>/dev/null; i=0; continue
-    fi
-    echo "audit log is locked (audit.lock)" >&2; exit 5
-  fi
-  sleep 0.05
-done
-count=0 prev=0000000000000000000000000000000000000000000000000000000000000000
-[ -r audit.head ] && read -r count prev < audit.head
-if [ -s audit.jsonl ] && [ "$(tail -c 1 audit.jsonl | od -An -c | tr -d ' ')" != '\n' ]; then
-  printf '\n' >> audit.jsonl   # a torn last line stays torn (and is reported), the next starts clean
-fi
-line="{\"prev\":\"$prev\",${entry#\{}"
-printf '%s\n' "$line" | dd of=audit.jsonl oflag=append conv=notrunc,fsync status=none || { rmdir audit.lock; exit 1; }
-hash=$(printf '%s' "$line" | sha256 | cut -c1-64)
-put audit.head "$((count + 1)) $hash"
-rmdir audit.lock
-"""
-
-_AUDIT_READ = r"""
-cd -- "$1" 2>/dev/null || exit 0
-[ -r audit.head ] && sed 's/^/head /' audit.head
-echo --
-[ -f audit.jsonl ] && tail -c +"$2" -- audit.jsonl
-exit 0
-"""
+# The ledger's scripts (backend/sh/ledger-*.sh; each file's header says what it does, its inputs and its
+# output). Those that write start with lib-put.sh (umask 077 and the atomic ``put``).
+_WRITE_SH = load("lib-put.sh")
+_DUMP = load("lib-ledger-dump.sh", "ledger-dump.sh")
+_FETCH = load("ledger-fetch.sh")
+_ACQUIRE = load("lib-put.sh", "ledger-acquire.sh")
+_SAVE = load("lib-put.sh", "ledger-save.sh")
+_RENEW = load("lib-put.sh", "ledger-renew.sh")
+_CLAIM = load("lib-put.sh", "ledger-claim.sh")
+_RELEASE = load("lib-put.sh", "ledger-release.sh")
+_REJECT = load("lib-put.sh", "ledger-reject.sh")
+_AUDIT = load("lib-sha256.sh", "lib-put.sh", "ledger-audit.sh")
+_AUDIT_READ = load("ledger-audit-read.sh")
 
 
 @dataclass(frozen=True)

@@ -19,45 +19,12 @@ from dataclasses import dataclass
 
 from .commands import script
 from .errors import CommandFailed, HostError
+from .hostscripts import load
 from .ssh import Host
 
-_LIST = r"""
-for d in "$1"/*; do
-  [ -r "$d/size" ] && printf '%s %s\n' "${d##*/}" "$(cat "$d/size" 2>/dev/null)"
-done
-exit 0
-"""
-
-# Poll until at least one device that is new (not among "$@") has exactly the wanted size, then look once
-# more after a short pause (a second disk appearing at the same moment must be seen, not missed); print
-# every new device with its size in bytes.
-_LOCATE_NEW = r"""
-sys=$1 want=$2 tries=$3
-shift 3
-scan() {
-  hits=0
-  for d in "$sys"/*; do
-    [ -r "$d/size" ] || continue
-    name=${d##*/} old=0
-    for b in "$@"; do [ "$b" = "$name" ] && { old=1; break; }; done
-    [ "$old" = 1 ] && continue
-    bytes=$(( $(cat "$d/size" 2>/dev/null || echo 0) * 512 ))
-    [ "$bytes" = "$want" ] && hits=$((hits + 1))
-    [ -n "$print" ] && printf '%s %s\n' "$name" "$bytes"
-  done
-}
-print= i=0
-while [ "$i" -lt "$tries" ]; do
-  scan "$@"
-  [ "$hits" -gt 0 ] && break
-  i=$((i + 1))
-  sleep 0.1
-done
-sleep 0.3
-print=1
-scan "$@"
-exit 0
-"""
+# backend/sh/newdevice-*.sh
+_LIST = load("newdevice-list.sh")
+_LOCATE_NEW = load("newdevice-locate.sh")
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import imagehost, quota
+from . import hosttools, imagehost, quota
 from .download import WORK_DIR, part_name, recover_download
 from .commands import Command
 from .audit import AuditLog
@@ -255,6 +255,7 @@ class Site:
         """Parse image host ``name``'s listing into uploads (in the parsing thread: only this thread
         touches ``_seen``, ``_listings`` and ``owners`` while a refresh runs)."""
         listing = imagehost.parse_listing(stdout, self._listings.setdefault(name, imagehost.ListingCache()))
+        hosttools.set_portable(self.hosts[name], listing.portable)  # the scripts' GNU or portable forms
         self.host_clock[name] = (listing.now, time.time())
         self._owners(name, listing)
         uploads = self._uploads(name, root, listing.entries, listing.now)

@@ -17,55 +17,21 @@ from __future__ import annotations
 
 import asyncio
 
+from .. import hosttools
 from ..commands import cmd, script
 from ..errors import ConfigError, HostError
+from ..hostscripts import load
 from .base import HypervisorDriver
 
-_DETACH = r"""
-link=$1
-rm -f -- "$link"
-[ ! -e "$link" ] && [ ! -L "$link" ]
-"""
-
-_ATTACH_NEW = r"""
-dev=$1 sys=$2 devdir=$3
-size=$(stat -L -c %s -- "$dev") || exit 1
-for c in b c d e f g h i j k l m n o p q r s t u v w x y z; do
-  name=xvd$c
-  mkdir -- "$sys/$name" 2>/dev/null || continue
-  ln -s -- "$dev" "$devdir/$name" || { rmdir -- "$sys/$name"; exit 1; }
-  echo $((size / 512)) > "$sys/$name/.size" && mv -- "$sys/$name/.size" "$sys/$name/size"
-  exit 0
-done
-echo "no free xvd name" >&2
-exit 1
-"""
-
-_DETACH_NEW = r"""
-dev=$1 sys=$2 devdir=$3
-for l in "$devdir"/xvd*; do
-  if [ -L "$l" ] && [ "$(readlink -- "$l")" = "$dev" ]; then
-    rm -f -- "$l"; rm -rf -- "$sys/${l##*/}"
-  fi
-done
-for l in "$devdir"/xvd*; do
-  [ -L "$l" ] && [ "$(readlink -- "$l")" = "$dev" ] && exit 1
-done
-exit 0
-"""
-
-_INSERT = r"""
-vm=$1 dev=$2
-[ -d "$vm" ] || { echo "no such domain" >&2; exit 1; }
-ln -sfn -- "$dev" "$vm/.cdrom" && mv -T -- "$vm/.cdrom" "$vm/cdrom"
-"""
-
-_EJECT = r"""
-vm=$1
-[ -d "$vm" ] || { echo "no such domain" >&2; exit 1; }
-readlink -- "$vm/cdrom" || true
-rm -f -- "$vm/cdrom"
-"""
+# The lab hypervisor's scripts (backend/sh/hv-lab-*.sh).
+_DETACH = load("hv-lab-detach.sh")
+_ATTACH_NEW = load("hv-lab-attach-new.sh")
+_DETACH_NEW = load("hv-lab-detach-new.sh")
+_INSERT = load("hv-lab-insert-cd.sh")
+_EJECT = load("hv-lab-eject-cd.sh")
+_OWNER = load("hv-lab-owner.sh")
+_CDROM = load("hv-lab-cdrom.sh")
+_LINKS = load("hv-lab-links.sh")
 
 
 class LabHypervisor(HypervisorDriver):
@@ -131,67 +97,108 @@ class LabHypervisor(HypervisorDriver):
             raise HostError(self.host.name, f"detach of {serial} from {domain} did not complete in "
                                             f"{timeout:.0f} s: guest is busy") from None
 
+    async def _gnu_find(self, *argv: str) -> bytes | None:
+        """Run ``find ARGV`` (a GNU ``-printf`` listing) on the dom0, unless its ``find`` is known to have no
+        ``-printf`` (BusyBox; learnt from its refusal, :func:`~backend.hosttools.set_portable`).
+
+        Returns:
+            its stdout, or None when the dom0 needs the portable script (:meth:`_links`) instead.
+        """
+        if hosttools.is_portable(self.host):
+            return None
+        result = await self.host.run(cmd("find", *argv), check=False)
+        if result.exit_status != 0 and "-printf" in result.stderr:
+            hosttools.set_portable(self.host, True)
+            return None
+        return result.stdout
+
+    async def _links(self, folder: str, depth: int, *patterns: str) -> list[tuple[str, str, str]]:
+        """The symlinks in ``folder`` (``depth`` 1) or in its subfolders (2) whose names match a glob of
+        ``patterns``, read by ``backend/sh/hv-lab-links.sh`` (never followed): what the ``find -printf``
+        listings give, on a dom0 whose ``find`` has no ``-printf``.
+
+        Returns:
+            (the name of the folder holding it, its name, its target) for each.
+        """
+        result = await self.host.run(script(_LINKS, "isoadmin-lab-links", folder, str(depth), *patterns), check=False)
+        out = []
+        for line in result.stdout.decode("utf-8", "surrogateescape").splitlines():
+            parent, _, rest = line.partition(" ")
+            name, _, target = rest.partition(" ")
+            out.append((parent, name, target))
+        return out
+
     async def attached(self, domain: str) -> list[str]:
         """Serials of this dom0's volumes linked into ``domain`` (links into other dom0s' storage are
         theirs: in the lab every dom0 shares the one image host)."""
-        result = await self.host.run(cmd("find", self.dirs.get(domain, "/nonexistent"), "-maxdepth", "1",
-                                         "-name", "virtio-*", "-printf", "%f %l\\n"), check=False)
+        folder = self.dirs.get(domain, "/nonexistent")
+        out = await self._gnu_find(folder, "-maxdepth", "1", "-name", "virtio-*", "-printf", "%f %l\\n")
+        if out is None:
+            links = [(name, target) for _, name, target in await self._links(folder, 1, "virtio-*")]
+        else:
+            links = [line.partition(" ")[::2] for line in out.decode("utf-8", "replace").splitlines()]
         mine = str(self.dom0.storage.get("directory", "")).rstrip("/") + "/"
-        serials = []
-        for line in result.stdout.decode("utf-8", "replace").splitlines():
-            name, _, target = line.partition(" ")
-            if target.startswith(mine):
-                serials.append(name[len("virtio-"):])
-        return serials
+        return [name[len("virtio-"):] for name, target in links if target.startswith(mine)]
 
     async def attached_sources(self, domain: str) -> list[str]:
         """Volumes of this dom0 attached to ``domain`` as ``xvdX`` devices (``locate = "new-device"``)."""
         if domain not in self.dev_dirs:
             return []
-        result = await self.host.run(cmd("find", self.dev_dirs[domain], "-maxdepth", "1", "-name", "xvd*",
-                                         "-printf", "%l\\n"), check=False)
+        out = await self._gnu_find(self.dev_dirs[domain], "-maxdepth", "1", "-name", "xvd*", "-printf", "%l\\n")
+        targets = ([t for _, _, t in await self._links(self.dev_dirs[domain], 1, "xvd*")] if out is None
+                   else out.decode("utf-8", "replace").splitlines())
         mine = str(self.dom0.storage.get("directory", "")).rstrip("/") + "/"
-        return [t for t in result.stdout.decode("utf-8", "replace").splitlines() if t.startswith(mine)]
+        return [t for t in targets if t.startswith(mine)]
 
     async def users(self, device: str) -> list[str]:
         """Lab domains with a by-id link or an ``xvdX`` device to ``device``, and VMs with it in their
         CD-ROM drive."""
         found = []
         for domain, folder in self.dirs.items():
-            result = await self.host.run(cmd("find", folder, *([self.dev_dirs[domain]] if domain in self.dev_dirs
-                                                                else []), "-maxdepth", "1", "(", "-name", "virtio-*",
-                                             "-o", "-name", "xvd*", ")", "-printf", "%l\\n"), check=False)
-            if device in result.stdout.decode("utf-8", "replace").splitlines():
+            folders = (folder, *([self.dev_dirs[domain]] if domain in self.dev_dirs else []))
+            out = await self._gnu_find(*folders, "-maxdepth", "1", "(", "-name", "virtio-*", "-o", "-name", "xvd*",
+                                       ")", "-printf", "%l\\n")
+            if out is None:
+                targets = [t for where in folders for _, _, t in await self._links(where, 1, "virtio-*", "xvd*")]
+            else:
+                targets = out.decode("utf-8", "replace").splitlines()
+            if device in targets:
                 found.append(domain)
         if self.vm_dir:
-            result = await self.host.run(cmd("find", self.vm_dir, "-mindepth", "2", "-maxdepth", "2", "-name", "cdrom",
-                                             "-printf", "%h %l\\n"), check=False)
-            for line in result.stdout.decode("utf-8", "surrogateescape").splitlines():
-                folder, _, target = line.partition(" ")
-                if target == device:
-                    found.append(folder.rsplit("/", 1)[-1])
+            out = await self._gnu_find(self.vm_dir, "-mindepth", "2", "-maxdepth", "2", "-name", "cdrom",
+                                       "-printf", "%h %l\\n")
+            if out is None:
+                drives = [(vm, target) for vm, _, target in await self._links(self.vm_dir, 2, "cdrom")]
+            else:
+                drives = [(folder.rsplit("/", 1)[-1], target) for folder, _, target in
+                          (line.partition(" ") for line in out.decode("utf-8", "surrogateescape").splitlines())]
+            found += [vm for vm, target in drives if target == device]
         return found
 
     async def boot_users(self, prefix: str) -> list[str]:
         """VMs in ``vm_dir`` whose ``kernel`` or ``initrd`` link points under ``prefix``."""
         if not self.vm_dir:
             return []
-        result = await self.host.run(cmd("find", self.vm_dir, "-mindepth", "2", "-maxdepth", "2", "(", "-name",
-                                         "kernel", "-o", "-name", "initrd", ")", "-printf", "%h %l\\n"), check=False)
+        out = await self._gnu_find(self.vm_dir, "-mindepth", "2", "-maxdepth", "2", "(", "-name", "kernel", "-o",
+                                   "-name", "initrd", ")", "-printf", "%h %l\\n")
+        if out is None:
+            links = [(vm, target) for vm, _, target in await self._links(self.vm_dir, 2, "kernel", "initrd")]
+        else:
+            links = [(folder.rsplit("/", 1)[-1], target) for folder, _, target in
+                     (line.partition(" ") for line in out.decode("utf-8", "surrogateescape").splitlines())]
         found = []
-        for line in result.stdout.decode("utf-8", "surrogateescape").splitlines():
-            folder, _, target = line.partition(" ")
-            if target.startswith(prefix) and folder.rsplit("/", 1)[-1] not in found:
-                found.append(folder.rsplit("/", 1)[-1])
+        for vm, target in links:
+            if target.startswith(prefix) and vm not in found:
+                found.append(vm)
         return found
 
     async def domains(self) -> list[str]:
         """The image-host domains and the VMs in ``vm_dir``."""
         names = set(self.dirs)
         if self.vm_dir:
-            result = await self.host.run(cmd("find", self.vm_dir, "-mindepth", "1", "-maxdepth", "1", "-type", "d",
-                                             "-printf", "%f\\n"), check=False)
-            names |= set(result.stdout.decode("utf-8", "surrogateescape").splitlines())
+            result = await self.host.run(cmd("find", self.vm_dir, "-mindepth", "1", "-maxdepth", "1", "-type", "d"),
+                                         check=False)
+            names |= {line.rsplit("/", 1)[-1] for line in result.stdout.decode("utf-8", "surrogateescape").splitlines()}
         return sorted(names)
 
     async def domain_owner(self, domain: str) -> str:
@@ -200,15 +207,13 @@ class LabHypervisor(HypervisorDriver):
         Raises:
             HostError: no such domain.
         """
-        result = await self.host.run(script('[ -d "$1" ] || exit 3; head -n 1 -- "$1/owner" 2>/dev/null; exit 0',
-                                            "isoadmin-lab-owner", self._vm(domain)), check=False)
+        result = await self.host.run(script(_OWNER, "isoadmin-lab-owner", self._vm(domain)), check=False)
         if result.exit_status == 3:
             raise HostError(self.host.name, f"no domain {domain!r} on {self.dom0.name}")
         return result.stdout.decode("utf-8", "replace").strip()
 
     async def cdrom(self, domain: str) -> str:
-        result = await self.host.run(script('[ -d "$1" ] || exit 3; readlink -- "$1/cdrom"; exit 0',
-                                            "isoadmin-lab-cdrom", self._vm(domain)), check=False)
+        result = await self.host.run(script(_CDROM, "isoadmin-lab-cdrom", self._vm(domain)), check=False)
         if result.exit_status == 3:
             raise HostError(self.host.name, f"no domain {domain!r} on {self.dom0.name}")
         return result.stdout.decode("utf-8", "surrogateescape").strip()

@@ -13,52 +13,16 @@ import json
 from ..commands import Command, cmd, script
 from ..config import parse_size
 from ..errors import ConfigError, HostError
+from ..hostscripts import load
 from ..models import StorageReport, Volume
 from .base import StorageDriver, encode_meta
 
-_LIST = r"""
-dir=$1
-cd -- "$dir" || exit 3
-df -B1 --output=size,avail . | tail -n 1 | sed 's/^/df /'
-find . -maxdepth 1 -type f -name '*.img' -printf 'img %s %f\n'
-find . -maxdepth 1 -type f -name '*.meta' -exec grep -H '' {} + | sed 's/^/meta /'
-exit 0
-"""
-
-# Metadata comes as an argument (never on stdin, which a dying console would cut short) and is written
-# to a temp file with fsync before anything is renamed: no kill point leaves a volume with empty metadata.
-# (Between the volume's creation and its metadata's rename a kill leaves a volume without metadata, which
-# ``check`` reports and ``repair`` removes.)
-_PUT_META = r"""
-put_meta() { printf '%s\n' "$2" | dd of="$1.tmp.$$" conv=fsync status=none && mv -f -- "$1.tmp.$$" "$1"; }
-"""
-
-_CREATE = _PUT_META + r"""
-set -u
-dir=$1 name=$2 size=$3 meta=$4
-[ -n "$meta" ] || { echo "empty metadata" >&2; exit 2; }
-printf '%s\n' "$meta" | dd of="$dir/$name.meta.tmp.$$" conv=fsync status=none || exit 1
-( set -C; : > "$dir/$name.img" ) 2>/dev/null || { rm -f -- "$dir/$name.meta.tmp.$$"; echo "volume $name exists" >&2; exit 17; }
-mv -f -- "$dir/$name.meta.tmp.$$" "$dir/$name.meta" || exit 1
-truncate -s "$size" -- "$dir/$name.img" || { rm -f -- "$dir/$name.img" "$dir/$name.meta"; exit 1; }
-"""
-
-_RENAME = _PUT_META + r"""
-set -u
-dir=$1 old=$2 new=$3 meta=$4
-[ -n "$meta" ] || { echo "empty metadata" >&2; exit 2; }
-[ -f "$dir/$old.img" ] || { echo "volume $old does not exist" >&2; exit 2; }
-[ ! -e "$dir/$new.img" ] || { echo "volume $new exists" >&2; exit 17; }
-put_meta "$dir/$new.meta" "$meta" || exit 1
-mv -T -n -- "$dir/$old.img" "$dir/$new.img" && [ ! -e "$dir/$old.img" ] || { rm -f -- "$dir/$new.meta"; exit 1; }
-rm -f -- "$dir/$old.meta"
-"""
-
-_WRITE_META = _PUT_META + r"""
-set -u
-[ -n "$3" ] && [ -f "$1/$2.img" ] || exit 2
-put_meta "$1/$2.meta" "$3"
-"""
+# The ``files`` storage's scripts (backend/sh/files-*.sh); those that write metadata start with lib-put-meta.sh.
+_LIST = load("files-list.sh")
+_PUT_META = load("lib-put-meta.sh")
+_CREATE = load("lib-put-meta.sh", "files-create.sh")
+_RENAME = load("lib-put-meta.sh", "files-rename.sh")
+_WRITE_META = load("lib-put-meta.sh", "files-write-meta.sh")
 
 
 class FilesStorage(StorageDriver):
@@ -110,7 +74,7 @@ class FilesStorage(StorageDriver):
                 fs_size, fs_avail = (int(x) for x in rest.split())
             elif kind == "img":
                 size, _, fname = rest.partition(" ")
-                sizes[fname[:-4]] = int(size)
+                sizes[fname.removeprefix("./")[:-4]] = int(size)
             elif kind == "meta" and rest.startswith("./"):
                 fname, _, text = rest[2:].partition(":")
                 metas[fname[:-5]] = self._decoded(text)

@@ -26,6 +26,7 @@ import re
 
 from ..commands import Command, cmd, script
 from ..errors import ConfigError, HostError
+from ..hostscripts import load
 from ..models import StorageReport, Volume
 from .base import CREATED_BY, StorageDriver
 
@@ -33,32 +34,10 @@ TAG_PREFIX = "isoadmin:"
 _TAG_OK = re.compile(r"^[A-Za-z0-9_+.\-/=!:&#]*$")
 _TAG_MAX = 128
 
-_REPORT = r"""
-vg=$1
-vgs --reportformat json --units b --nosuffix -o vg_name,vg_size,vg_free,vg_extent_size,vg_free_count -- "$vg" || exit 3
-lvs --reportformat json --units b --nosuffix -o lv_name,lv_size,lv_tags,lv_path,seg_count -- "$vg" || exit 3
-"""
-
-# Emulated activation (hosts without device-mapper): /dev/VG/LV -> loop device at the LV's offset.
-_LOOP_UP = r"""
-set -u
-vg=$1 lv=$2 file=$3
-[ "$(lvs --noheadings -o seg_count -- "$vg/$lv" | tr -d ' ')" = 1 ] || { echo "$vg/$lv has more than one segment" >&2; exit 4; }
-range=$(lvs --noheadings --segments -o seg_pe_ranges -- "$vg/$lv" | tr -d ' ')
-first=${range##*:}; first=${first%%-*}
-pe_start=$(pvs --noheadings --nosuffix --units b -o pe_start -- "${range%%:*}" | tr -d ' ')
-extent=$(vgs --noheadings --nosuffix --units b -o vg_extent_size -- "$vg" | tr -d ' ')
-size=$(lvs --noheadings --nosuffix --units b -o lv_size -- "$vg/$lv" | tr -d ' ')
-dev=$(losetup -f --show --offset $((pe_start + first * extent)) --sizelimit "$size" -- "$file") || exit 5
-mkdir -p "/dev/$vg" && ln -sfn "$dev" "/dev/$vg/$lv"
-"""
-
-_LOOP_DOWN = r"""
-vg=$1 lv=$2
-link=/dev/$vg/$lv
-if [ -L "$link" ]; then dev=$(readlink "$link"); rm -f -- "$link"; losetup -d "$dev" 2>/dev/null; fi
-exit 0
-"""
+# backend/sh/lvm-*.sh: the report, and the emulated activation of hosts without device-mapper.
+_REPORT = load("lvm-report.sh")
+_LOOP_UP = load("lvm-loop-up.sh")
+_LOOP_DOWN = load("lvm-loop-down.sh")
 
 
 def _plain_ok(value) -> str | None:
