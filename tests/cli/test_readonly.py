@@ -9,7 +9,7 @@ import re
 from backend.site import Site
 from tui.app import IsoadminApp
 
-from ..conftest import run_cli
+from ..conftest import isoadmin
 
 # What a host may receive from a read-only console: listings and header reads, nothing else.
 READ_ONLY = [
@@ -52,10 +52,8 @@ def assert_only_reads(lab_dir) -> None:
     assert bad == [], bad
 
 
-def test_read_only_cli_surface_sends_no_mutating_command(tmp_path):
-    lab_dir = tmp_path / "lab"
-    assert run_cli("uploads", lab_dir=lab_dir).returncode == 0  # creates the lab
-    (lab_dir / "hosts.log").unlink()
+async def test_read_only_cli_surface_sends_no_mutating_command(lab):
+    lab.command_log.unlink(missing_ok=True)
     runs = [
         (("uploads", "--json"), 0), (("volumes", "--json"), 0), (("jobs", "--json"), 0), (("hosts",), 0),
         (("check",), 0), (("repair",), 0), (("audit",), 0),
@@ -65,12 +63,12 @@ def test_read_only_cli_surface_sends_no_mutating_command(tmp_path):
         (("download-url", "http://127.0.0.1:9/x.iso", "--owner", "alice"), 4),
     ]
     for args, code in runs:
-        r = run_cli("--read-only", *args, lab_dir=lab_dir)
+        r = await isoadmin("--read-only", *args, config=lab.config_path)
         assert r.returncode == code, (args, r.returncode, r.stderr)
-    assert_only_reads(lab_dir)
-    volumes = [p for d in ("dom0-a", "dom0-b") for p in (lab_dir / d / "volumes").iterdir()]
+    assert_only_reads(lab.dir)
+    volumes = [p for d in ("dom0-a", "dom0-b") for p in lab.volumes_dir(d).iterdir()]
     assert volumes == []
-    audit = json.loads(run_cli("--read-only", "audit", "--json", lab_dir=lab_dir).stdout)
+    audit = json.loads((await isoadmin("--read-only", "audit", "--json", config=lab.config_path)).stdout)
     refused = sorted({e["action"] for e in audit if e["outcome"] == "refused" and e["read_only"]})
     assert refused == ["approve", "download-url", "gc", "reject", "repair"]  # every refusal is on the site's audit log
 
