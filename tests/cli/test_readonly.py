@@ -10,6 +10,7 @@ from backend.site import Site
 from tui.app import IsoadminApp
 
 from ..conftest import isoadmin
+from ..lab.conftest import until
 
 # What a host may receive from a read-only console: listings and header reads, nothing else.
 READ_ONLY = [
@@ -73,25 +74,31 @@ async def test_read_only_cli_surface_sends_no_mutating_command(lab):
     assert refused == ["approve", "download-url", "gc", "reject", "repair"]  # every refusal is on the site's audit log
 
 
+async def settled(pilot, app) -> None:
+    """Wait until what the last keys or actions started is over: the screen has handled the messages queued
+    (``pause(0)`` waits for that, no time), every worker running then (a refresh, a check, a refused action's
+    audit entry) has finished, and the screen has handled what they posted."""
+    await pilot.pause(0)
+    await app.workers.wait_for_complete()
+    await pilot.pause(0)
+
+
 async def test_read_only_tui_surface_sends_no_mutating_command(lab):
     lab.command_log.unlink(missing_ok=True)
     site = Site(lab.config, read_only=True)
     app = IsoadminApp(site, lab=lab, read_only=True, refresh_seconds=0.2)
     async with app.run_test(size=(140, 45)) as pilot:
-        for _ in range(100):
-            if app.refreshes >= 2:
-                break
-            await pilot.pause(0.05)
+        await until(lambda: app.refreshes >= 2, "the console's first two refreshes")
         for keys in (["a"], ["r"], ["enter"], ["escape"], ["slash", "a", "escape"], ["ctrl+r"], ["2"], ["3"],
                      ["enter"], ["escape"], ["4"], ["c"], ["R"], ["5"], ["1"], ["question_mark"], ["escape"]):
             await pilot.press(*keys)
-            await pilot.pause(0.1)
+            await settled(pilot, app)
         app.screen.action_approve()
         app.screen.action_reject()
         await pilot.press("4")
-        await pilot.pause(0.3)
+        await settled(pilot, app)
         app.screen.action_repair()
-        await pilot.pause(0.3)
+        await settled(pilot, app)
     await site.close()
     assert_only_reads(lab.dir)
     assert [p for d in ("dom0-a", "dom0-b") for p in lab.volumes_dir(d).iterdir()] == []
