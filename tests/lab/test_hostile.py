@@ -208,7 +208,7 @@ async def test_imports_on_different_dom0s_run_in_parallel(tmp_path):
 
         async def on_phase(job) -> None:
             spans.setdefault(job.dom0, []).append(time.monotonic())
-            if job.phase == "copy":  # each copy waits for the other: imports run one at a time never get past it
+            if job.phase == "copy":  # each copy waits for the other: imports that run one at a time never get past it
                 copying.add(job.dom0)
                 await until(lambda: copying == {"dom0-a", "dom0-b"},
                             f"the other dom0's import to reach its copy while {job.dom0}'s waits at its own")
