@@ -7,9 +7,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from ..conftest import ROOT
 
 
+@pytest.mark.process
 def test_bench_smoke_prints_and_writes_every_figure(tmp_path):
     out = tmp_path / "bench.json"
     env = dict(os.environ, PYTHONPATH=str(ROOT))

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from ..conftest import run_cli
+from ..conftest import isoadmin
 
 
-def test_version_and_completion(tmp_path):
-    r = run_cli("--version", lab_dir=tmp_path / "lab")
+async def test_version_and_completion(tmp_path):
+    r = await isoadmin("--version", lab_dir=tmp_path / "lab")
     assert r.returncode == 0 and r.stdout.startswith("isoadmin ")
     for shell in ("bash", "zsh"):
-        r = run_cli("--print-completion", shell, lab_dir=tmp_path / "lab")
+        r = await isoadmin("--print-completion", shell, lab_dir=tmp_path / "lab")
         assert r.returncode == 0 and "approve" in r.stdout and "--override-rejection" in r.stdout
 
 
-def test_piped_tables_are_full_and_tab_separated_and_v_logs_host_commands(tmp_path):
-    r = run_cli("-v", "uploads", lab_dir=tmp_path / "lab")
+async def test_piped_tables_are_full_and_tab_separated_and_v_logs_host_commands(tmp_path):
+    r = await isoadmin("-v", "uploads", lab_dir=tmp_path / "lab")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0].split("\t")[:3] == ["OWNER", "FILE", "SIZE"]

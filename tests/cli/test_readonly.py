@@ -9,7 +9,8 @@ import re
 from backend.site import Site
 from tui.app import IsoadminApp
 
-from ..conftest import run_cli
+from ..conftest import isoadmin
+from ..lab.conftest import until
 
 # What a host may receive from a read-only console: listings and header reads, nothing else.
 READ_ONLY = [
@@ -52,10 +53,8 @@ def assert_only_reads(lab_dir) -> None:
     assert bad == [], bad
 
 
-def test_read_only_cli_surface_sends_no_mutating_command(tmp_path):
-    lab_dir = tmp_path / "lab"
-    assert run_cli("uploads", lab_dir=lab_dir).returncode == 0  # creates the lab
-    (lab_dir / "hosts.log").unlink()
+async def test_read_only_cli_surface_sends_no_mutating_command(lab):
+    lab.command_log.unlink(missing_ok=True)
     runs = [
         (("uploads", "--json"), 0), (("volumes", "--json"), 0), (("jobs", "--json"), 0), (("hosts",), 0),
         (("check",), 0), (("repair",), 0), (("audit",), 0),
@@ -65,14 +64,23 @@ def test_read_only_cli_surface_sends_no_mutating_command(tmp_path):
         (("download-url", "http://127.0.0.1:9/x.iso", "--owner", "alice"), 4),
     ]
     for args, code in runs:
-        r = run_cli("--read-only", *args, lab_dir=lab_dir)
+        r = await isoadmin("--read-only", *args, config=lab.config_path)
         assert r.returncode == code, (args, r.returncode, r.stderr)
-    assert_only_reads(lab_dir)
-    volumes = [p for d in ("dom0-a", "dom0-b") for p in (lab_dir / d / "volumes").iterdir()]
+    assert_only_reads(lab.dir)
+    volumes = [p for d in ("dom0-a", "dom0-b") for p in lab.volumes_dir(d).iterdir()]
     assert volumes == []
-    audit = json.loads(run_cli("--read-only", "audit", "--json", lab_dir=lab_dir).stdout)
+    audit = json.loads((await isoadmin("--read-only", "audit", "--json", config=lab.config_path)).stdout)
     refused = sorted({e["action"] for e in audit if e["outcome"] == "refused" and e["read_only"]})
     assert refused == ["approve", "download-url", "gc", "reject", "repair"]  # every refusal is on the site's audit log
+
+
+async def settled(pilot, app) -> None:
+    """Wait until what the last keys or actions started is over: the screen has handled the messages queued
+    (``pause(0)`` waits for that, no time), every worker running then (a refresh, a check, a refused action's
+    audit entry) has finished, and the screen has handled what they posted."""
+    await pilot.pause(0)
+    await app.workers.wait_for_complete()
+    await pilot.pause(0)
 
 
 async def test_read_only_tui_surface_sends_no_mutating_command(lab):
@@ -80,20 +88,17 @@ async def test_read_only_tui_surface_sends_no_mutating_command(lab):
     site = Site(lab.config, read_only=True)
     app = IsoadminApp(site, lab=lab, read_only=True, refresh_seconds=0.2)
     async with app.run_test(size=(140, 45)) as pilot:
-        for _ in range(100):
-            if app.refreshes >= 2:
-                break
-            await pilot.pause(0.05)
+        await until(lambda: app.refreshes >= 2, "the console's first two refreshes")
         for keys in (["a"], ["r"], ["enter"], ["escape"], ["slash", "a", "escape"], ["ctrl+r"], ["2"], ["3"],
                      ["enter"], ["escape"], ["4"], ["c"], ["R"], ["5"], ["1"], ["question_mark"], ["escape"]):
             await pilot.press(*keys)
-            await pilot.pause(0.1)
+            await settled(pilot, app)
         app.screen.action_approve()
         app.screen.action_reject()
         await pilot.press("4")
-        await pilot.pause(0.3)
+        await settled(pilot, app)
         app.screen.action_repair()
-        await pilot.pause(0.3)
+        await settled(pilot, app)
     await site.close()
     assert_only_reads(lab.dir)
     assert [p for d in ("dom0-a", "dom0-b") for p in lab.volumes_dir(d).iterdir()] == []

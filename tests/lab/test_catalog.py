@@ -11,17 +11,7 @@ import time
 
 import pytest
 
-from backend.lab import Lab
-
-from ..conftest import run_cli, sha256_file
-
-
-async def started(lab_dir) -> Lab:
-    lab = Lab(lab_dir)
-    await lab.start()
-    await lab.stop()
-    lab.writer = None
-    return lab
+from ..conftest import isoadmin, sha256_file
 
 
 def age(path, days: float) -> None:
@@ -29,29 +19,28 @@ def age(path, days: float) -> None:
     os.utime(path, (t, t), follow_symlinks=False)
 
 
-async def test_gc_dry_run_then_apply_never_touches_young_or_importing(tmp_path):
-    lab_dir = tmp_path / "lab"
-    lab = await started(lab_dir)
+async def test_gc_dry_run_then_apply_never_touches_young_or_importing(lab):
+    config = lab.config_path
     root = lab.uploads_root
     age(root / "alice" / "tools.iso", 8)       # pending, old: goes
     age(root / "alice" / "passwd.iso", 30)     # refused symlink, old: the link goes, never its target
     age(root / "bob" / "rescue-boot.iso", 3)   # young: stays
     (root / "carol" / "subdir").mkdir()
     age(root / "carol" / "subdir", 30)         # a directory: left to a person
-    dry = run_cli("gc", "--json", lab_dir=lab_dir)
+    dry = await isoadmin("gc", "--json", config=config)
     assert dry.returncode == 0, dry.stderr
     planned = sorted(f"{i['owner']}/{i['name']}" for i in json.loads(dry.stdout))
     assert planned == ["alice/passwd.iso", "alice/tools.iso"]
     assert (root / "alice" / "tools.iso").exists()  # a dry run changes nothing
-    applied = run_cli("gc", "--apply", "--json", lab_dir=lab_dir)
+    applied = await isoadmin("gc", "--apply", "--json", config=config)
     assert applied.returncode == 0, applied.stderr
     assert [i["outcome"] for i in json.loads(applied.stdout)] == ["removed", "removed"]
     assert not (root / "alice" / "tools.iso").exists() and not (root / "alice" / "passwd.iso").is_symlink()
     assert os.path.exists("/etc/passwd") and (root / "bob" / "rescue-boot.iso").exists()
     assert (root / "carol" / "subdir").is_dir()
-    refused = run_cli("--read-only", "gc", "--apply", lab_dir=lab_dir)
+    refused = await isoadmin("--read-only", "gc", "--apply", config=config)
     assert refused.returncode == 4
-    audit = json.loads(run_cli("audit", "--json", lab_dir=lab_dir).stdout)
+    audit = json.loads((await isoadmin("audit", "--json", config=config)).stdout)
     assert sorted(e["target"] for e in audit if e["action"] == "gc" and e["outcome"] == "done") == \
         ["alice/passwd.iso", "alice/tools.iso"]
 
@@ -78,30 +67,29 @@ async def test_gc_keeps_an_upload_that_is_importing(lab):
     await site.close()
 
 
-async def test_catalog_is_rebuilt_from_the_hosts_alone_and_verify_catches_corruption(tmp_path):
-    lab_dir = tmp_path / "lab"
-    await started(lab_dir)
+async def test_catalog_is_rebuilt_from_the_hosts_alone_and_verify_catches_corruption(lab):
+    config = lab.config_path
     for key in ("alice/ipxe.iso", "bob/grub-rescue-cdrom.iso"):
-        assert run_cli("approve", key, "--yes", lab_dir=lab_dir).returncode == 0
-    before = json.loads(run_cli("catalog", "--json", lab_dir=lab_dir).stdout)
-    shutil.rmtree(lab_dir / "state")  # the console's own state is gone
-    after = json.loads(run_cli("catalog", "--json", lab_dir=lab_dir).stdout)
+        assert (await isoadmin("approve", key, "--yes", config=config)).returncode == 0
+    before = json.loads((await isoadmin("catalog", "--json", config=config)).stdout)
+    shutil.rmtree(lab.dir / "state")  # the console's own state is gone
+    after = json.loads((await isoadmin("catalog", "--json", config=config)).stdout)
     assert after == before and [r["upload"] for r in after] == ["ipxe.iso", "grub-rescue-cdrom.iso"]
     ipxe = after[0]
     assert (ipxe["owner"], ipxe["volume_id"], ipxe["bootable"], ipxe["size"]) == ("alice", "ISOIMAGE", True, 2097152)
-    assert ipxe["sha256"] == sha256_file(lab_dir / "imagehost" / "cds" / "alice" / "ipxe.iso")
-    rows = list(csv.DictReader(io.StringIO(run_cli("catalog", "--csv", lab_dir=lab_dir).stdout)))
+    assert ipxe["sha256"] == sha256_file(lab.uploads_root / "alice" / "ipxe.iso")
+    rows = list(csv.DictReader(io.StringIO((await isoadmin("catalog", "--csv", config=config)).stdout)))
     assert [r["volume"] for r in rows] == [r["volume"] for r in after]
 
-    ok = run_cli("verify", f"dom0-a:{ipxe['volume']}", lab_dir=lab_dir)
+    ok = await isoadmin("verify", f"dom0-a:{ipxe['volume']}", config=config)
     assert ok.returncode == 0 and ipxe["sha256"] in ok.stdout
-    image = lab_dir / "dom0-a" / "volumes" / f"{ipxe['volume']}.img"
+    image = lab.volumes_dir("dom0-a") / f"{ipxe['volume']}.img"
     with open(image, "r+b") as f:  # one flipped byte inside the ISO
         f.seek(40000)
         byte = f.read(1)
         f.seek(40000)
         f.write(bytes([byte[0] ^ 0xFF]))
-    bad = run_cli("verify", ipxe["volume"], lab_dir=lab_dir)
+    bad = await isoadmin("verify", ipxe["volume"], config=config)
     assert bad.returncode == 10 and "does not match" in bad.stderr and "Traceback" not in bad.stderr
 
 

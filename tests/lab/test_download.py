@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
+import time
 
 import pytest
 
@@ -16,13 +18,15 @@ from backend.lab import Lab
 from backend.models import UploadState
 from backend.site import Site
 
-from ..conftest import DEBIAN_ISOS, run_cli, sha256_file
+from ..conftest import DEBIAN_ISOS, isoadmin, sha256_file
+from .conftest import until
 
 
 @pytest.fixture
 async def lab(tmp_path):
-    """A lab whose uploads settle after 1 s (a finished download becomes pending quickly)."""
-    lab = Lab(tmp_path / "lab", settle_seconds=1.0)
+    """A lab whose uploads are settled once complete (settle time 0: a finished download is pending at the
+    next refresh)."""
+    lab = Lab(tmp_path / "lab", settle_seconds=0.0)
     lab.config = await lab.start()
     yield lab
     await lab.stop()
@@ -73,7 +77,6 @@ async def test_download_then_import_byte_identical(lab):
         assert result.sha256 == sha256_file(src) and not result.cached
         assert sha256_file(lab.uploads_root / "carol" / "net.iso") == sha256_file(src)
         assert lab.web.downloads("/iso/ipxe.iso") == 1 and not leftovers(lab, "carol")
-        await asyncio.sleep(1.2)
         await site.refresh()
         upload = next(u for u in site.snapshot.uploads if u.key == "carol/net.iso")
         assert upload.state == UploadState.PENDING and upload.iso and upload.iso.is_iso9660
@@ -113,9 +116,13 @@ async def test_a_stalling_server_is_cut_off(lab):
     try:
         await site.refresh()
         running = asyncio.create_task(download.download_url(site, lab.web.url("/stall/memtest86+x64.iso"), "bob"))
-        await asyncio.sleep(1.0)
-        await site.refresh()  # while it runs, the owner's folder shows the part file as writing
-        part = next(u for u in site.snapshot.uploads if u.owner == "bob" and u.name.endswith(download.PART_SUFFIX))
+
+        async def part_row():  # while it runs, the owner's folder shows the part file
+            await site.refresh()
+            return next((u for u in site.snapshot.uploads
+                         if u.owner == "bob" and u.name.endswith(download.PART_SUFFIX)), None)
+
+        part = await until(part_row, "bob's download to show as a part file in his folder")
         assert part.state == UploadState.WRITING and part.reason == "being downloaded"
         with pytest.raises(DownloadFailed, match="stalled"):
             await running
@@ -186,7 +193,9 @@ async def test_second_owner_is_served_from_the_cache(lab):
         assert await download.cache_gc(site, apply=True) == []
         await site.close()
         site = make_site(lab, cache_days=0.0)
-        await asyncio.sleep(1.1)
+        a_minute_ago = time.time() - 60
+        for meta in (lab.cache_dir / "objects").glob("*.meta"):  # the entry's age is its .meta file's
+            os.utime(meta, (a_minute_ago, a_minute_ago))
         assert len(await download.cache_gc(site, apply=True)) == 1
         assert await download.cache_list(site) == []
     finally:
@@ -216,23 +225,22 @@ async def test_read_only_refuses_and_audits(lab):
         await site.close()
 
 
-def test_cli_refuses_a_file_url_an_unknown_owner_a_silent_server_and_lists_the_cache(tmp_path):
-    lab_dir = tmp_path / "lab"
-    r = run_cli("download-url", "file:///etc/passwd", "--owner", "alice", "--name", "p.iso", lab_dir=lab_dir)
+async def test_cli_refuses_a_file_url_an_unknown_owner_a_silent_server_and_lists_the_cache(lab):
+    config = lab.config_path
+    r = await isoadmin("download-url", "file:///etc/passwd", "--owner", "alice", "--name", "p.iso", config=config)
     assert r.returncode == 6 and "scheme 'file'" in r.stderr, r.stderr
-    r = run_cli("download-url", "http://127.0.0.1/x.iso", "--owner", "nobody", lab_dir=lab_dir)
+    r = await isoadmin("download-url", "http://127.0.0.1/x.iso", "--owner", "nobody", config=config)
     assert r.returncode == 5 and "no owner folder 'nobody'" in r.stderr, r.stderr
-    r = run_cli("download-url", "http://127.0.0.1:1/x.iso", "--owner", "alice", lab_dir=lab_dir)  # nobody listens
+    r = await isoadmin("download-url", "http://127.0.0.1:1/x.iso", "--owner", "alice", config=config)  # nobody listens
     assert r.returncode == 13 and "no answer from the server" in r.stderr, r.stderr
-    assert not (lab_dir / "imagehost" / "cds" / "alice" / "x.iso").exists()
-    r = run_cli("cache", "--json", lab_dir=lab_dir)
+    assert not (lab.uploads_root / "alice" / "x.iso").exists()
+    r = await isoadmin("cache", "--json", config=config)
     assert r.returncode == 0 and json.loads(r.stdout) == []
     assert DEBIAN_ISOS["ipxe.iso"].is_file()
 
 
 async def test_hostile_file_names_are_only_data(lab, tmp_path):
     site = make_site(lab)
-    import os
     try:
         await site.refresh()
         for name in ("$(touch isoadmin-canary).iso", "`touch isoadmin-canary`;x.iso", "-rf .iso", "a'b\"c .iso"):

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,7 +17,8 @@ from backend.models import UploadState
 from backend.naming import is_valid_lvm_name
 from backend.site import Site
 
-from ..conftest import ROOT, sha256_file
+from ..conftest import ROOT, cli, sha256_file
+from .conftest import until
 
 
 CANARY = "isoadmin-canary"
@@ -138,26 +137,23 @@ async def test_upload_swapped_for_a_symlink_after_listing_is_not_followed(lab):
     await site.close()
 
 
-def test_two_consoles_approving_the_same_upload_run_one_job(tmp_path):
-    lab_dir = tmp_path / "lab"
-    lab = Lab(lab_dir)
-    asyncio.run(_seed_big(lab, "carol", "big.iso", 300 << 20))
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    cmd = [sys.executable, "-m", "tui", "--lab", str(lab_dir), "approve", "carol/big.iso", "--yes"]
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-             for _ in range(2)]
-    results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
-    codes = sorted(code for code, _ in results)
-    assert codes[0] == 0 and codes[1] != 0, results
-    loser = next(err for code, err in results if code != 0)
+@pytest.mark.process
+async def test_two_consoles_approving_the_same_upload_run_one_job(lab):
+    """Two workstations (two ``isoadmin`` processes) approve one upload at the same moment: one imports it,
+    the other is told it is already importing or imported."""
+    put_big(lab, "carol", "big.iso", 300 << 20)
+    results = await asyncio.gather(*(cli("approve", "carol/big.iso", "--yes", config=lab.config_path)
+                                     for _ in range(2)))
+    codes = sorted(r.returncode for r in results)
+    assert codes[0] == 0 and codes[1] != 0, [(r.returncode, r.stderr) for r in results]
+    loser = next(r.stderr for r in results if r.returncode != 0)
     assert "already importing by" in loser or "already imported" in loser, loser
     names = sorted(p.name for p in lab.volumes_dir("dom0-a").iterdir())
     assert len([n for n in names if n.endswith(".img")]) == 1 and not any(n.startswith("cdtmp_") for n in names)
 
 
-async def _seed_big(lab: Lab, owner: str, name: str, size: int) -> Path:
-    await lab.start()
-    await lab.stop()
+def put_big(lab: Lab, owner: str, name: str, size: int) -> Path:
+    """A settled upload ``owner/name`` of ``size`` bytes (a small ISO, then zeros)."""
     path = lab.uploads_root / owner / name
     with open(path, "wb") as f:
         f.write(make_iso("BIG", {"A.TXT;1": b"a"}))
@@ -165,6 +161,12 @@ async def _seed_big(lab: Lab, owner: str, name: str, size: int) -> Path:
     old = time.time() - 600
     os.utime(path, (old, old))
     return path
+
+
+async def _seed_big(lab: Lab, owner: str, name: str, size: int) -> Path:
+    await lab.start()
+    await lab.stop()
+    return put_big(lab, owner, name, size)
 
 
 async def test_copies_per_image_host_are_bounded(tmp_path):
@@ -202,11 +204,14 @@ async def test_imports_on_different_dom0s_run_in_parallel(tmp_path):
     try:
         await site.refresh()
         spans: dict[str, list[float]] = {}
+        copying: set[str] = set()
 
         async def on_phase(job) -> None:
             spans.setdefault(job.dom0, []).append(time.monotonic())
-            if job.phase == "copy":
-                await asyncio.sleep(0.5)  # hold the copy phase open so the two must overlap if parallel
+            if job.phase == "copy":  # each copy waits for the other: imports that run one at a time never get past it
+                copying.add(job.dom0)
+                await until(lambda: copying == {"dom0-a", "dom0-b"},
+                            f"the other dom0's import to reach its copy while {job.dom0}'s waits at its own")
 
         plans = [await site.plan("bob/big0.iso", "dom0-a"), await site.plan("bob/big1.iso", "dom0-b")]
         jobs = await asyncio.gather(*(site.approve(p, on_phase=on_phase) for p in plans))

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -14,21 +15,36 @@ from backend.lab import Lab
 from backend.models import UploadState
 from backend.site import Site
 
-from ..conftest import run_cli, sha256_file
+from ..conftest import cli, isoadmin, sha256_file
+from .conftest import until
 
 
 def volume_files(lab: Lab) -> dict[str, list[str]]:
     return {d: sorted(p.name for p in lab.volumes_dir(d).iterdir()) for d in ("dom0-a", "dom0-b")}
 
 
-def test_cli_imports_a_real_iso_end_to_end(tmp_path):
+def held_open(path: Path) -> bool:
+    """True when a process of this machine has ``path`` open (one of its ``/proc/PID/fd`` links to it)."""
+    for fd in Path("/proc").glob("[0-9]*/fd/*"):
+        try:
+            if os.readlink(fd) == str(path):
+                return True
+        except OSError:
+            continue  # the process or the descriptor went away meanwhile
+    return False
+
+
+@pytest.mark.process
+async def test_cli_imports_a_real_iso_end_to_end(tmp_path):
+    """``python -m tui --lab DIR approve``, as a sysadmin runs it: the lab created, the ISO imported; then what
+    the CLI lists about it."""
     lab_dir = tmp_path / "lab"
-    done = run_cli("approve", "alice/ipxe.iso", "--yes", lab_dir=lab_dir)
+    done = await cli("approve", "alice/ipxe.iso", "--yes", lab_dir=lab_dir)
     assert done.returncode == 0, done.stderr
     upload = lab_dir / "imagehost" / "cds" / "alice" / "ipxe.iso"
     expected = sha256_file(upload)
     assert expected in done.stdout
-    listed = run_cli("volumes", "--json", lab_dir=lab_dir)
+    listed = await isoadmin("volumes", "--json", lab_dir=lab_dir)
     assert listed.returncode == 0, listed.stderr
     volumes = json.loads(listed.stdout)
     assert [v["namespace"] for v in volumes] == ["final"]
@@ -42,16 +58,16 @@ def test_cli_imports_a_real_iso_end_to_end(tmp_path):
     assert vol["meta"]["approver"] and vol["meta"]["job"]
     assert not any(p.name.startswith("cdtmp_") for p in (lab_dir / "dom0-a" / "volumes").iterdir())
     assert not list((lab_dir / "imagehost" / "dev" / "disk" / "by-id").iterdir())  # detached
-    uploads = {u["owner"] + "/" + u["name"]: u for u in json.loads(run_cli("uploads", "--json", lab_dir=lab_dir).stdout)}
+    uploads = {u["owner"] + "/" + u["name"]: u
+               for u in json.loads((await isoadmin("uploads", "--json", lab_dir=lab_dir)).stdout)}
     assert uploads["alice/ipxe.iso"]["state"] == "available"
-    jobs = json.loads(run_cli("jobs", "--json", lab_dir=lab_dir).stdout)
+    jobs = json.loads((await isoadmin("jobs", "--json", lab_dir=lab_dir)).stdout)
     assert [(j["state"], j["phase"], j["sha256"]) for j in jobs] == [("done", "done", expected)]
-    again = run_cli("approve", "alice/ipxe.iso", "--yes", lab_dir=lab_dir)
+    again = await isoadmin("approve", "alice/ipxe.iso", "--yes", lab_dir=lab_dir)
     assert again.returncode == 6 and "already imported" in again.stderr
 
 
-def test_cli_errors_are_one_line_and_non_zero(tmp_path):
-    lab_dir = tmp_path / "lab"
+async def test_cli_errors_are_one_line_and_non_zero(lab):
     cases = [
         (("approve", "nobody/nothing.iso", "--yes"), 5, "no upload"),
         (("approve", "alice/passwd.iso", "--yes"), 6, "refused"),
@@ -62,20 +78,15 @@ def test_cli_errors_are_one_line_and_non_zero(tmp_path):
         (("approve", "alice/ipxe.iso", "--dom0", "nope", "--yes"), 5, "no dom0"),
     ]
     for args, code, text in cases:
-        r = run_cli(*args, lab_dir=lab_dir)
+        r = await isoadmin(*args, config=lab.config_path)
         assert r.returncode == code, (args, r.returncode, r.stderr)
         assert text in r.stderr and "Traceback" not in r.stderr, r.stderr
         assert r.stderr.strip().count("\n") == 0, r.stderr
-    assert volume_files(Lab(lab_dir)) == {"dom0-a": [], "dom0-b": []}
+    assert volume_files(lab) == {"dom0-a": [], "dom0-b": []}
 
 
-def test_config_file_missing_is_a_clear_error(tmp_path):
-    import subprocess
-    import sys
-
-    from ..conftest import ROOT
-    r = subprocess.run([sys.executable, "-m", "tui", "--config", str(tmp_path / "none.toml"), "uploads"],
-                       capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+async def test_config_file_missing_is_a_clear_error(tmp_path):
+    r = await isoadmin("uploads", config=tmp_path / "none.toml")
     assert r.returncode == 2 and "no site file" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -131,16 +142,24 @@ async def test_upload_changing_during_the_copy_rolls_back(lab, site):
     os.utime(big, (old, old))
     await site.refresh()
 
+    appending: list[asyncio.Task] = []
+
+    async def append() -> None:  # once the copy reads the upload, the owner appends to it
+        await until(lambda: held_open(big), "the copy to open carol/big.iso", timeout=30, interval=0.001)
+        with open(big, "ab") as f:
+            f.write(b"late bytes")
+
     async def on_phase(job) -> None:
         if job.phase == "copy":
-            async def append() -> None:
-                await asyncio.sleep(0.3)
-                with open(big, "ab") as f:
-                    f.write(b"late bytes")
-            asyncio.get_running_loop().create_task(append())
+            appending.append(asyncio.get_running_loop().create_task(append()))
 
-    with pytest.raises(JobFailed) as failure:
-        await site.approve(await site.plan("carol/big.iso"), on_phase=on_phase)
+    try:
+        with pytest.raises(JobFailed) as failure:
+            await site.approve(await site.plan("carol/big.iso"), on_phase=on_phase)
+        await appending[0]
+    finally:
+        for task in appending:
+            task.cancel()
     assert failure.value.phase in ("copy", "verify"), failure.value
     assert volume_files(lab)["dom0-a"] == [] and not list(lab.by_id.iterdir())
     assert big.stat().st_size == (400 << 20) + len(b"late bytes")
@@ -194,14 +213,14 @@ async def test_read_only_refuses_before_sending(lab):
     await site.close()
 
 
-def test_reject_keeps_the_file(tmp_path):
-    lab_dir = tmp_path / "lab"
-    r = run_cli("reject", "alice/tools.iso", "--reason", "not a boot CD", lab_dir=lab_dir)
+async def test_reject_keeps_the_file(lab):
+    r = await isoadmin("reject", "alice/tools.iso", "--reason", "not a boot CD", config=lab.config_path)
     assert r.returncode == 0, r.stderr
-    uploads = {u["owner"] + "/" + u["name"]: u for u in json.loads(run_cli("uploads", "--json", lab_dir=lab_dir).stdout)}
+    uploads = {u["owner"] + "/" + u["name"]: u
+               for u in json.loads((await isoadmin("uploads", "--json", config=lab.config_path)).stdout)}
     assert uploads["alice/tools.iso"]["state"] == "rejected"
     assert uploads["alice/tools.iso"]["reason"] == "not a boot CD"
-    assert (lab_dir / "imagehost" / "cds" / "alice" / "tools.iso").stat().st_size == 51200
+    assert (lab.uploads_root / "alice" / "tools.iso").stat().st_size == 51200
 
 
 async def test_progress_reaches_listeners_at_most_four_times_a_second(lab, site):

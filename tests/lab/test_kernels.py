@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -17,12 +18,15 @@ import pycdlib
 import pytest
 
 from backend import health, kernels
+from backend.config import parse_config
 from backend.errors import NotApprovable, NotFound, QuotaExceeded, ReadOnlyError
+from backend.isoinfo import HEADER_BYTES, inspect_header
 from backend.kernels import ReadBudgetSpent, _grub, _syslinux
 from backend.lab import make_kernel_iso, make_live_iso
-from backend.site import Site
+from backend.models import Upload, UploadState
+from backend.site import Site, Snapshot
 
-from ..conftest import cli, run_cli
+from .conftest import put_upload
 
 KERNEL = os.urandom(300_000)
 RAMDISK = os.urandom(120_000)
@@ -143,28 +147,6 @@ async def test_read_only_refuses_staging_and_deleting(lab):
     await site.close()
 
 
-def test_cli_kernels_stage_list_catalog_delete(tmp_path):
-    lab_dir = tmp_path / "lab"
-    assert run_cli("uploads", lab_dir=lab_dir).returncode == 0  # creates the lab
-    put_live_iso(lab_dir)
-    assert run_cli("approve", "alice/live.iso", "--yes", lab_dir=lab_dir).returncode == 0
-    listed = run_cli("kernels", "alice/live.iso", "--json", lab_dir=lab_dir)
-    assert listed.returncode == 0, listed.stderr
-    assert [e["cmdline"] for e in json.loads(listed.stdout)] == [CMDLINE]
-    staged = run_cli("stage-kernel", "alice/live.iso", "1", lab_dir=lab_dir)
-    assert staged.returncode == 0 and "staged" in staged.stdout, staged.stderr
-    sets = json.loads(run_cli("kernel-sets", "--json", lab_dir=lab_dir).stdout)
-    assert [(s["owner"], s["size"]) for s in sets] == [("alice", len(KERNEL) + len(RAMDISK))]
-    catalog = json.loads(run_cli("catalog", "--json", lab_dir=lab_dir).stdout)
-    assert sorted(r["type"] for r in catalog) == ["cd", "kernel", "ramdisk"]
-    assert run_cli("kernel-gc", lab_dir=lab_dir).returncode == 0
-    gone = run_cli("delete-kernel", sets[0]["ref"], "--yes", lab_dir=lab_dir)
-    assert gone.returncode == 0, gone.stderr
-    assert json.loads(run_cli("kernel-sets", "--json", lab_dir=lab_dir).stdout) == []
-    assert run_cli("stage-kernel", "bob/none.iso", "1", lab_dir=lab_dir).returncode == 5
-    assert run_cli("kernels", "bob/none.iso", lab_dir=lab_dir).returncode == 5
-
-
 # ----------------------------------------------------------------------------- kernel sets from an upload pair
 
 REAL_KERNEL = Path("/boot/ipxe.lkrn")  # Debian's ipxe: a kernel image with the x86 boot protocol header
@@ -196,15 +178,6 @@ def ramdisk_image(tmp: Path) -> bytes:
     return gzip.compress(archive)
 
 
-def put_upload(lab_dir, owner: str, name: str, data: bytes) -> Path:
-    folder = lab_dir / "imagehost" / "cds" / owner
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / name).write_bytes(data)
-    past = time.time() - 3600
-    os.utime(folder / name, (past, past))
-    return folder / name
-
-
 def test_versions_in_kernel_and_ramdisk_names():
     assert kernels.kernel_version("vmlinuz-6.1.0-28-amd64") == "6.1.0-28-amd64"
     assert kernels.kernel_version("vmlinuz") == ""
@@ -217,10 +190,10 @@ def test_versions_in_kernel_and_ramdisk_names():
 async def test_upload_pair_is_listed_and_staged_byte_identical_on_any_dom0(lab, tmp_path):
     kernel, ramdisk = kernel_image(), ramdisk_image(tmp_path)
     other_ramdisk = ramdisk_image(tmp_path) + b"other"
-    put_upload(lab.dir, "dave", "vmlinuz-6.1.0-amd64", kernel)
-    put_upload(lab.dir, "dave", "initrd.img-6.1.0-amd64", ramdisk)
-    put_upload(lab.dir, "dave", "vmlinuz-5.10.0-amd64", kernel[:-7])
-    put_upload(lab.dir, "dave", "initramfs-5.10.0-amd64.img", other_ramdisk)
+    put_upload(lab, "dave", "vmlinuz-6.1.0-amd64", kernel)
+    put_upload(lab, "dave", "initrd.img-6.1.0-amd64", ramdisk)
+    put_upload(lab, "dave", "vmlinuz-5.10.0-amd64", kernel[:-7])
+    put_upload(lab, "dave", "initramfs-5.10.0-amd64.img", other_ramdisk)
     site = Site(lab.config)
     await site.refresh()
     facts = {u.name: u.iso for u in site.snapshot.uploads if u.owner == "dave"}
@@ -273,6 +246,52 @@ async def test_upload_pair_is_listed_and_staged_byte_identical_on_any_dom0(lab, 
     await site2.close()
 
 
+def site_of(*uploads: Upload) -> Site:
+    """A Site (no host is asked anything) whose last refresh listed ``uploads``."""
+    site = Site(parse_config({
+        "image_hosts": {"imagehost": {"uploads_root": "/srv/cds", "domains": {"dom0-a": "imagehost"}}},
+        "dom0s": {"dom0-a": {"storage": {"driver": "files", "directory": "/srv/volumes"},
+                             "hypervisor": {"driver": "lab", "guest_disk_dirs": {"imagehost": "/srv/by-id"}}}}}))
+    site.snapshot = Snapshot(uploads=list(uploads))
+    return site
+
+
+def listed(owner: str, name: str, data: bytes, inode: int) -> Upload:
+    """Upload ``owner/name`` as a refresh lists a settled file holding ``data`` (its header read as a refresh
+    reads it)."""
+    return Upload("imagehost", owner, name, f"/srv/cds/{owner}/{name}", "file", len(data), 1_700_000_000.0, inode,
+                  1, iso=inspect_header(data[:HEADER_BYTES], len(data)), state=UploadState.PENDING)
+
+
+@pytest.fixture(scope="module")
+def contents(tmp_path_factory) -> dict[str, bytes]:
+    """A kernel image, a ramdisk (a gzip-compressed cpio archive) and a text file."""
+    return {"kernel": kernel_image(), "ramdisk": ramdisk_image(tmp_path_factory.mktemp("ramdisk")),
+            "text": b"not a ramdisk\n" * 100}
+
+
+@pytest.mark.parametrize("files, ramdisk", [
+    ({"vmlinuz-6.1.0-amd64": "kernel", "initrd.img-6.1.0-amd64": "ramdisk", "initrd.img-5.10.0-amd64": "ramdisk"},
+     "initrd.img-6.1.0-amd64"),
+    ({"vmlinuz-6.1.0-amd64": "kernel", "initrd-6.1.0-amd64": "ramdisk", "initrd.img-5.10": "ramdisk"},
+     "initrd-6.1.0-amd64"),
+    ({"vmlinuz-6.1.0-amd64": "kernel", "initramfs-6.1.0-amd64.img": "ramdisk"}, "initramfs-6.1.0-amd64.img"),
+    ({"vmlinuz": "kernel", "initrd.gz": "ramdisk"}, "initrd.gz"),  # the folder's only kernel and ramdisk
+    ({"vmlinuz-6.1.0": "kernel", "initrd.img": "ramdisk"}, "initrd.img"),  # only one of them names a version
+    ({"vmlinuz-6.1.0": "kernel", "vmlinuz-5.10": "kernel", "initrd.img-6.1.0": "ramdisk", "notes.txt": "text"},
+     "initrd.img-6.1.0"),
+], ids=["same version", "initrd-VERSION", "initramfs-VERSION.img", "lone pair", "one version", "two kernels"])
+def test_a_kernel_upload_is_paired_with_the_ramdisk_of_its_version_or_the_lone_one(contents, files, ramdisk):
+    site = site_of(*(listed("erin", name, contents[kind], n) for n, (name, kind) in enumerate(files.items())))
+    kernel = kernels.kernel_upload(site, f"erin/{next(iter(files))}")
+    assert kernel is not None and kernel.iso.is_kernel
+    chosen, entry = kernels.pair(site, kernel)
+    assert chosen.name == ramdisk
+    assert (entry.number, entry.label, entry.kernel, entry.ramdisk, entry.cmdline, entry.source) == \
+        (1, kernel.name, kernel.path, chosen.path, "", "upload pair")
+    assert (entry.kernel_size, entry.ramdisk_size) == (len(contents["kernel"]), len(contents["ramdisk"]))
+
+
 @pytest.mark.parametrize("files, error", [
     ({"vmlinuz-6.1.0-amd64": "kernel", "initrd.img-5.10.0-amd64": "ramdisk"}, "no ramdisk of version 6.1.0-amd64"),
     ({"vmlinuz": "kernel", "initrd.img-a": "ramdisk", "initrd.img-b": "ramdisk"}, "cannot tell which ramdisk"),
@@ -280,25 +299,20 @@ async def test_upload_pair_is_listed_and_staged_byte_identical_on_any_dom0(lab, 
      "2 ramdisks could go with it"),
     ({"vmlinuz-6.1": "kernel"}, "no ramdisk"),
     ({"vmlinuz-6.1": "kernel", "initrd.img-6.1": "text"}, "does not start as a ramdisk does"),
-])
-def test_mismatched_or_ambiguous_pair_is_refused_and_leaves_nothing(tmp_path, files, error):
-    lab_dir = tmp_path / "lab"
-    assert run_cli("uploads", lab_dir=lab_dir).returncode == 0  # creates the lab
-    content = {"kernel": kernel_image(), "ramdisk": ramdisk_image(tmp_path), "text": b"not a ramdisk\n" * 100}
-    for name, kind in files.items():
-        put_upload(lab_dir, "erin", name, content[kind])
+], ids=["other version", "cannot tell", "two of its version", "none", "not a ramdisk"])
+async def test_a_mismatched_or_ambiguous_pair_is_refused_naming_what_was_found(contents, files, error):
+    site = site_of(*(listed("erin", name, contents[kind], n) for n, (name, kind) in enumerate(files.items())))
     kernel = next(n for n, k in files.items() if k == "kernel")
-    listed = run_cli("kernels", f"erin/{kernel}", lab_dir=lab_dir)
-    assert listed.returncode == 6 and error in listed.stderr, listed.stderr
-    staged = run_cli("stage-kernel", f"erin/{kernel}", "1", "--dom0", "dom0-a", lab_dir=lab_dir)
-    assert staged.returncode == 6 and error in staged.stderr, staged.stderr
-    assert not (lab_dir / "dom0-a" / "kernels" / "erin").exists()
+    with pytest.raises(NotApprovable, match=re.escape(error)):
+        kernels.pair(site, kernels.kernel_upload(site, f"erin/{kernel}"))
+    with pytest.raises(NotApprovable, match=re.escape(error)):  # what `isoadmin kernels` lists
+        await kernels.kernels(site, f"erin/{kernel}")
 
 
 async def test_lone_kernel_and_ramdisk_pair_and_a_changed_upload_leaves_nothing(lab, tmp_path):
     kernel, ramdisk = kernel_image(), ramdisk_image(tmp_path)
-    put_upload(lab.dir, "frank", "vmlinuz", kernel)
-    path = put_upload(lab.dir, "frank", "initrd.gz", ramdisk)
+    put_upload(lab, "frank", "vmlinuz", kernel)
+    path = put_upload(lab, "frank", "initrd.gz", ramdisk)
     site = Site(lab.config)
     await site.refresh()
     _, entries = await kernels.kernels(site, "frank/vmlinuz")
@@ -317,35 +331,8 @@ async def test_lone_kernel_and_ramdisk_pair_and_a_changed_upload_leaves_nothing(
     await site.close()
 
 
-def test_cli_stage_kernel_from_an_upload_pair(tmp_path):
-    lab_dir = tmp_path / "lab"
-    assert run_cli("uploads", lab_dir=lab_dir).returncode == 0
-    kernel, ramdisk = kernel_image(), ramdisk_image(tmp_path)
-    put_upload(lab_dir, "alice", "vmlinuz-6.1.0-amd64", kernel)
-    put_upload(lab_dir, "alice", "initrd.img-6.1.0-amd64", ramdisk)
-    uploads = {u["name"]: u for u in json.loads(run_cli("uploads", "--json", lab_dir=lab_dir).stdout)}
-    assert uploads["vmlinuz-6.1.0-amd64"]["content"] == "linux-kernel"
-    assert uploads["initrd.img-6.1.0-amd64"]["content"] == "gzip"
-    table = run_cli("uploads", lab_dir=lab_dir).stdout
-    assert "kernel" in next(line for line in table.splitlines() if "vmlinuz-6.1.0-amd64" in line)
-    listed = run_cli("kernels", "alice/vmlinuz-6.1.0-amd64", "--json", lab_dir=lab_dir)
-    assert listed.returncode == 0, listed.stderr
-    assert [(e["source"], e["ramdisk"].rsplit("/", 1)[-1]) for e in json.loads(listed.stdout)] == [
-        ("upload pair", "initrd.img-6.1.0-amd64")]
-    staged = run_cli("stage-kernel", "alice/vmlinuz-6.1.0-amd64", "1", "--dom0", "dom0-b", "--cmdline",
-                     "console=ttyS0", lab_dir=lab_dir)
-    assert staged.returncode == 0 and "staged" in staged.stdout, staged.stderr
-    sets = json.loads(run_cli("kernel-sets", "--json", lab_dir=lab_dir).stdout)
-    assert [(s["dom0"], s["cmdline"], s["sha256"]) for s in sets] == [
-        ("dom0-b", "console=ttyS0", {"kernel": hashlib.sha256(kernel).hexdigest(),
-                                     "ramdisk": hashlib.sha256(ramdisk).hexdigest()})]
-    assert run_cli("reject", "alice/initrd.img-6.1.0-amd64", "--reason", "not ours", lab_dir=lab_dir).returncode == 0
-    refused = run_cli("stage-kernel", "alice/vmlinuz-6.1.0-amd64", "1", "--dom0", "dom0-a", lab_dir=lab_dir)
-    assert refused.returncode == 6 and "is rejected: not ours" in refused.stderr, refused.stderr
-
-
 async def test_facts_cached_before_kernels_were_recognised_are_read_again(lab):
-    put_upload(lab.dir, "dave", "vmlinuz-6.1", kernel_image())
+    put_upload(lab, "dave", "vmlinuz-6.1", kernel_image())
     first = Site(lab.config)
     await first.refresh()
     await first.close()
@@ -371,13 +358,13 @@ HOSTILE_ENTRIES = [("loop", "/live/loop-a", ""), ("escape", "/live/escape", "/li
                    ("gone", "/live/gone", ""), ("through-folder", "/boot/live/vmlinuz", "/boot/live/initrd.img")]
 
 
-def put_symlinked_iso(lab_dir, name: str = "debian-live.iso", **kwargs) -> None:
+def put_symlinked_iso(lab, owner: str = "alice", name: str = "debian-live.iso", **kwargs) -> None:
     data = make_live_iso("DEBIAN_LIVE", KERNEL, RAMDISK, CMDLINE, **kwargs)
-    put_upload(lab_dir, "alice", name, data)
+    put_upload(lab, owner, name, data)
 
 
 async def test_symlinked_kernel_is_listed_and_staged_byte_identical_and_bad_links_are_skipped(lab):
-    put_symlinked_iso(lab.dir, links=LINKS, entries=HOSTILE_ENTRIES)
+    put_symlinked_iso(lab, links=LINKS, entries=HOSTILE_ENTRIES)
     site = Site(lab.config)
     await site.refresh()
     await site.approve(await site.plan("alice/debian-live.iso", "dom0-a"))
@@ -396,46 +383,6 @@ async def test_symlinked_kernel_is_listed_and_staged_byte_identical_and_bad_link
     with pytest.raises(NotApprovable, match="entry 'loop' is skipped: /live/loop-a: symbolic link loop"):
         await kernels.stage(site, "alice/debian-live.iso", "loop")
     await site.close()
-
-
-async def test_cli_lists_and_stages_a_symlinked_kernel_and_names_skipped_entries(lab):
-    put_symlinked_iso(lab.dir, links=LINKS, entries=HOSTILE_ENTRIES)
-    approved = await cli("approve", "alice/debian-live.iso", "--yes", lab_dir=lab.dir)
-    assert approved.returncode == 0, approved.stderr
-    listed = await cli("kernels", "alice/debian-live.iso", "--json", lab_dir=lab.dir)
-    assert listed.returncode == 0 and "Traceback" not in listed.stderr, listed.stderr
-    assert [(e["kernel"], e["kernel_size"]) for e in json.loads(listed.stdout)] == [
-        ("/live/vmlinuz", len(KERNEL)), ("/boot/live/vmlinuz", len(KERNEL))]
-    assert [line.split(": entry skipped: ")[1] for line in listed.stderr.splitlines()] == [
-        "loop (from /isolinux/isolinux.cfg): /live/loop-a: symbolic link loop (more than 8 links followed)",
-        "escape (from /isolinux/isolinux.cfg): /live/escape: a symbolic link points outside the ISO",
-        "gone (from /isolinux/isolinux.cfg): /live/gone: its target /live/vmlinuz-7.0 is not a file in the ISO"]
-    table = await cli("kernels", "alice/debian-live.iso", lab_dir=lab.dir)
-    assert table.returncode == 0 and "/live/vmlinuz" in table.stdout and "Traceback" not in table.stderr
-    staged = await cli("stage-kernel", "alice/debian-live.iso", "Live system", lab_dir=lab.dir)
-    assert staged.returncode == 0 and "Traceback" not in staged.stderr, staged.stderr
-    (folder,) = (lab.dir / "dom0-a" / "kernels" / "alice").iterdir()
-    assert (folder / "kernel").read_bytes() == KERNEL and (folder / "ramdisk").read_bytes() == RAMDISK
-    refused = await cli("stage-kernel", "alice/debian-live.iso", "escape", lab_dir=lab.dir)
-    assert refused.returncode == 6 and "points outside the ISO" in refused.stderr, refused.stderr
-
-
-async def test_cli_on_an_iso_whose_directory_records_are_cut_says_so_in_one_line(lab, tmp_path):
-    data = bytearray(make_live_iso("LIVE", KERNEL, RAMDISK, CMDLINE))
-    root = int.from_bytes(data[16 * 2048 + 156 + 2:16 * 2048 + 156 + 6], "little")  # ECMA-119 9.1.3
-    dot = data[root * 2048]  # the root's "." record; ".." follows it
-    data[root * 2048 + dot] = 0xFF  # the ".." record claims more bytes than it has: cut records
-    put_upload(lab.dir, "alice", "cut.iso", bytes(data))
-    site = Site(lab.config)
-    await site.refresh()
-    await site.approve(await site.plan("alice/cut.iso", "dom0-a"))  # its header is a valid ISO 9660 one
-    await site.close()
-    for args in (("kernels", "alice/cut.iso"), ("stage-kernel", "alice/cut.iso", "1")):
-        done = await cli(*args, lab_dir=lab.dir)
-        assert done.returncode == 6 and "Traceback" not in done.stderr, done.stderr
-        (line,) = done.stderr.strip().splitlines()
-        assert line.startswith("isoadmin: alice/cut.iso (dom0-a:cd_alice_cut") and \
-            "): cannot be read as ISO 9660: " in line, line
 
 
 def test_a_listing_reads_no_more_than_its_budget():

@@ -15,7 +15,7 @@ from backend.hypervisor.libvirt import cdrom_drive, cdrom_xml, disk_xml, source_
 from backend.lab import Lab
 from backend.site import Site
 
-from ..conftest import run_cli, sha256_file
+from ..conftest import isoadmin, sha256_file
 
 
 @pytest.fixture
@@ -175,28 +175,26 @@ async def test_read_only_refuses_insert_and_eject(lab):
     await site.close()
 
 
-def test_cli_insert_and_eject_cd(tmp_path):
-    lab_dir = tmp_path / "lab"
-    assert run_cli("approve", "alice/ipxe.iso", "--yes", lab_dir=lab_dir).returncode == 0
-    vol = json.loads(run_cli("volumes", "--json", lab_dir=lab_dir).stdout)[0]["name"]
-    refused = run_cli("insert-cd", vol, "bob-vm", lab_dir=lab_dir)
+async def test_cli_insert_and_eject_cd(lab):
+    config = lab.config_path
+    assert (await isoadmin("approve", "alice/ipxe.iso", "--yes", config=config)).returncode == 0
+    vol = json.loads((await isoadmin("volumes", "--json", config=config)).stdout)[0]["name"]
+    refused = await isoadmin("insert-cd", vol, "bob-vm", config=config)
     assert refused.returncode == 6 and "belongs to bob" in refused.stderr and len(refused.stderr.splitlines()) == 1
-    done = run_cli("insert-cd", vol, "alice-vm", lab_dir=lab_dir)
+    done = await isoadmin("insert-cd", vol, "alice-vm", config=config)
     assert done.returncode == 0 and "alice-vm" in done.stdout, done.stderr
-    busy = run_cli("delete-volume", f"dom0-a:{vol}", "--yes", lab_dir=lab_dir)
+    busy = await isoadmin("delete-volume", f"dom0-a:{vol}", "--yes", config=config)
     assert busy.returncode == 6 and "alice-vm" in busy.stderr
-    out = run_cli("eject-cd", "dom0-a:alice-vm", lab_dir=lab_dir)
+    out = await isoadmin("eject-cd", "dom0-a:alice-vm", config=config)
     assert out.returncode == 0 and "ejected" in out.stdout
-    assert run_cli("eject-cd", "alice-vm", lab_dir=lab_dir).returncode == 2
+    assert (await isoadmin("eject-cd", "alice-vm", config=config)).returncode == 2
 
 
-def test_read_only_cli_insert_and_eject_send_nothing_mutating(tmp_path):
+async def test_read_only_cli_insert_and_eject_send_nothing_mutating(lab):
     from ..cli.test_readonly import assert_only_reads
 
-    lab_dir = tmp_path / "lab"
-    assert run_cli("uploads", lab_dir=lab_dir).returncode == 0  # creates the lab
-    (lab_dir / "hosts.log").unlink()
+    lab.command_log.unlink(missing_ok=True)
     for args in (("insert-cd", "dom0-a:cd_x", "alice-vm"), ("eject-cd", "dom0-a:alice-vm")):
-        r = run_cli("--read-only", *args, lab_dir=lab_dir)
+        r = await isoadmin("--read-only", *args, config=lab.config_path)
         assert r.returncode == 4 and "read-only" in r.stderr, (args, r.stderr)
-    assert_only_reads(lab_dir)
+    assert_only_reads(lab.dir)

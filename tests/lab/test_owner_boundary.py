@@ -25,7 +25,7 @@ from backend.lab import Lab
 from backend.labweb import AUTH
 from backend.site import Site
 
-from ..conftest import cli, sha256_file
+from ..conftest import isoadmin, sha256_file
 from .test_hostile import tree
 
 #: iterations of each race: a symlink swapped in and out of an owner's folder while isoadmin works there
@@ -285,12 +285,13 @@ async def test_credentials_in_a_url_are_never_stored_or_shown(lab, tmp_path):
             await download.download_url(site, url.replace(quoted, "wrong"), "bob", "auth.iso")
     finally:
         await site.close()
-    r = await cli("jobs", "--json", lab_dir=lab.dir)
-    r2 = await cli("audit", lab_dir=lab.dir)
-    r3 = await cli("cache", lab_dir=lab.dir)
-    r4 = await cli("download-url", url, "--owner", "bob", "--name", "cli.iso", lab_dir=lab.dir)
+    config = lab.config_path
+    r = await isoadmin("jobs", "--json", config=config)
+    r2 = await isoadmin("audit", config=config)
+    r3 = await isoadmin("cache", config=config)
+    r4 = await isoadmin("download-url", url, "--owner", "bob", "--name", "cli.iso", config=config)
     assert r4.returncode == 0, r4.stderr
-    r5 = await cli("download-url", url.replace("/auth/", "/auth/missing-"), "--owner", "bob", lab_dir=lab.dir)
+    r5 = await isoadmin("download-url", url.replace("/auth/", "/auth/missing-"), "--owner", "bob", config=config)
     assert r5.returncode == 13 and "***" in r5.stderr, r5.stderr
     assert shown in r.stdout and shown in r3.stdout
     needles = [password.encode(), quoted.encode()]
@@ -377,10 +378,10 @@ async def test_small_refusals(lab):
                 await kernels.stage(site, key, "1")
     finally:
         await site.close()
-    r = await cli("download-url", lab.web.url("/iso/ipxe.iso"), "--owner", "bob", "--sha256", "xyz",
-                  lab_dir=lab.dir)
+    r = await isoadmin("download-url", lab.web.url("/iso/ipxe.iso"), "--owner", "bob", "--sha256", "xyz",
+                       config=lab.config_path)
     assert r.returncode == 2 and "64 hex digits" in r.stderr, r.stderr
-    r = await cli("download-url", lab.web.url("/iso/ipxe.iso"), "--owner", ".hidden", lab_dir=lab.dir)
+    r = await isoadmin("download-url", lab.web.url("/iso/ipxe.iso"), "--owner", ".hidden", config=lab.config_path)
     assert r.returncode == 5, r.stderr
 
 

@@ -9,7 +9,7 @@ import json
 from backend.imagehost import parse_listing
 from backend.site import Site
 
-from ..conftest import run_cli
+from ..conftest import isoadmin
 
 
 def test_listing_carries_groups_and_folder_groups():
@@ -44,13 +44,12 @@ async def test_as_user_sees_only_the_owners_it_may_act_for(lab):
         await site.close()
 
 
-def test_cli_owners_and_as(tmp_path):
-    lab_dir = tmp_path / "lab"
-    r = run_cli("owners", "--json", lab_dir=lab_dir)
+async def test_cli_owners_and_as(lab):
+    r = await isoadmin("owners", "--json", config=lab.config_path)
     assert r.returncode == 0, r.stderr
     rows = {o["name"]: o for o in json.loads(r.stdout)}
     assert set(rows) == {"alice", "bob", "carol"} and rows["alice"]["pending"] == 3 and rows["alice"]["cds"] == 0
-    mine = json.loads(run_cli("--as", "bob", "uploads", "--json", lab_dir=lab_dir).stdout)
+    mine = json.loads((await isoadmin("--as", "bob", "uploads", "--json", config=lab.config_path)).stdout)
     assert {u["owner"] for u in mine} == {"bob"}
-    nope = run_cli("--as", "bob", "approve", "alice/ipxe.iso", "--yes", lab_dir=lab_dir)
+    nope = await isoadmin("--as", "bob", "approve", "alice/ipxe.iso", "--yes", config=lab.config_path)
     assert nope.returncode == 5 and "no upload" in nope.stderr

@@ -4,7 +4,6 @@ state dir. The README's configuration reference is the schema's."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 
 import pytest
@@ -12,7 +11,7 @@ import pytest
 from backend.config import parse_config, reference_markdown
 from backend.errors import ConfigError
 
-from ..conftest import ROOT, cli
+from ..conftest import ROOT, isoadmin
 from .test_units import minimal
 
 SITE = """
@@ -101,7 +100,8 @@ def test_a_good_site_file_and_the_new_ledger_table(tmp_path):
 
 
 async def test_the_cli_says_one_line_and_exits_2(tmp_path):
-    """The cases a new user met, through the real CLI: config values, --lab, the state dir."""
+    """The cases a new user met, through the CLI's own code (in this process): config values, --lab, the state
+    dir."""
     state_file = tmp_path / "state-is-a-file"
     state_file.write_text("")
     runs = []
@@ -117,14 +117,8 @@ async def test_the_cli_says_one_line_and_exits_2(tmp_path):
             runs.append((["--config", str(path), *command], f"{path}: console.state_dir: "))
     runs.append((["--lab=/dev/null/lab", "uploads"], "isoadmin: --lab /dev/null/lab: "))
     runs.append((["--lab=/etc/hostname", "uploads"], "isoadmin: --lab /etc/hostname: not a directory"))
-    limit = asyncio.Semaphore(6)
-
-    async def run(argv):
-        async with limit:
-            return await cli(*argv)
-
-    results = await asyncio.gather(*(run(argv) for argv, _ in runs))
-    for (argv, start), r in zip(runs, results):
+    for argv, start in runs:
+        r = await isoadmin(*argv)
         assert r.returncode == 2, (argv, r.returncode, r.stderr)
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and "Traceback" not in r.stderr, (argv, r.stderr)

@@ -6,6 +6,7 @@ the key where there is one), exit 2."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import getpass
 import os
@@ -22,7 +23,7 @@ from backend.config import parse_config
 from backend.errors import ConfigError
 from backend.site import Site
 
-from ..conftest import ROOT, cli
+from ..conftest import ROOT, isoadmin
 from .test_config import merged
 
 SYSTEM = ["/", "//", "/etc", "/var/..", "/usr/", "/tmp", "/./etc", "/var/lib", "/var/cache/", "/var/tmp",
@@ -86,10 +87,10 @@ def test_folders_below_system_folders_are_allowed_and_normalised(tmp_path):
 
 async def test_gc_on_an_uploads_root_of_etc_lists_nothing_and_exits_2(tmp_path):
     """The case that was met: ``gc`` with ``uploads_root = "/etc"`` listed the files of /etc as "would be
-    removed". Through the real CLI, before any host is asked anything."""
+    removed". Through the CLI's own code (in this process), before any host is asked anything."""
     path = tmp_path / "site.toml"
     path.write_text(merged(f'[image_hosts.ih]\nuploads_root = "/etc"\n[console]\nstate_dir = "{tmp_path}/s"\n'))
-    r = await cli("gc", config=path, timeout=60)
+    r = await isoadmin("gc", config=path)
     assert r.returncode == 2 and r.stdout == "", (r.returncode, r.stdout, r.stderr)
     assert r.stderr.splitlines() == [f"isoadmin: {path}: image_hosts.ih.uploads_root: '/etc' is a system folder, "
                                      "which isoadmin must never write to or clean up: give a folder of its own "
@@ -194,7 +195,7 @@ async def test_same_name_for_an_image_host_and_a_dom0_is_refused(tmp_path):
         parse_config(tomllib.loads(path.read_text()), path)
     expected = f"{path}: dom0s.d0: 'd0' is also the name of an image host: give each host one name and one role"
     assert caught.value.message == expected
-    r = await cli("hosts", config=path, timeout=60)  # it used to show two rows named d0
+    r = await isoadmin("hosts", config=path)  # it used to show two rows named d0
     assert (r.returncode, r.stdout, r.stderr) == (2, "", f"isoadmin: {expected}\n")
 
 
@@ -280,33 +281,53 @@ def test_a_site_file_of_1_mib_is_read_and_one_byte_more_is_refused(tmp_path):
     assert caught.value.message == f"{path}: larger than 1 MiB (a site file is a few KiB): is this the right file?"
 
 
-def run_cli_bounded(config: Path, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
-    """The real CLI, ``--config CONFIG ARGS`` (no ARGS: the console), killed after ``timeout`` seconds and held
-    to 1 GiB of address space: a CLI that reads /dev/zero forever fails the test instead of filling the
-    machine."""
+async def cli_bounded(config: Path, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    """The real CLI as a process of its own, ``--config CONFIG ARGS``, killed after ``timeout`` seconds and held
+    to 1 GiB of address space: a CLI that reads /dev/zero forever or waits on a fifo forever fails the test
+    instead of filling or hanging the machine."""
     import resource
 
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
 
     env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="200")
-    return subprocess.run([sys.executable, "-m", "tui", "--config", str(config), *args], capture_output=True,
-                          text=True, timeout=timeout, env=env, cwd=ROOT, stdin=subprocess.DEVNULL,
-                          preexec_fn=limit)
+    argv = [sys.executable, "-m", "tui", "--config", str(config), *args]
+    proc = await asyncio.create_subprocess_exec(*argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                                stderr=subprocess.PIPE, env=env, cwd=ROOT, preexec_fn=limit)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise AssertionError(f"isoadmin --config {config} {' '.join(args)}: still running after {timeout} s") from None
+    return subprocess.CompletedProcess(argv, proc.returncode, out.decode(), err.decode())
 
 
-def test_config_dev_zero_is_refused_at_once(tmp_path):
-    """Through the real CLI: /dev/zero (it used to be read forever), a fifo no one writes to (it used to wait
-    for a writer), a directory and a nested file each get one line and exit 2, never a traceback."""
+NOT_A_SITE_FILE = "isoadmin: {path}: {kind}, not a site file: give the site file itself (see README)\n"
+
+
+@pytest.mark.process
+async def test_config_dev_zero_and_a_fifo_are_refused_at_once(tmp_path):
+    """Through the real CLI, bounded in time and memory: /dev/zero (it used to be read forever) and a fifo no
+    one writes to (it used to wait for a writer) each get one line and exit 2, never a traceback."""
     fifo = tmp_path / "fifo.toml"
     os.mkfifo(fifo)
+    cases = {"/dev/zero": "a character device", str(fifo): "a fifo"}
+    results = await asyncio.gather(*(cli_bounded(Path(path), "uploads") for path in cases))
+    for (path, kind), r in zip(cases.items(), results):
+        assert (r.returncode, r.stdout) == (2, ""), (path, r.returncode, r.stderr)
+        assert r.stderr == NOT_A_SITE_FILE.format(path=path, kind=kind)
+
+
+async def test_config_a_directory_or_a_nested_file_is_refused_at_once(tmp_path):
+    """Through the CLI's own code (in this process): a directory and a file nested too deep each get one line
+    and exit 2, never a traceback."""
     deep = tmp_path / "deep.toml"
     deep.write_text("a = " + "[" * 100_000 + "]" * 100_000 + "\n")
-    for path, kind in {"/dev/zero": "a character device", str(fifo): "a fifo", str(tmp_path): "a directory"}.items():
-        r = run_cli_bounded(Path(path), "uploads")
-        assert (r.returncode, r.stdout) == (2, ""), (path, r.returncode, r.stderr)
-        assert r.stderr == f"isoadmin: {path}: {kind}, not a site file: give the site file itself (see README)\n"
-    r = run_cli_bounded(deep, "uploads")
+    r = await isoadmin("uploads", config=tmp_path)
+    assert (r.returncode, r.stdout) == (2, ""), (tmp_path, r.returncode, r.stderr)
+    assert r.stderr == NOT_A_SITE_FILE.format(path=tmp_path, kind="a directory")
+    r = await isoadmin("uploads", config=deep)
     assert (r.returncode, r.stdout, r.stderr) == (2, "", f"isoadmin: {too_deep(deep)}\n")
 
 
@@ -351,11 +372,12 @@ def test_keymap_swaps_and_keys_of_other_screens_are_allowed():
     assert keymap_clash({"approve": "A", "nope": "1"}) is None  # unknown ids are the caller's to refuse
 
 
-def test_the_console_refuses_a_keymap_clash_in_one_line(tmp_path):
-    """Through the real CLI, opening the console (no command): one line, exit 2, before the screen starts."""
+async def test_the_console_refuses_a_keymap_clash_in_one_line(tmp_path):
+    """Through the CLI's own code (in this process), opening the console (no command): one line, exit 2, before
+    the screen starts."""
     path = tmp_path / "site.toml"
     path.write_text(merged(f'[console]\nstate_dir = "{tmp_path}/state"\nkeymap = {{ approve = "1" }}\n'))
-    r = run_cli_bounded(path)
+    r = await asyncio.wait_for(isoadmin(config=path), 30)
     assert (r.returncode, r.stdout) == (2, ""), (r.returncode, r.stdout[-500:], r.stderr)
     assert r.stderr == (f"isoadmin: {path}: console.keymap.approve: '1' is also the key of 'uploads' (anywhere), "
                         "active where 'approve' is: pick another key, or give 'uploads' another one too\n")

@@ -1,6 +1,7 @@
 """The display rule: text chosen by strangers (file and owner names, ISO volume ids, rejection reasons, host
 errors) is shown as text, never parsed as markup, with control characters shown escaped; ``--json`` keeps it
-exact. The CLI runs as a separate process against a real lab; the console through Pilot."""
+exact. The CLI's own code runs in this process (:func:`tui.cli.amain`, its output captured) against a real
+lab; the console through Pilot."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from textual.app import App
 from textual.widgets import DataTable, Input, Label, OptionList
 from tui.app import IsoadminApp
 
-from ..conftest import cli
+from ..conftest import isoadmin
 from ..tui.test_tui import wait_for
 
 ESCAPES = {
@@ -160,7 +161,7 @@ async def test_markup_in_a_volume_id_and_escapes_in_names_are_shown_as_text(lab)
     await site.approve(await site.plan(f"bob/{ESCAPES['title.iso']}"), )
     await site.close()
     for command in ("uploads", "volumes", "catalog"):
-        r = await cli(command, config=lab.config_path)
+        r = await isoadmin(command, config=lab.config_path)
         assert r.returncode == 0 and "Traceback" not in r.stderr, (command, r.stderr)
         clean(r.stdout)
         if command in ("uploads", "catalog"):
@@ -168,7 +169,7 @@ async def test_markup_in_a_volume_id_and_escapes_in_names_are_shown_as_text(lab)
         assert "\\x1b[2Jclear.iso" in r.stdout and "\\x1b]0;owned\\x07title.iso" in r.stdout
         if command == "uploads":
             assert "\\u202egpj.iso" in r.stdout and "c1\\x9b31m.iso" in r.stdout
-    r = await cli("uploads", "--json", config=lab.config_path)
+    r = await isoadmin("uploads", "--json", config=lab.config_path)
     names = {u["name"] for u in json.loads(r.stdout)}
     assert set(ESCAPES.values()) <= names  # --json keeps the exact names
     vids = {(u["iso"] or {}).get("volume_id") for u in json.loads(r.stdout)}
@@ -182,12 +183,12 @@ async def test_markup_in_a_rejection_reason_is_shown_as_text(lab):
     await site.reject("alice/tools.iso", reason)
     await site.close()
     for command in ("audit", "jobs", "uploads"):
-        r = await cli(command, config=lab.config_path)
+        r = await isoadmin(command, config=lab.config_path)
         assert r.returncode == 0 and "Traceback" not in r.stderr, (command, r.stderr)
         clean(r.stdout)
-    r = await cli("audit", config=lab.config_path)
+    r = await isoadmin("audit", config=lab.config_path)
     assert "[/] [bold]no[/bold] \\x1b[2J" in r.stdout
-    r = await cli("audit", "--json", config=lab.config_path)
+    r = await isoadmin("audit", "--json", config=lab.config_path)
     assert reason in [e["reason"] for e in json.loads(r.stdout)]
 
     rows = await audit_screen_rows(lab)
@@ -225,7 +226,7 @@ async def test_catalog_csv_holds_no_control_character_and_no_formula_cell(lab):
         await site.approve(await site.plan(key))
     await site.close()
 
-    r = await cli("catalog", "--csv", config=lab.config_path)
+    r = await isoadmin("catalog", "--csv", config=lab.config_path)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     assert is_printable(r.stdout.replace("\r\n", "\n")), repr(r.stdout)  # CRLF ends each CSV record
     rows = list(csv.DictReader(io.StringIO(r.stdout, newline="")))
@@ -238,7 +239,7 @@ async def test_catalog_csv_holds_no_control_character_and_no_formula_cell(lab):
                      "'=1+cmd|'calc'!A0.iso": "'" + HYPERLINK.decode(),
                      "'@SUM(1+1).iso": "'+1+1"}
 
-    exact = json.loads((await cli("catalog", "--json", config=lab.config_path)).stdout)
+    exact = json.loads((await isoadmin("catalog", "--json", config=lab.config_path)).stdout)
     assert {row["upload"]: row["volume_id"] for row in exact} == {  # --json keeps the exact strings
         "osc52.iso": OSC52.decode(), "=1+cmd|'calc'!A0.iso": HYPERLINK.decode(), "@SUM(1+1).iso": "+1+1"}
 
@@ -247,12 +248,12 @@ async def test_an_owner_name_with_a_zero_width_space_is_shown_escaped(lab):
     spoof = "al\u200bice"  # looks exactly like "alice" when shown raw
     put(lab, spoof, "ipxe.iso", make_iso("SPOOF", {"README.TXT;1": b"x\n"}))
     for command in ("owners", "uploads"):
-        r = await cli(command, config=lab.config_path)
+        r = await isoadmin(command, config=lab.config_path)
         assert r.returncode == 0 and "Traceback" not in r.stderr, (command, r.stderr)
         clean(r.stdout)
         owners = {line.split("\t")[0] for line in r.stdout.splitlines()[1:]}
         assert {"alice", "al\\u200bice"} <= owners, (command, owners)
-    r = await cli("owners", "--json", config=lab.config_path)
+    r = await isoadmin("owners", "--json", config=lab.config_path)
     assert spoof in {o["name"] for o in json.loads(r.stdout)}
 
     site = Site(lab.config)
