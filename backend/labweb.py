@@ -199,6 +199,7 @@ class LabFtp:
 
             from pyftpdlib.authorizers import DummyAuthorizer
             from pyftpdlib.handlers import FTPHandler
+            from pyftpdlib.ioloop import IOLoop
             from pyftpdlib.servers import ThreadedFTPServer
         except ImportError:
             return False
@@ -212,7 +213,9 @@ class LabFtp:
                 ftp.log.append(("RETR", "/" + Path(file).name))
 
         Handler.authorizer = authorizer
-        self.server = ThreadedFTPServer(("127.0.0.1", 0), Handler)
+        # a loop of its own: pyftpdlib's default loop is one per process, so stopping one lab would close
+        # another lab's sockets in the same process
+        self.server = ThreadedFTPServer(("127.0.0.1", 0), Handler, ioloop=IOLoop())
         self.port = self.server.socket.getsockname()[1]
         server, stopping = self.server, threading.Event()
 
