@@ -92,8 +92,8 @@ async def test_uploads_pick_and_stage_an_uploaded_kernel_and_its_ramdisk(lab, tm
     from ..lab.test_kernels import kernel_image, put_upload, ramdisk_image
 
     kernel, ramdisk = kernel_image(), ramdisk_image(tmp_path)
-    put_upload(lab.dir, "dave", "vmlinuz-6.1.0-amd64", kernel)
-    put_upload(lab.dir, "dave", "initrd.img-6.1.0-amd64", ramdisk)
+    put_upload(lab, "dave", "vmlinuz-6.1.0-amd64", kernel)
+    put_upload(lab, "dave", "initrd.img-6.1.0-amd64", ramdisk)
     site = Site(lab.config)
     app = IsoadminApp(site, lab=lab)
     async with app.run_test(size=SIZE) as pilot:
@@ -124,11 +124,11 @@ async def test_kernels_key_on_hostile_isos_warns_or_shows_one_error_and_the_cons
 
     from ..lab.test_kernels import HOSTILE_ENTRIES, KERNEL, LINKS, RAMDISK, put_symlinked_iso, put_upload
 
-    put_symlinked_iso(lab.dir, links=LINKS, entries=HOSTILE_ENTRIES)
+    put_symlinked_iso(lab, links=LINKS, entries=HOSTILE_ENTRIES)
     data = bytearray(make_live_iso("LIVE", KERNEL, RAMDISK, "quiet"))
     root = int.from_bytes(data[16 * 2048 + 156 + 2:16 * 2048 + 156 + 6], "little")
     data[root * 2048 + data[root * 2048]] = 0xFF  # the root's ".." record cut short
-    put_upload(lab.dir, "alice", "cut.iso", bytes(data))
+    put_upload(lab, "alice", "cut.iso", bytes(data))
     site = Site(lab.config)
     await site.refresh()
     for name in ("debian-live.iso", "cut.iso"):
