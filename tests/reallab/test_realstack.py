@@ -126,12 +126,19 @@ async def approve_and_interfere(site: Site, key: str, phase: str, action) -> Job
     return failure.value
 
 
+#: pkill/pgrep patterns for the copy inside the guest (backend/sh/imagehost-copy.sh): its shell and any dd, and
+#: the writer alone (the dd with an ``of=``; on a guest whose dd has no O_NOFOLLOW it reads the upload through
+#: /proc/self/fd/7, so the upload's path is not on its command line).
+COPY_PROCESSES = "'[i]soadmin-copy|[d]d if='"
+COPY_WRITER = "'[d]d if=[^ ]* of=/dev/'"
+
+
 async def assert_rolled_back(reallab, guest, site, job_id: str, path: str, digest: str) -> None:
     job = next(j for j in site.jobs() if j.id == job_id)
     assert job.state == "failed" and "detached" in job.rollback and "removed" in job.rollback
     assert not [n for n in lvs(reallab) if n.startswith(("cdtmp_", "cd_bob", "cd_carol"))]
     assert job.serial not in await guest_serials(guest)
-    left = (await guest.run("pgrep -f '[d]d if=/tmp/cds' || true")).stdout.strip()
+    left = (await guest.run(f"pgrep -f {COPY_PROCESSES} || true")).stdout.strip()
     assert left == "", f"copy processes left running in the image host: {left}"
     assert (await guest.run(f"sha256sum {path}", check=True)).stdout.split()[0] == digest  # upload intact
 
@@ -142,7 +149,7 @@ async def test_copy_killed_inside_the_guest_rolls_back(reallab, real_config, gue
 
     async def kill_copy() -> None:
         await asyncio.sleep(0.5)
-        await guest.run("pkill -f '[d]d if=/tmp/cds/bob/big.iso'")
+        await guest.run(f"pkill -f {COPY_WRITER}")
 
     failure = await approve_and_interfere(site, "bob/big.iso", "copy", kill_copy)
     assert failure.phase == "copy"
