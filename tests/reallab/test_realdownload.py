@@ -3,7 +3,6 @@ through its user-mode network (qemu guestfwd; nothing else is reachable), then t
 
 from __future__ import annotations
 
-import asyncio
 import shlex
 import shutil
 
@@ -14,6 +13,7 @@ from backend.labweb import LabWeb
 from backend.models import UploadState
 
 from ..conftest import DEBIAN_ISOS, sha256_file
+from ..lab.conftest import until
 from .test_realstack import lv_sha256, lvs, ready_site
 
 pytestmark = pytest.mark.reallab
@@ -42,10 +42,12 @@ async def test_guest_downloads_then_imports(reallab, real_config, guest, web):
         assert again.cached and web.downloads("/iso/ipxe.iso") == 1
         with pytest.raises(download.UrlRefused):
             await download.download_url(site, "http://10.0.2.2/iso/ipxe.iso", "dora", "x.iso")
-        await asyncio.sleep(1.2)  # the site's settle time
-        await site.refresh()
-        upload = next(u for u in site.snapshot.uploads if u.key == "dora/net.iso")
-        assert upload.state == UploadState.PENDING
+
+        async def settled() -> bool:  # older than the site's settle time
+            await site.refresh()
+            return any(u.key == "dora/net.iso" and u.state == UploadState.PENDING for u in site.snapshot.uploads)
+
+        await until(settled, "the download to settle as a pending upload", interval=0.2)
         job = await site.approve(await site.plan("dora/net.iso"))
         assert job.state == "done" and job.sha256 == expected
         assert job.final in lvs(reallab)
