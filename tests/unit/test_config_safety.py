@@ -73,11 +73,11 @@ def test_a_dot_dot_is_refused_with_what_to_write_instead(tmp_path):
 
 def test_folders_below_system_folders_are_allowed_and_normalised(tmp_path):
     cfg = parse_config(tomllib.loads(merged(
-        '[image_hosts.ih]\nuploads_root = "/tmp//cds/./"\ncache_dir = "/var/cache/isoadmin/"\n'
+        '[image_hosts.ih]\nuploads_root = "/srv//cds/./"\ncache_dir = "/var/cache/isoadmin/"\n'
         '[dom0s.d0]\nkernel_dir = "/var/lib/isoadmin/kernels"\n'
         f'[console]\nstate_dir = "{tmp_path / "state"}/"\n[site]\nledger = "ih:/var/lib/isoadmin/./"\n')))
     ih = cfg.image_hosts["ih"]
-    assert (ih.uploads_root, ih.cache_dir) == ("/tmp/cds", "/var/cache/isoadmin")
+    assert (ih.uploads_root, ih.cache_dir) == ("/srv/cds", "/var/cache/isoadmin")
     assert cfg.dom0s["d0"].kernel_dir == "/var/lib/isoadmin/kernels"
     assert cfg.state_dir == tmp_path / "state" and cfg.ledger == "ih:/var/lib/isoadmin"
     assert cfg.ledger_location() == ("ih", "/var/lib/isoadmin")
